@@ -1,0 +1,26 @@
+"""edge_sdk: run and ship neural networks on edge devices.
+
+``import edge_sdk`` needs numpy alone; every runtime is imported lazily by the
+backend that uses it.
+"""
+
+from __future__ import annotations
+
+from edge_sdk.errors import EdgeSDKError
+from edge_sdk.formats import detect_format, inspect_file
+from edge_sdk.loader import load
+from edge_sdk.model import Model
+from edge_sdk.tensor_spec import QuantParams, TensorSpec
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "EdgeSDKError",
+    "Model",
+    "QuantParams",
+    "TensorSpec",
+    "__version__",
+    "detect_format",
+    "inspect_file",
+    "load",
+]

@@ -1,0 +1,64 @@
+"""Keep third-party runtimes quiet unless the user asks to see them (``--verbose``)."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+import tempfile
+from typing import Iterator
+
+_NOISY_LOGGERS = ("tensorflow", "absl", "nncf", "openvino", "onnxruntime", "tf2onnx", "h5py", "jax")
+
+
+def quiet_third_party(verbose: bool = False) -> None:
+    """Set the env vars and log levels that silence TF/absl/NNCF/ORT chatter (idempotent)."""
+    if verbose:
+        os.environ.pop("TF_CPP_MIN_LOG_LEVEL", None)
+        for name in _NOISY_LOGGERS:
+            logging.getLogger(name).setLevel(logging.INFO)
+        return
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    os.environ.setdefault("GLOG_minloglevel", "3")
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+    for name in _NOISY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+class CapturedStderr:
+    """Text a native library wrote to file descriptor 2 inside :func:`native_stderr`."""
+
+    text: str = ""
+
+    def last_line(self) -> str:
+        lines = [ln.strip() for ln in self.text.splitlines() if ln.strip()]
+        return lines[-1] if lines else ""
+
+
+@contextlib.contextmanager
+def native_stderr(verbose: bool = False) -> Iterator[CapturedStderr]:
+    """Capture what C++ runtimes print on fd 2 (e.g. "Created TensorFlow Lite XNNPACK delegate").
+
+    Python's ``sys.stderr`` cannot silence native code, so fd 2 is pointed at a temp
+    file for the duration. The text is kept so a failure can quote the runtime's reason.
+    """
+    captured = CapturedStderr()
+    if verbose:
+        yield captured
+        return
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no real fd 2 (embedded interpreters)
+        yield captured
+        return
+    with tempfile.TemporaryFile(mode="w+b") as tmp:
+        os.dup2(tmp.fileno(), 2)
+        try:
+            yield captured
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            tmp.seek(0)
+            captured.text = tmp.read().decode("utf-8", errors="replace")

@@ -1,0 +1,113 @@
+"""Model file formats: recognise a file by its content and check it before any runtime sees it.
+
+One registry, keyed by format name. Each entry lives in its own module and
+provides ``sniff`` (cheap content test on the first bytes) and ``validate``
+(the full untrusted-file check). :func:`inspect_file` is the single entry point
+the loader and the CLI use.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from edge_sdk.errors import ModelFileError, UnsupportedFormatError
+
+#: refuse files larger than this unless the caller raises the limit (ONNX's protobuf limit is 2 GiB;
+#: bigger models use external data, whose files are checked separately).
+MAX_MODEL_BYTES = 4 * 1024**3
+#: the smallest valid model of any supported format is larger than this.
+MIN_MODEL_BYTES = 16
+HEAD_BYTES = 512
+
+
+@dataclass(frozen=True)
+class ModelFile:
+    """A model file that passed the checks of its format."""
+
+    path: Path
+    format: str
+    size: int
+    companions: tuple[Path, ...] = field(default=())  # .bin of OpenVINO, external data of ONNX
+
+
+@dataclass(frozen=True)
+class FormatHandler:
+    name: str
+    extensions: tuple[str, ...]
+    sniff: Callable[[bytes], bool]
+    validate: Callable[[Path, int], ModelFile]
+
+
+_REGISTRY: dict[str, FormatHandler] = {}
+
+
+def register_format(handler: FormatHandler) -> None:
+    _REGISTRY[handler.name] = handler
+
+
+def format_names() -> list[str]:
+    _ensure_registered()
+    return list(_REGISTRY)
+
+
+def _ensure_registered() -> None:
+    if not _REGISTRY:
+        from edge_sdk.formats import onnx_format, openvino_format, tflite_format  # noqa: F401
+
+
+def _check_regular_file(path: Path, max_bytes: int) -> int:
+    if not path.exists() and not path.is_symlink():
+        raise ModelFileError(f"model file not found: {path}")
+    try:
+        st = path.stat()
+    except OSError as e:
+        raise ModelFileError(f"cannot read model file {path}: {e.strerror}") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise ModelFileError(
+            f"{path} is a directory, not a model file; pass the .onnx, .tflite or OpenVINO .xml file inside it"
+        )
+    if not stat.S_ISREG(st.st_mode):
+        raise ModelFileError(f"{path} is not a regular file (device, pipe or socket); pass a model file")
+    if st.st_size == 0:
+        raise ModelFileError(f"model file is empty (0 bytes): {path}")
+    if st.st_size < MIN_MODEL_BYTES:
+        raise ModelFileError(f"model file is too small to be a model ({st.st_size} bytes): {path}")
+    if st.st_size > max_bytes:
+        raise ModelFileError(
+            f"model file is {st.st_size} bytes, above the {max_bytes}-byte limit: {path}; "
+            "pass max_bytes=... to load a model this large on purpose"
+        )
+    if not os.access(path, os.R_OK):
+        raise ModelFileError(f"model file is not readable (permissions): {path}")
+    return st.st_size
+
+
+def detect_format(path: str | os.PathLike[str], *, max_bytes: int = MAX_MODEL_BYTES) -> str:
+    """Name of the format of ``path``, decided by content (the extension is only a tie-breaker)."""
+    return inspect_file(path, max_bytes=max_bytes).format
+
+
+def inspect_file(path: str | os.PathLike[str], *, max_bytes: int = MAX_MODEL_BYTES) -> ModelFile:
+    """Check an untrusted model file and return what it is; raise a typed error if it is not a model."""
+    _ensure_registered()
+    p = Path(path)
+    size = _check_regular_file(p, max_bytes)
+    with open(p, "rb") as f:
+        head = f.read(HEAD_BYTES)
+    matches = [h for h in _REGISTRY.values() if h.sniff(head)]
+    by_ext = [h for h in _REGISTRY.values() if p.suffix.lower() in h.extensions]
+    if not matches:
+        # ONNX has no magic number; its sniff is weak, so an .onnx name still gets the full parse.
+        matches = [h for h in by_ext if h.name == "onnx"]
+    if not matches:
+        expected = f" (a '{p.suffix}' name suggests {by_ext[0].name}, but the content is not)" if by_ext else ""
+        raise UnsupportedFormatError(
+            f"{p} is not a model format edge_sdk can load{expected}; "
+            "supported: ONNX (.onnx), TFLite (.tflite), OpenVINO IR (.xml + .bin)"
+        )
+    matches.sort(key=lambda h: h not in by_ext)
+    return matches[0].validate(p, size)

@@ -1,0 +1,178 @@
+"""Model: one loaded model behind one API, whatever runtime runs it.
+
+Thread safety: a ``Model`` may be used from any thread but from **one thread at
+a time**. A second thread calling while a run is in flight gets a
+:class:`~edge_sdk.errors.ConcurrentUseError` instead of silently corrupting the
+runtime's buffers; use one ``Model`` per thread for parallel inference.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Mapping, Sequence, Union
+
+import numpy as np
+
+from edge_sdk.errors import ConcurrentUseError, InputMismatchError, ModelClosedError
+from edge_sdk.tensor_spec import TensorSpec
+
+if TYPE_CHECKING:
+    from edge_sdk.backends.base import Backend
+    from edge_sdk.formats import ModelFile
+
+Feeds = Union[np.ndarray, Sequence[np.ndarray], Mapping[str, np.ndarray]]
+
+
+class Model:
+    """A model loaded by :func:`edge_sdk.load`.
+
+    ``run(feeds)`` returns ``{output_name: array}``; ``model(x)`` is the shortcut for
+    single-input models and returns the array itself when there is one output.
+    With ``dequantize=True`` (per call or at load) float inputs are quantized into an
+    int8/uint8 input with the model's own scale/zero-point, and quantized outputs are
+    returned as float32.
+    """
+
+    def __init__(self, backend: "Backend", model_file: "ModelFile", *, dequantize: bool = False) -> None:
+        self._backend = backend
+        self.file = model_file
+        self.dequantize = dequantize
+        self.inputs: list[TensorSpec] = list(backend.inputs)
+        self.outputs: list[TensorSpec] = list(backend.outputs)
+        self._input_names = [s.name for s in self.inputs]
+        self._output_names = [s.name for s in self.outputs]
+        self._lock = threading.Lock()
+        self._closed = False
+
+    # -- description -------------------------------------------------------------------------
+    @property
+    def path(self) -> Path:
+        return self.file.path
+
+    @property
+    def format(self) -> str:
+        return self.file.format
+
+    @property
+    def backend(self) -> str:
+        return self._backend.name
+
+    def describe(self) -> dict[str, Any]:
+        """Format, backend, what the runtime uses (providers/delegate/device) and the tensors."""
+        return {
+            "path": str(self.path),
+            "format": self.format,
+            **self._backend.describe(),
+            "inputs": [s.to_dict() for s in self.inputs],
+            "outputs": [s.to_dict() for s in self.outputs],
+        }
+
+    def __repr__(self) -> str:
+        ins = ", ".join(f"{s.name}{s.shape_str()}:{np.dtype(s.dtype).name}" for s in self.inputs)
+        state = " closed" if self._closed else ""
+        return f"<edge_sdk.Model {self.path.name} {self.format} on {self.backend} ({ins}){state}>"
+
+    # -- running -----------------------------------------------------------------------------
+    def run(self, feeds: Feeds, *, dequantize: bool | None = None) -> dict[str, np.ndarray]:
+        """Run once and return ``{output_name: array}``."""
+        return dict(zip(self._output_names, self._run(feeds, dequantize)))
+
+    def __call__(self, x: Feeds) -> Any:
+        """Run a model; one output -> that array, several -> ``{name: array}``."""
+        outs = self._run(x, None)
+        if len(outs) == 1:
+            return outs[0]
+        return dict(zip(self._output_names, outs))
+
+    def warmup(self, runs: int = 1) -> None:
+        """Run ``runs`` times on zeros (dynamic dims set to 1) so the first real call is not slow."""
+        feeds = [np.zeros(s.concrete_shape(), dtype=s.dtype) for s in self.inputs]
+        for _ in range(runs):
+            self._run(feeds, False)
+
+    def _run(self, feeds: Feeds, dequantize: bool | None) -> list[np.ndarray]:
+        if self._closed:
+            raise ModelClosedError(f"model {self.path.name} is closed; load it again to run it")
+        deq = self.dequantize if dequantize is None else dequantize
+        arrays = self._check_inputs(feeds, deq)
+        if not self._lock.acquire(blocking=False):
+            raise ConcurrentUseError(
+                f"model {self.path.name} is already running in another thread; "
+                "a Model is safe from one thread at a time: load one Model per thread"
+            )
+        try:
+            outs = self._backend.run(arrays)
+        finally:
+            self._lock.release()
+        if deq:
+            outs = [
+                spec.quant.dequantize(o) if spec.quant is not None and o.dtype.kind in "iu" else o
+                for spec, o in zip(self.outputs, outs)
+            ]
+        return outs
+
+    def _check_inputs(self, feeds: Feeds, deq: bool) -> list[np.ndarray]:
+        specs = self.inputs
+        if isinstance(feeds, np.ndarray):
+            if len(specs) != 1:
+                raise InputMismatchError(
+                    f"model takes {len(specs)} inputs ({', '.join(self._input_names)}); "
+                    "pass a dict {name: array} or a list in that order"
+                )
+            given = [feeds]
+        elif isinstance(feeds, Mapping):
+            unknown = [k for k in feeds if k not in self._input_names]
+            if unknown:
+                raise InputMismatchError(
+                    f"unknown input name(s) {unknown}; the model's inputs are {self._input_names}"
+                )
+            missing = [n for n in self._input_names if n not in feeds]
+            if missing:
+                raise InputMismatchError(f"missing input(s) {missing}; the model's inputs are {self._input_names}")
+            given = [feeds[n] for n in self._input_names]
+        else:
+            given = list(feeds)
+            if len(given) != len(specs):
+                raise InputMismatchError(
+                    f"model takes {len(specs)} input(s) ({', '.join(self._input_names)}), got {len(given)}"
+                )
+        out = []
+        for spec, x in zip(specs, given):
+            if not isinstance(x, np.ndarray):
+                x = np.asarray(x)
+            if x.dtype != spec.dtype:
+                if deq and spec.quant is not None and x.dtype.kind == "f":
+                    x = spec.quant.quantize(x, spec.dtype)
+                else:
+                    hint = (
+                        " (or pass dequantize=True to quantize float input with the model's scale)"
+                        if spec.quant is not None
+                        else ""
+                    )
+                    raise InputMismatchError(
+                        f"input '{spec.name}' expects dtype {np.dtype(spec.dtype).name}, got {x.dtype.name}; "
+                        f"convert with x.astype(np.{np.dtype(spec.dtype).name}){hint}"
+                    )
+            shape = spec.shape
+            if x.ndim != len(shape) or any(d is not None and d != g for d, g in zip(shape, x.shape)):
+                raise InputMismatchError(
+                    f"input '{spec.name}' expects shape {spec.shape_str()}, got [{','.join(map(str, x.shape))}]"
+                )
+            if not x.flags.c_contiguous:
+                x = np.ascontiguousarray(x)
+            out.append(x)
+        return out
+
+    # -- lifetime ----------------------------------------------------------------------------
+    def close(self) -> None:
+        """Release the runtime's resources; further runs raise ModelClosedError."""
+        if not self._closed:
+            self._closed = True
+            self._backend.close()
+
+    def __enter__(self) -> "Model":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
