@@ -72,3 +72,20 @@ def first_line(exc: BaseException, limit: int = 300) -> str:
         if line.strip():
             return line.strip()[:limit]
     return type(exc).__name__
+
+
+def error_to_dict(exc: BaseException) -> dict[str, str]:
+    """Serialise an error raised in a child process (typed errors keep their class)."""
+    if isinstance(exc, EdgeSDKError):
+        return {"error": type(exc).__name__, "message": str(exc)}
+    return {"error": "ModelLoadError", "message": first_line(exc)}
+
+
+def error_from_dict(reply: dict[str, object], default: str) -> EdgeSDKError:
+    """Rebuild the typed error a child process reported with :func:`error_to_dict`."""
+    cls = globals().get(str(reply.get("error")), ModelLoadError)
+    if not (isinstance(cls, type) and issubclass(cls, EdgeSDKError)):
+        cls = ModelLoadError
+    err = cls.__new__(cls)
+    Exception.__init__(err, str(reply.get("message") or default))
+    return err

@@ -61,12 +61,7 @@ def probe_load(
             f"{errors.first_line(Exception(proc.stderr or 'no output'))}"
         )
     if not reply.get("ok"):
-        cls = getattr(errors, str(reply.get("error")), errors.ModelLoadError)
-        if not (isinstance(cls, type) and issubclass(cls, errors.EdgeSDKError)):
-            cls = errors.ModelLoadError
-        err = cls.__new__(cls)
-        Exception.__init__(err, reply.get("message", "isolated load failed"))
-        raise err
+        raise errors.error_from_dict(reply, "isolated load failed")
 
 
 def _last_json_line(text: str) -> dict[str, Any] | None:
@@ -93,11 +88,8 @@ def _child() -> int:
             **request["options"],
         ) as model:
             model.warmup(1)
-    except errors.EdgeSDKError as e:
-        print(json.dumps({"ok": False, "error": type(e).__name__, "message": str(e)}))
-        return 0
-    except Exception as e:  # an unexpected runtime exception is still a load failure
-        print(json.dumps({"ok": False, "error": "ModelLoadError", "message": errors.first_line(e)}))
+    except Exception as e:  # typed errors keep their class; anything else is a load failure
+        print(json.dumps({"ok": False, **errors.error_to_dict(e)}))
         return 0
     print(json.dumps({"ok": True}))
     return 0

@@ -25,15 +25,16 @@ def sniff(head: bytes) -> bool:
 
 
 def read_wire_model(path: Path) -> WireModel:
-    """Parse ``path`` as an ONNX model without copying tensor payloads."""
+    """Parse ``path`` as an ONNX model without copying tensor payloads (the file is memory-mapped)."""
+    problem = ""
     with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
-        view = memoryview(mm)
         try:
-            return parse_model(view)
+            model = parse_model(mm)
         except WireError as e:
-            raise ModelFileError(f"{path} is not a valid ONNX model (corrupt or truncated): {e}") from None
-        finally:
-            view.release()
+            problem = str(e)  # keep only text: the traceback's frames pin views of the mapping
+    if problem:
+        raise ModelFileError(f"{path} is not a valid ONNX model (corrupt or truncated): {problem}")
+    return model
 
 
 def resolve_external_location(model_dir: Path, location: str, tensor: str) -> Path:

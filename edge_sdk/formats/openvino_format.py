@@ -8,18 +8,16 @@ named as such instead of failing deep inside the runtime.
 
 from __future__ import annotations
 
-import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from edge_sdk.errors import ModelFileError, UnsafeModelError
 from edge_sdk.formats import FormatHandler, ModelFile, register_format
 
-_ROOT_RE = re.compile(rb"^\s*(<\?xml[^>]*\?>\s*)?(<!--.*?-->\s*)*<net[\s>]", re.S)
-
-
 def sniff(head: bytes) -> bool:
-    return bool(_ROOT_RE.match(head.lstrip(b"\xef\xbb\xbf")))
+    """Any XML document: ``validate`` then says whether it is IR, so other XML gets a precise message."""
+    text = head.lstrip(b"\xef\xbb\xbf").lstrip()
+    return text.startswith((b"<?xml", b"<net", b"<!DOCTYPE", b"<!--"))
 
 
 def weights_path(xml_path: Path) -> Path:

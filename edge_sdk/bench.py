@@ -1,0 +1,175 @@
+"""Benchmark one model on one backend: load, first inference, latency percentiles, throughput, RSS.
+
+``benchmark`` measures in the current process. The CLI runs each (model, backend)
+pair in a fresh child process (``python -m edge_sdk.bench``) so that load time
+and peak memory of one do not leak into the next.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Mapping
+
+import numpy as np
+
+from edge_sdk.errors import InputMismatchError, ModelLoadError, error_from_dict, error_to_dict
+from edge_sdk.progress import Progress
+from edge_sdk.tensor_spec import TensorSpec
+
+
+@dataclass
+class BenchResult:
+    model: str
+    format: str
+    backend: str
+    threads: int | None
+    runs: int
+    warmup: int
+    load_ms: float
+    first_inference_ms: float
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    mean_ms: float
+    min_ms: float
+    throughput_ips: float
+    peak_rss_mb: float
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        pages = int(f.read().split()[1])
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def make_inputs(specs: list[TensorSpec], shapes: Mapping[str, tuple[int, ...]] | None = None, seed: int = 0):
+    """Random inputs that fit ``specs``; dynamic dims become 1 unless ``shapes`` names them."""
+    rng = np.random.default_rng(seed)
+    shapes = dict(shapes or {})
+    feeds = {}
+    for s in specs:
+        shape = shapes.pop(s.name, None) or s.concrete_shape()
+        if s.dtype.kind == "f":
+            feeds[s.name] = rng.standard_normal(shape).astype(s.dtype)
+        elif s.dtype.kind in "iu":
+            info = np.iinfo(s.dtype)
+            lo, hi = max(info.min, -128), min(info.max, 127)
+            feeds[s.name] = rng.integers(lo, hi + 1, size=shape).astype(s.dtype)
+        elif s.dtype.kind == "b":
+            feeds[s.name] = rng.integers(0, 2, size=shape).astype(bool)
+        else:
+            raise InputMismatchError(f"cannot make benchmark input for '{s.name}' of dtype {s.dtype}")
+    if shapes:
+        raise InputMismatchError(
+            f"--input-shape names unknown input(s) {sorted(shapes)}; inputs: {[s.name for s in specs]}"
+        )
+    return feeds
+
+
+def benchmark(
+    path: str,
+    *,
+    backend: str | None = None,
+    threads: int | None = None,
+    runs: int = 100,
+    warmup: int = 10,
+    input_shapes: Mapping[str, tuple[int, ...]] | None = None,
+    progress: bool | None = None,
+    **options: Any,
+) -> BenchResult:
+    """Load ``path`` and time it; see :class:`BenchResult` for what is measured."""
+    from edge_sdk.loader import load
+
+    t0 = time.perf_counter()
+    model = load(path, backend=backend, threads=threads, **options)
+    load_ms = (time.perf_counter() - t0) * 1e3
+    try:
+        feeds = make_inputs(model.inputs, input_shapes)
+        t0 = time.perf_counter()
+        model.run(feeds)
+        first_ms = (time.perf_counter() - t0) * 1e3
+        for _ in range(warmup):
+            model.run(feeds)
+        times = np.empty(runs, dtype=np.float64)
+        clock = time.perf_counter_ns
+        for i in Progress(range(runs), runs, f"bench {os.path.basename(path)} [{model.backend}]", progress):
+            t = clock()
+            model.run(feeds)
+            times[i] = clock() - t
+        times /= 1e6
+        details = model.describe()
+        details.pop("inputs", None)
+        details.pop("outputs", None)
+        details["input_shapes"] = {k: list(v.shape) for k, v in feeds.items()}
+        return BenchResult(
+            model=path,
+            format=model.format,
+            backend=model.backend,
+            threads=threads,
+            runs=runs,
+            warmup=warmup,
+            load_ms=load_ms,
+            first_inference_ms=first_ms,
+            p50_ms=float(np.percentile(times, 50)),
+            p90_ms=float(np.percentile(times, 90)),
+            p99_ms=float(np.percentile(times, 99)),
+            mean_ms=float(times.mean()),
+            min_ms=float(times.min()),
+            throughput_ips=float(1e3 / times.mean()),
+            peak_rss_mb=_peak_rss_mb(),
+            details=details,
+        )
+    finally:
+        model.close()
+
+
+def benchmark_isolated(path: str, *, timeout_s: float = 1800, **kwargs: Any) -> BenchResult:
+    """:func:`benchmark` in a fresh child process (clean load time and peak memory)."""
+    request = json.dumps({"path": path, **kwargs})
+    proc = subprocess.run(
+        [sys.executable, "-m", "edge_sdk.bench"],
+        input=request,
+        stdout=subprocess.PIPE,
+        stderr=None,  # progress bar and runtime messages pass through
+        text=True,
+        timeout=timeout_s,
+    )
+    if proc.returncode < 0:
+        raise ModelLoadError(f"benchmark of {path} crashed the runtime (signal {-proc.returncode})")
+    reply = json.loads(proc.stdout.strip().splitlines()[-1]) if proc.stdout.strip() else {}
+    if not reply.get("ok"):
+        raise error_from_dict(reply, f"benchmark child exited with {proc.returncode}")
+    return BenchResult(**reply["result"])
+
+
+def _child() -> int:
+    request = json.loads(sys.stdin.read())
+    path = request.pop("path")
+    shapes = request.pop("input_shapes", None)
+    if shapes:
+        request["input_shapes"] = {k: tuple(v) for k, v in shapes.items()}
+    try:
+        result = benchmark(path, **request)
+    except Exception as e:
+        print(json.dumps({"ok": False, **error_to_dict(e)}))
+        return 0
+    print(json.dumps({"ok": True, "result": result.to_dict()}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_child())

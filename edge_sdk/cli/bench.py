@@ -1,0 +1,72 @@
+"""``edge-sdk bench MODEL... [--backend B,...]``: latency, throughput and memory, one row per run."""
+
+from __future__ import annotations
+
+import argparse
+
+from edge_sdk.cli.base import Command, emit_json, format_table, parse_shapes
+
+
+class BenchCommand(Command):
+    name = "bench"
+    help = "time models on backends: load, first inference, p50/p90/p99 latency, throughput, peak RSS"
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("models", nargs="+", help="one or more model files")
+        parser.add_argument(
+            "--backend", default=None, help="backend(s), comma-separated: onnxruntime, litert, openvino (default: best)"
+        )
+        parser.add_argument("--threads", type=int, default=None, help="inference threads (default: runtime's)")
+        parser.add_argument("--runs", type=int, default=100, help="timed runs (default 100)")
+        parser.add_argument("--warmup", type=int, default=10, help="untimed runs before timing (default 10)")
+        parser.add_argument(
+            "--input-shape", action="append", metavar="NAME=D1,D2,..", help="fix a dynamic input shape"
+        )
+
+    def run(self, args: argparse.Namespace) -> int:
+        from edge_sdk.bench import benchmark_isolated
+        from edge_sdk.errors import CLIUsageError
+
+        if args.runs < 1 or args.warmup < 0:
+            raise CLIUsageError("--runs must be >= 1 and --warmup >= 0")
+        backends = [b.strip() for b in args.backend.split(",")] if args.backend else [None]
+        shapes = parse_shapes(args.input_shape)
+        results = []
+        for model in args.models:
+            for backend in backends:
+                results.append(
+                    benchmark_isolated(
+                        model,
+                        backend=backend,
+                        threads=args.threads,
+                        runs=args.runs,
+                        warmup=args.warmup,
+                        input_shapes=shapes or None,
+                        verbose=args.verbose,
+                    )
+                )
+        if args.json:
+            emit_json([r.to_dict() for r in results] if len(results) > 1 else results[0].to_dict())
+            return 0
+        rows = [
+            [
+                r.model,
+                r.backend,
+                f"{r.load_ms:.1f}",
+                f"{r.first_inference_ms:.2f}",
+                f"{r.p50_ms:.3f}",
+                f"{r.p90_ms:.3f}",
+                f"{r.p99_ms:.3f}",
+                f"{r.throughput_ips:.1f}",
+                f"{r.peak_rss_mb:.0f}",
+            ]
+            for r in results
+        ]
+        headers = ["model", "backend", "load ms", "first ms", "p50 ms", "p90 ms", "p99 ms", "inf/s", "peak RSS MB"]
+        print(format_table(headers, rows))
+        if len(results) > 1:
+            best = min(results, key=lambda r: r.p50_ms)
+            print(f"\nfastest p50: {best.model} on {best.backend}; others relative to it:")
+            for r in results:
+                print(f"  {r.model} [{r.backend}]: {r.p50_ms / best.p50_ms:.2f}x")
+        return 0

@@ -1,0 +1,78 @@
+"""``edge-sdk`` entry point: builds the parser from the verb registry and maps errors to exit codes."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import sys
+from typing import Sequence
+
+from edge_sdk.cli.base import Command
+
+#: verb -> "module:Class"; modules are imported only when building the parser (they import little).
+COMMANDS: dict[str, str] = {
+    "info": "edge_sdk.cli.info:InfoCommand",
+    "bench": "edge_sdk.cli.bench:BenchCommand",
+}
+
+
+def _load(spec: str) -> Command:
+    module, _, cls = spec.partition(":")
+    return getattr(importlib.import_module(module), cls)()
+
+
+def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Command]]:
+    from edge_sdk import __version__
+
+    parser = argparse.ArgumentParser(prog="edge-sdk", description="Convert, inspect, benchmark and run edge models.")
+    parser.add_argument("--version", action="version", version=f"edge-sdk {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands = {}
+    for name, spec in COMMANDS.items():
+        cmd = _load(spec)
+        p = sub.add_parser(name, help=cmd.help, description=cmd.help)
+        cmd.add_arguments(p)
+        p.add_argument("--json", action="store_true", help="machine-readable JSON on stdout")
+        p.add_argument("--verbose", "-v", action="store_true", help="show the underlying tools' logs and tracebacks")
+        commands[name] = cmd
+    return parser, commands
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from edge_sdk._quiet import quiet_third_party
+    from edge_sdk.errors import EdgeSDKError
+
+    parser, commands = build_parser()
+    args = parser.parse_args(argv)
+    if not args.command:
+        parser.print_help()
+        return 2
+    quiet_third_party(args.verbose)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="edge-sdk: %(message)s")
+    try:
+        return commands[args.command].run(args)
+    except EdgeSDKError as e:
+        if args.verbose:
+            raise
+        print(f"edge-sdk {args.command}: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except BrokenPipeError:  # `edge-sdk info m.onnx --json | head`: the reader left, not an error
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - stays open until exit
+        return 0
+    except KeyboardInterrupt:
+        print(f"edge-sdk {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # a bug of ours: one line, the traceback with --verbose
+        if args.verbose:
+            raise
+        print(
+            f"edge-sdk {args.command}: internal error: {type(e).__name__}: {e} (rerun with --verbose for the traceback)",
+            file=sys.stderr,
+        )
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

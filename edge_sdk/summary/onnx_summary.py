@@ -1,0 +1,99 @@
+"""ONNX summary: ops and parameters from the wire; MACs through onnx shape inference when ``onnx`` is installed."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import numpy as np
+
+from edge_sdk._dtypes import ONNX_ELEM_TYPES
+from edge_sdk.formats import ModelFile
+from edge_sdk.formats.onnx_format import read_wire_model
+from edge_sdk.formats.onnx_wire import WireGraph, WireValueInfo
+from edge_sdk.summary import ModelSummary, numel
+from edge_sdk.tensor_spec import TensorSpec, guess_layout
+
+_PARAM_TYPES = {1, 2, 3, 10, 11, 16}  # float, uint8, int8, float16, double, bfloat16
+
+
+def _spec(vi: WireValueInfo) -> TensorSpec:
+    dims = tuple(d if isinstance(d, int) and d > 0 else None for d in vi.dims)
+    names = tuple(d if isinstance(d, str) else None for d in vi.dims)
+    dtype = ONNX_ELEM_TYPES.get(vi.elem_type, np.dtype("float32"))
+    return TensorSpec(vi.name, dims, dtype, guess_layout(dims), None, names)
+
+
+def _walk(graph: WireGraph, ops: Counter) -> None:
+    for node in graph.nodes:
+        ops[node.op_type if node.domain in ("", "ai.onnx") else f"{node.domain}.{node.op_type}"] += 1
+    for sub in graph.subgraphs:
+        _walk(sub, ops)
+
+
+def summarize(model_file: ModelFile) -> ModelSummary:
+    wire = read_wire_model(model_file.path)
+    graph = wire.graph
+    assert graph is not None  # parse_model guarantees it
+    init_names = {t.name for t in graph.initializers}
+    ops: Counter = Counter()
+    _walk(graph, ops)
+    weight_dtypes: Counter = Counter()
+    params = 0
+    for t in wire.all_tensors():
+        if t.data_type in _PARAM_TYPES and t.numel > 1:
+            params += t.numel
+            weight_dtypes[ONNX_ELEM_TYPES[t.data_type].name if t.data_type in ONNX_ELEM_TYPES else "bfloat16"] += t.numel
+    summary = ModelSummary(
+        path=str(model_file.path),
+        format="onnx",
+        size_bytes=model_file.size,
+        inputs=[_spec(v) for v in graph.inputs if v.name not in init_names],
+        outputs=[_spec(v) for v in graph.outputs],
+        ops=ops,
+        params=params,
+        weight_dtypes=weight_dtypes,
+        extra={"ir_version": wire.ir_version, "opsets": wire.opsets, "producer": wire.producer},
+    )
+    summary.macs, summary.macs_note = _macs(model_file)
+    return summary
+
+
+def _macs(model_file: ModelFile) -> tuple[int | None, str]:
+    try:
+        import onnx
+        from onnx import shape_inference
+    except ImportError:
+        return None, 'needs the onnx package (pip install "edge-sdk[convert]")'
+    model = onnx.load(str(model_file.path), load_external_data=False)
+    try:
+        model = shape_inference.infer_shapes(model, strict_mode=False)
+    except Exception as e:  # shape inference can fail on custom ops
+        return None, f"shape inference failed: {e.__class__.__name__}"
+    shapes: dict[str, list[Any]] = {}
+    for vi in list(model.graph.value_info) + list(model.graph.input) + list(model.graph.output):
+        t = vi.type.tensor_type
+        if t.HasField("shape"):
+            shapes[vi.name] = [d.dim_value if d.HasField("dim_value") else None for d in t.shape.dim]
+    for init in model.graph.initializer:
+        shapes[init.name] = list(init.dims)
+    total = 0
+    unknown = 0
+    for node in model.graph.node:
+        op = node.op_type
+        try:
+            if op in ("Conv", "ConvInteger", "QLinearConv"):
+                w = shapes[node.input[3 if op == "QLinearConv" else 1]]
+                total += numel(shapes[node.output[0]]) * numel(w[1:])
+            elif op == "ConvTranspose":
+                w = shapes[node.input[1]]
+                total += numel(shapes[node.input[0]]) * numel(w[1:])
+            elif op in ("Gemm", "MatMul", "MatMulInteger", "QLinearMatMul", "FusedMatMul"):
+                a = shapes[node.input[0]]
+                trans_a = any(at.name == "transA" and at.i for at in node.attribute)
+                k = a[-2] if trans_a else a[-1]
+                total += numel(shapes[node.output[0]]) * (k or 1)
+        except (KeyError, IndexError):
+            unknown += 1
+    note = "Conv/Gemm/MatMul, batch 1" + (f"; {unknown} node(s) without inferred shapes" if unknown else "")
+    return total, note

@@ -1,0 +1,63 @@
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+import builders  # noqa: E402
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("models")
+
+
+@pytest.fixture(scope="session")
+def mlp_onnx(model_dir: Path) -> Path:
+    return builders.onnx_mlp(model_dir / "mlp.onnx")
+
+
+@pytest.fixture(scope="session")
+def two_io_onnx(model_dir: Path) -> Path:
+    return builders.onnx_two_io(model_dir / "two_io.onnx")
+
+
+@pytest.fixture(scope="session")
+def three_formats(model_dir: Path) -> dict[str, Path]:
+    return builders.keras_three_formats(model_dir / "keras_net")
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run ``edge-sdk`` as a user would (a new process), capturing its output."""
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "edge_sdk.cli.main", *args],
+        capture_output=True, text=True, timeout=timeout, env=full_env, cwd=REPO,
+    )  # fmt: skip
+
+
+@pytest.fixture
+def cli():
+    return run_cli
+
+
+@pytest.fixture
+def hide_module(tmp_path: Path):
+    """Env for a child process in which the given top-level modules cannot be imported."""
+
+    def make(*modules: str) -> dict[str, str]:
+        site = tmp_path / "hide_site"
+        site.mkdir(exist_ok=True)
+        (site / "sitecustomize.py").write_text(
+            "import sys\n" + "".join(f"sys.modules[{m!r}] = None\n" for m in modules)
+        )
+        return {"PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")])}
+
+    return make
