@@ -40,4 +40,20 @@ ONNX_ELEM_TYPES: dict[int, np.dtype] = {
 }
 
 #: bytes per element of ONNX TensorProto.DataType (for parameter sizes)
-ONNX_ELEM_BYTES: dict[int, float] = {1: 4, 2: 1, 3: 1, 4: 2, 5: 2, 6: 4, 7: 8, 9: 1, 10: 2, 11: 8, 12: 4, 13: 8, 16: 2, 21: 0.5, 22: 0.5}
+ONNX_ELEM_BYTES: dict[int, float] = {
+    1: 4,
+    2: 1,
+    3: 1,
+    4: 2,
+    5: 2,
+    6: 4,
+    7: 8,
+    9: 1,
+    10: 2,
+    11: 8,
+    12: 4,
+    13: 8,
+    16: 2,
+    21: 0.5,
+    22: 0.5,
+}

@@ -34,7 +34,7 @@ class Model:
     returned as float32.
     """
 
-    def __init__(self, backend: "Backend", model_file: "ModelFile", *, dequantize: bool = False) -> None:
+    def __init__(self, backend: Backend, model_file: ModelFile, *, dequantize: bool = False) -> None:
         self._backend = backend
         self.file = model_file
         self.dequantize = dequantize
@@ -124,9 +124,7 @@ class Model:
         elif isinstance(feeds, Mapping):
             unknown = [k for k in feeds if k not in self._input_names]
             if unknown:
-                raise InputMismatchError(
-                    f"unknown input name(s) {unknown}; the model's inputs are {self._input_names}"
-                )
+                raise InputMismatchError(f"unknown input name(s) {unknown}; the model's inputs are {self._input_names}")
             missing = [n for n in self._input_names if n not in feeds]
             if missing:
                 raise InputMismatchError(f"missing input(s) {missing}; the model's inputs are {self._input_names}")
@@ -171,7 +169,7 @@ class Model:
             self._closed = True
             self._backend.close()
 
-    def __enter__(self) -> "Model":
+    def __enter__(self) -> Model:
         return self
 
     def __exit__(self, *exc: object) -> None:

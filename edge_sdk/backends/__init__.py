@@ -45,13 +45,13 @@ def canonical_name(name: str) -> str:
     return key
 
 
-def get_backend_class(name: str) -> type["Backend"]:
+def get_backend_class(name: str) -> type[Backend]:
     """The backend class registered as ``name`` (module imported, runtime not yet)."""
     module = importlib.import_module(_MODULES[canonical_name(name)])
     return module.BACKEND
 
 
-def choose_backend(fmt: str, requested: str | None = None) -> type["Backend"]:
+def choose_backend(fmt: str, requested: str | None = None) -> type[Backend]:
     """Pick the backend for a format: the requested one (checked) or the best available."""
     if requested is not None:
         cls = get_backend_class(requested)

@@ -9,6 +9,7 @@ Options:
 
 from __future__ import annotations
 
+import ctypes
 import importlib
 from typing import Any, Mapping, Sequence
 
@@ -75,9 +76,7 @@ class LiteRTBackend(Backend):
     def is_available(cls) -> bool:
         return any(module_available(m.split(".")[0]) for m in INTERPRETER_MODULES)
 
-    def __init__(
-        self, model_file: ModelFile, *, threads: int | None, device: str, options: Mapping[str, Any]
-    ) -> None:
+    def __init__(self, model_file: ModelFile, *, threads: int | None, device: str, options: Mapping[str, Any]) -> None:
         mod, self._module_name = import_interpreter_module()
         opts = dict(options)
         delegate = str(opts.pop("delegate", "xnnpack"))
@@ -112,6 +111,9 @@ class LiteRTBackend(Backend):
     def _load_delegate(mod: Any, delegate: str, options: dict[str, Any]) -> Any:
         library = DELEGATE_LIBRARIES.get(delegate, delegate)
         try:
+            # Open it ourselves first: LiteRT's Delegate leaves a half-built object (and an
+            # "Exception ignored in __del__" message) when the library cannot be opened.
+            ctypes.CDLL(library)
             return mod.load_delegate(library, options)
         except (ValueError, OSError, RuntimeError) as e:
             how = _DELEGATE_HELP.get(delegate, "check the delegate library path")

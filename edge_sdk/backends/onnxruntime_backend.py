@@ -81,9 +81,7 @@ class OnnxRuntimeBackend(Backend):
     def is_available(cls) -> bool:
         return module_available("onnxruntime")
 
-    def __init__(
-        self, model_file: ModelFile, *, threads: int | None, device: str, options: Mapping[str, Any]
-    ) -> None:
+    def __init__(self, model_file: ModelFile, *, threads: int | None, device: str, options: Mapping[str, Any]) -> None:
         try:
             import onnxruntime as ort
         except ImportError as e:

@@ -49,9 +49,7 @@ class OpenVINOBackend(Backend):
     def is_available(cls) -> bool:
         return module_available("openvino")
 
-    def __init__(
-        self, model_file: ModelFile, *, threads: int | None, device: str, options: Mapping[str, Any]
-    ) -> None:
+    def __init__(self, model_file: ModelFile, *, threads: int | None, device: str, options: Mapping[str, Any]) -> None:
         try:
             import openvino as ov
         except ImportError as e:
@@ -71,7 +69,8 @@ class OpenVINOBackend(Backend):
         config.update(dict(opts.pop("config", {})))
         if opts:
             raise BackendOptionError(
-                f"unknown openvino option(s): {', '.join(sorted(opts))}; known: performance_hint, inference_precision, cache_dir, config"
+                f"unknown openvino option(s): {', '.join(sorted(opts))}; "
+                "known: performance_hint, inference_precision, cache_dir, config"
             )
         self._core = ov.Core()
         if cache_dir:
@@ -100,8 +99,11 @@ class OpenVINOBackend(Backend):
         return [request.get_output_tensor(i).data.copy() for i in range(self._n_out)]
 
     def describe(self) -> dict[str, Any]:
-        return {"backend": self.name, "device": self._device, "execution_devices": list(
-            self._compiled.get_property("EXECUTION_DEVICES"))}
+        return {
+            "backend": self.name,
+            "device": self._device,
+            "execution_devices": list(self._compiled.get_property("EXECUTION_DEVICES")),
+        }
 
 
 BACKEND = OpenVINOBackend

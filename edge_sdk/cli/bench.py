@@ -19,9 +19,7 @@ class BenchCommand(Command):
         parser.add_argument("--threads", type=int, default=None, help="inference threads (default: runtime's)")
         parser.add_argument("--runs", type=int, default=100, help="timed runs (default 100)")
         parser.add_argument("--warmup", type=int, default=10, help="untimed runs before timing (default 10)")
-        parser.add_argument(
-            "--input-shape", action="append", metavar="NAME=D1,D2,..", help="fix a dynamic input shape"
-        )
+        parser.add_argument("--input-shape", action="append", metavar="NAME=D1,D2,..", help="fix a dynamic input shape")
 
     def run(self, args: argparse.Namespace) -> int:
         from edge_sdk.bench import benchmark_isolated

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from edge_sdk.cli.base import Command, emit_json, format_table, human_bytes, human_count
+from edge_sdk.tensor_spec import QuantParams
 
 
 class InfoCommand(Command):
@@ -26,13 +27,14 @@ class InfoCommand(Command):
         print(f"format        {s.format}")
         print(f"size          {human_bytes(s.size_bytes)}")
         print(f"quantization  {s.quantization}")
-        print(f"parameters    {human_count(s.params)}  ({', '.join(f'{k}: {human_count(v)}' for k, v in s.weight_dtypes.items()) or '-'})")
+        by_dtype = ", ".join(f"{k}: {human_count(v)}" for k, v in s.weight_dtypes.items()) or "-"
+        print(f"parameters    {human_count(s.params)}  ({by_dtype})")
         print(f"MACs          {human_count(s.macs)}  ({s.macs_note})")
         print()
         rows = []
         for kind, specs in (("input", s.inputs), ("output", s.outputs)):
             for t in specs:
-                q = f"scale={float(t.quant.scale if t.quant.axis is None else t.quant.scale[0]):.6g} zp={t.quant.zero_point if t.quant.axis is None else '...'}" if t.quant else ""
+                q = _quant_text(t.quant) if t.quant else ""
                 rows.append([kind, t.name, t.shape_str(), t.dtype.name, t.layout or "", q])
         print(format_table(["", "name", "shape", "dtype", "layout", "quantization"], rows))
         print()
@@ -41,3 +43,9 @@ class InfoCommand(Command):
         rows = [[op, n] for op, n in top] + ([["(other)", rest]] if rest else [])
         print(format_table(["operator", "count"], rows))
         return 0
+
+
+def _quant_text(q: QuantParams) -> str:
+    if q.axis is None:
+        return f"scale={float(q.scale):.6g} zp={int(q.zero_point)}"
+    return f"per-channel (axis {q.axis}, {len(q.scale)} scales)"

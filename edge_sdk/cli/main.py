@@ -68,7 +68,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.verbose:
             raise
         print(
-            f"edge-sdk {args.command}: internal error: {type(e).__name__}: {e} (rerun with --verbose for the traceback)",
+            f"edge-sdk {args.command}: internal error: {type(e).__name__}: {e} "
+            "(rerun with --verbose for the traceback)",
             file=sys.stderr,
         )
         return 1

@@ -9,7 +9,6 @@ a regular file, and hold ``offset + length`` bytes.
 from __future__ import annotations
 
 import mmap
-
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
 from edge_sdk.errors import ModelFileError, UnsafeModelError

@@ -114,7 +114,7 @@ class WireGraph:
     initializers: list[WireTensor] = field(default_factory=list)
     inputs: list[WireValueInfo] = field(default_factory=list)
     outputs: list[WireValueInfo] = field(default_factory=list)
-    subgraphs: list["WireGraph"] = field(default_factory=list)
+    subgraphs: list[WireGraph] = field(default_factory=list)
 
 
 @dataclass

@@ -14,6 +14,7 @@ from pathlib import Path
 from edge_sdk.errors import ModelFileError, UnsafeModelError
 from edge_sdk.formats import FormatHandler, ModelFile, register_format
 
+
 def sniff(head: bytes) -> bool:
     """Any XML document: ``validate`` then says whether it is IR, so other XML gets a precise message."""
     text = head.lstrip(b"\xef\xbb\xbf").lstrip()

@@ -43,7 +43,9 @@ def summarize(model_file: ModelFile) -> ModelSummary:
     for t in wire.all_tensors():
         if t.data_type in _PARAM_TYPES and t.numel > 1:
             params += t.numel
-            weight_dtypes[ONNX_ELEM_TYPES[t.data_type].name if t.data_type in ONNX_ELEM_TYPES else "bfloat16"] += t.numel
+            weight_dtypes[ONNX_ELEM_TYPES[t.data_type].name if t.data_type in ONNX_ELEM_TYPES else "bfloat16"] += (
+                t.numel
+            )
     summary = ModelSummary(
         path=str(model_file.path),
         format="onnx",
