@@ -37,6 +37,31 @@ class CapturedStderr:
 
 
 @contextlib.contextmanager
+def native_output(verbose: bool = False) -> Iterator[CapturedStderr]:
+    """Like :func:`native_stderr`, and fd 1 too: converters (TF, NNCF's rich bars) print on both."""
+    if verbose:
+        yield CapturedStderr()
+        return
+    try:
+        sys.stdout.flush()
+        saved = os.dup(1)
+    except (OSError, ValueError):
+        with native_stderr() as captured:
+            yield captured
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)
+    try:
+        with native_stderr() as captured:
+            yield captured
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+        os.close(devnull)
+
+
+@contextlib.contextmanager
 def native_stderr(verbose: bool = False) -> Iterator[CapturedStderr]:
     """Capture what C++ runtimes print on fd 2 (e.g. "Created TensorFlow Lite XNNPACK delegate").
 

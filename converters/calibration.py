@@ -1,0 +1,201 @@
+"""Calibration data that cannot silently be wrong.
+
+Accepted: a folder of images, a ``.npy``/``.npz`` of model-ready tensors, a folder
+of WAV files, ``synthetic`` (explicit only; the result is marked synthetic), or
+in-memory arrays from Python. Images go through a :class:`PreprocessSpec` that is
+stored with the converted model, so inference uses the same one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import wave
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from edge_sdk.errors import CalibrationError
+from edge_sdk.tensor_spec import TensorSpec
+
+log = logging.getLogger("edge_sdk")
+RECOMMENDED_SAMPLES = 100
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+
+
+@dataclass
+class CalibrationSet:
+    """Samples in the source model's input order, plus where they came from."""
+
+    samples: list[list[np.ndarray]]
+    kind: str
+    origin: str
+    synthetic: bool = False
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def sha256(self) -> str:
+        h = hashlib.sha256()
+        for sample in self.samples:
+            for x in sample:
+                h.update(np.ascontiguousarray(x).tobytes())
+        return h.hexdigest()
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "origin": self.origin,
+            "count": len(self.samples),
+            "synthetic": self.synthetic,
+            "sha256": self.sha256,
+            "notes": self.notes,
+        }
+
+
+def _fit(x: np.ndarray, spec: TensorSpec, what: str) -> np.ndarray:
+    want = spec.shape
+    if x.ndim == len(want) - 1:
+        x = x[None]
+    if x.ndim != len(want) or any(d is not None and d != g for d, g in zip(want, x.shape)):
+        raise CalibrationError(
+            f"calibration {what} has shape {list(x.shape)} but input '{spec.name}' expects {spec.shape_str()}; "
+            "check the preprocessing size and layout (or --input-shape)"
+        )
+    return x.astype(spec.dtype) if spec.dtype.kind == "f" else x
+
+
+def load_calibration(
+    calib: Any,
+    inputs: Sequence[TensorSpec],
+    *,
+    preprocess: Any = None,
+    limit: int = 300,
+    seed: int = 0,
+) -> CalibrationSet:
+    """Turn what the user passed as ``calibration`` into a :class:`CalibrationSet` for ``inputs``."""
+    if isinstance(calib, CalibrationSet):
+        return calib
+    if isinstance(calib, str) and calib == "synthetic":
+        return _synthetic(inputs, limit, seed)
+    if isinstance(calib, (list, tuple)) and calib and isinstance(calib[0], np.ndarray):
+        samples = [[_fit(np.asarray(x), inputs[0], "array")] for x in calib[:limit]]
+        return _checked(CalibrationSet(samples, "arrays", "python"))
+    if isinstance(calib, np.ndarray):
+        return _checked(CalibrationSet([[_fit(x, inputs[0], "array")] for x in calib[:limit]], "arrays", "python"))
+    path = Path(calib)
+    if not path.exists():
+        raise CalibrationError(f"calibration data not found: {path}")
+    if path.is_file() and path.suffix in (".npy", ".npz"):
+        return _checked(_from_numpy(path, inputs, limit))
+    if path.is_dir():
+        images = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        wavs = sorted(p for p in path.iterdir() if p.suffix.lower() == ".wav")
+        if images:
+            return _checked(_from_images(images[:limit], path, inputs, preprocess))
+        if wavs:
+            return _checked(_from_wavs(wavs, path, inputs, limit))
+        raise CalibrationError(f"calibration folder {path} has no images ({', '.join(IMAGE_SUFFIXES)}) or .wav files")
+    raise CalibrationError(f"calibration data {path} is not a folder, .npy or .npz file, or 'synthetic'")
+
+
+def _checked(cs: CalibrationSet) -> CalibrationSet:
+    if not cs.samples:
+        raise CalibrationError(f"calibration data {cs.origin} holds no samples")
+    if len(cs.samples) < RECOMMENDED_SAMPLES:
+        note = (
+            f"only {len(cs.samples)} calibration samples; {RECOMMENDED_SAMPLES}+ are recommended for stable int8 scales"
+        )
+        cs.notes.append(note)
+        log.warning(note)
+    return cs
+
+
+def _synthetic(inputs: Sequence[TensorSpec], n: int, seed: int) -> CalibrationSet:
+    rng = np.random.default_rng(seed)
+    n = min(n, 32)
+    samples = [[rng.standard_normal(s.concrete_shape()).astype(s.dtype) for s in inputs] for _ in range(n)]
+    cs = CalibrationSet(samples, "synthetic", "synthetic", synthetic=True)
+    cs.notes.append("synthetic random calibration: int8 scales do not reflect real data")
+    log.warning(cs.notes[-1])
+    return cs
+
+
+def _from_numpy(path: Path, inputs: Sequence[TensorSpec], limit: int) -> CalibrationSet:
+    try:
+        data = np.load(path, allow_pickle=False)
+    except ValueError as e:
+        raise CalibrationError(f"{path.name} does not load as numpy data without pickle: {e}") from None
+    if isinstance(data, np.lib.npyio.NpzFile):
+        missing = [s.name for s in inputs if s.name not in data.files]
+        if missing and len(inputs) == 1 and len(data.files) == 1:
+            arrays = {inputs[0].name: data[data.files[0]]}
+        elif missing:
+            raise CalibrationError(f"{path.name} lacks arrays for input(s) {missing}; it has {data.files}")
+        else:
+            arrays = {s.name: data[s.name] for s in inputs}
+    else:
+        if len(inputs) != 1:
+            raise CalibrationError(f"model has {len(inputs)} inputs; pass a .npz with one array per input name")
+        arrays = {inputs[0].name: data}
+    n = min(len(a) for a in arrays.values())
+    samples = [[_fit(arrays[s.name][i], s, f"array {path.name}[{i}]") for s in inputs] for i in range(min(n, limit))]
+    return CalibrationSet(samples, "numpy", str(path))
+
+
+def decode_image(path: Path) -> np.ndarray:
+    """uint8 HWC RGB pixels of an image file; CalibrationError if it does not decode."""
+    try:
+        import cv2
+    except ImportError:
+        cv2 = None
+    if cv2 is not None:
+        bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if bgr is None:
+            raise CalibrationError(f"calibration image {path} does not decode (corrupt or not an image)")
+        return bgr[:, :, ::-1].copy()
+    try:
+        from PIL import Image
+
+        with Image.open(path) as im:
+            return np.asarray(im.convert("RGB"))
+    except ImportError:
+        raise CalibrationError('decoding images needs OpenCV: pip install "edge-sdk[camera]"') from None
+    except Exception as e:
+        raise CalibrationError(f"calibration image {path} does not decode: {e}") from None
+
+
+def _from_images(files: list[Path], folder: Path, inputs: Sequence[TensorSpec], preprocess: Any) -> CalibrationSet:
+    if len(inputs) != 1:
+        raise CalibrationError(f"image calibration needs a single-input model; this one has {len(inputs)} inputs")
+    if preprocess is None:
+        raise CalibrationError(
+            "calibration images need a preprocessing spec (size, normalisation, channel order, layout): pass "
+            "--mean/--std or --scale (and --layout, --channel-order), or convert a zoo: model that carries its own"
+        )
+    samples = [[_fit(preprocess.apply(decode_image(f)), inputs[0], f"image {f.name}")] for f in files]
+    return CalibrationSet(samples, "images", str(folder))
+
+
+def _from_wavs(files: list[Path], folder: Path, inputs: Sequence[TensorSpec], limit: int) -> CalibrationSet:
+    spec = inputs[0]
+    window = spec.shape[-1]
+    if window is None:
+        raise CalibrationError(f"input '{spec.name}' has a dynamic last dim; pass --input-shape to fix the window")
+    samples: list[list[np.ndarray]] = []
+    for f in files:
+        try:
+            with wave.open(str(f)) as w:
+                if w.getsampwidth() != 2:
+                    raise CalibrationError(f"{f.name}: only 16-bit PCM WAV is supported")
+                pcm = np.frombuffer(w.readframes(w.getnframes()), np.int16).reshape(-1, w.getnchannels())
+        except (wave.Error, EOFError) as e:
+            raise CalibrationError(f"calibration audio {f} does not decode: {e}") from None
+        audio = pcm.mean(axis=1).astype(np.float32) / 32768.0
+        for start in range(0, len(audio) - window + 1, window):
+            samples.append([_fit(audio[start : start + window].reshape(spec.concrete_shape()), spec, f.name)])
+            if len(samples) >= limit:
+                break
+    extra = [np.zeros(s.concrete_shape(), s.dtype) for s in inputs[1:]]
+    return CalibrationSet([s + extra for s in samples], "wav", str(folder))

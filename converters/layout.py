@@ -1,0 +1,76 @@
+"""Feed the same data to a source and an artifact whose layouts differ (NCHW source, NHWC TFLite)."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from edge_sdk.tensor_spec import TensorSpec
+
+_TO_NHWC = (0, 2, 3, 1)
+_TO_NCHW = (0, 3, 1, 2)
+
+
+def _matches(shape: Sequence[int | None], target: Sequence[int | None]) -> bool:
+    return len(shape) == len(target) and all(t is None or s == t for s, t in zip(shape, target))
+
+
+def adapt_array(x: np.ndarray, spec: TensorSpec) -> np.ndarray:
+    """``x`` reshaped to ``spec``: as is, NCHW<->NHWC transposed, or dtype-cast for float inputs."""
+    if _matches(x.shape, spec.shape):
+        out = x
+    elif x.ndim == 4 and _matches(np.transpose(x, _TO_NHWC).shape, spec.shape):
+        out = np.ascontiguousarray(np.transpose(x, _TO_NHWC))
+    elif x.ndim == 4 and _matches(np.transpose(x, _TO_NCHW).shape, spec.shape):
+        out = np.ascontiguousarray(np.transpose(x, _TO_NCHW))
+    else:
+        out = x
+    if out.dtype != spec.dtype and spec.dtype.kind == "f" and out.dtype.kind == "f":
+        out = out.astype(spec.dtype)
+    return out
+
+
+def adapt_feeds(feeds: Sequence[np.ndarray], specs: Sequence[TensorSpec]) -> list[np.ndarray]:
+    """Source-ordered feeds for an artifact's inputs (matched by position)."""
+    return [adapt_array(x, s) for x, s in zip(feeds, specs)]
+
+
+def align_output(candidate: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """``candidate`` brought to ``reference``'s layout when it is the NHWC/NCHW transpose of it."""
+    if candidate.shape == reference.shape:
+        return candidate
+    if candidate.ndim == 4:
+        for perm in (_TO_NCHW, _TO_NHWC):
+            if np.transpose(candidate, perm).shape == reference.shape:
+                return np.transpose(candidate, perm)
+    if candidate.size == reference.size:
+        return candidate.reshape(reference.shape)
+    return candidate
+
+
+def pair_outputs(reference: list[np.ndarray], candidate: list[np.ndarray]) -> list[int]:
+    """For each reference output, the index of the candidate output that holds it.
+
+    Converters may reorder outputs (tf2onnx sorts, onnx2tf renames); pair by position when the
+    shapes agree, else by the unique candidate with the same number of elements and closest values.
+    """
+    if len(reference) == len(candidate) and all(
+        align_output(c, r).shape == r.shape for r, c in zip(reference, candidate)
+    ):
+        order = list(range(len(reference)))
+        if all(_close(r, align_output(c, r)) for r, c in zip(reference, candidate)) or len(reference) == 1:
+            return order
+    chosen: list[int] = []
+    for r in reference:
+        options = [i for i, c in enumerate(candidate) if c.size == r.size and i not in chosen]
+        if not options:
+            raise ValueError(f"no converted output has {r.size} elements like the original's {r.shape}")
+        best = min(options, key=lambda i: float(np.mean(np.abs(align_output(candidate[i], r) - r))))
+        chosen.append(best)
+    return chosen
+
+
+def _close(a: np.ndarray, b: np.ndarray) -> bool:
+    denom = float(np.abs(a).mean()) + 1e-6
+    return float(np.abs(a.astype(np.float64) - b).mean()) / denom < 0.5

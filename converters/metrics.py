@@ -1,0 +1,63 @@
+"""How close is a converted model to its original: cosine, SNR, max abs error, top-1 agreement."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+#: default tolerance per precision: (min cosine, min SNR dB, min top-1 agreement)
+TOLERANCES: dict[str, dict[str, float]] = {
+    "fp32": {"cosine": 0.9999, "snr_db": 40.0, "top1": 0.99},
+    "fp16": {"cosine": 0.999, "snr_db": 30.0, "top1": 0.98},
+    "int8-dynamic": {"cosine": 0.98, "snr_db": 12.0, "top1": 0.90},
+    "int8": {"cosine": 0.97, "snr_db": 10.0, "top1": 0.90},
+}
+
+
+@dataclass
+class OutputMetrics:
+    name: str
+    cosine: float
+    snr_db: float
+    max_abs_error: float
+    mean_abs_error: float
+    top1_agreement: float | None = None  # only for classifier-like outputs (N, classes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def compare(name: str, reference: np.ndarray, candidate: np.ndarray, *, classifier: bool = False) -> OutputMetrics:
+    """Metrics of ``candidate`` against ``reference`` (both stacked over samples on axis 0)."""
+    ref = np.asarray(reference, dtype=np.float64)
+    cand = np.asarray(candidate, dtype=np.float64)
+    if ref.shape != cand.shape:
+        if ref.size != cand.size:
+            raise ValueError(f"output '{name}': shape {cand.shape} differs from the original's {ref.shape}")
+        cand = cand.reshape(ref.shape)
+    r, c = ref.ravel(), cand.ravel()
+    denom = np.linalg.norm(r) * np.linalg.norm(c)
+    cosine = float(np.dot(r, c) / denom) if denom > 0 else float(np.array_equal(r, c))
+    noise = np.sum((r - c) ** 2)
+    signal = np.sum(r**2)
+    snr = float("inf") if noise == 0 else float(10 * np.log10(max(signal, 1e-30) / noise))
+    top1 = None
+    if classifier and ref.ndim >= 2:
+        top1 = float(np.mean(ref.reshape(ref.shape[0], -1).argmax(1) == cand.reshape(cand.shape[0], -1).argmax(1)))
+    return OutputMetrics(name, cosine, snr, float(np.max(np.abs(r - c))), float(np.mean(np.abs(r - c))), top1)
+
+
+def failures(metrics: list[OutputMetrics], precision: str, overrides: dict[str, float] | None = None) -> list[str]:
+    """Human-readable reasons the metrics miss the precision's tolerance (empty list: it passes)."""
+    tol = {**TOLERANCES[precision], **(overrides or {})}
+    reasons = []
+    for m in metrics:
+        if m.cosine < tol["cosine"]:
+            reasons.append(f"output '{m.name}': cosine {m.cosine:.5f} < {tol['cosine']}")
+        if m.snr_db < tol["snr_db"]:
+            reasons.append(f"output '{m.name}': SNR {m.snr_db:.1f} dB < {tol['snr_db']} dB")
+        if m.top1_agreement is not None and m.top1_agreement < tol["top1"]:
+            reasons.append(f"output '{m.name}': top-1 agreement {m.top1_agreement:.1%} < {tol['top1']:.0%}")
+    return reasons

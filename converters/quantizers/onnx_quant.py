@@ -1,0 +1,75 @@
+"""ONNX Runtime quantization: fp16 conversion, dynamic int8, static QDQ int8 with per-channel weights."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from converters.layout import adapt_feeds
+from edge_sdk.errors import ConversionError, first_line
+
+
+def quantize(fp32: Path, out: Path, precision: str, calibration: Any, ctx: Any, **options: Any) -> Path:
+    import onnx
+
+    logging.getLogger("onnxruntime").setLevel(logging.ERROR)
+    if precision == "fp16":
+        from onnxruntime.transformers.float16 import convert_float_to_float16
+
+        model = convert_float_to_float16(onnx.load(str(fp32)), keep_io_types=True)
+        onnx.save(model, str(out))
+        return out
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_dynamic,
+        quantize_static,
+    )
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    prepared = ctx.workdir / f"{fp32.stem}.prep.onnx"
+    try:
+        quant_pre_process(str(fp32), str(prepared), skip_symbolic_shape=False)
+    except Exception:  # pre-processing is an optimisation; quantize the original if it fails
+        prepared = fp32
+    if precision == "int8-dynamic":
+        quantize_dynamic(str(prepared), str(out), weight_type=QuantType.QInt8, per_channel=True)
+        return out
+
+    import edge_sdk
+
+    with edge_sdk.load(prepared) as m:
+        names = [s.name for s in m.inputs]
+        specs = m.inputs
+    feeds = [dict(zip(names, adapt_feeds(sample, specs))) for sample in calibration.samples]
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self._it = iter(feeds)
+
+        def get_next(self) -> dict[str, Any] | None:
+            return next(self._it, None)
+
+        def rewind(self) -> None:
+            self._it = iter(feeds)
+
+    method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
+              "percentile": CalibrationMethod.Percentile}[options.get("calibration_method", "minmax")]  # fmt: skip
+    try:
+        quantize_static(
+            str(prepared),
+            str(out),
+            Reader(),
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            calibrate_method=method,
+            extra_options={"CalibMovingAverage": False},
+        )
+    except Exception as e:
+        raise ConversionError(f"onnxruntime static quantization failed: {first_line(e)}") from None
+    return out

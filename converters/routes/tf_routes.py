@@ -1,0 +1,72 @@
+"""Keras 3 models and TF SavedModels -> TFLite / ONNX / OpenVINO (Keras goes through a SavedModel)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from converters.routes import RouteContext
+from converters.sources import SourceModel
+from edge_sdk.errors import ConversionError, UnsupportedOperatorError, first_line
+
+
+def saved_model_dir(source: SourceModel, ctx: RouteContext) -> Path:
+    """The SavedModel of ``source``: the source itself, or a Keras export made once per conversion."""
+    if source.kind == "savedmodel":
+        assert source.path is not None
+        return source.path
+    if "savedmodel" not in ctx.intermediates:
+        out = ctx.workdir / "saved_model"
+        try:
+            source.obj.export(str(out), verbose=False)
+        except Exception as e:
+            raise ConversionError(f"exporting the Keras model to a SavedModel failed: {first_line(e)}") from None
+        ctx.intermediates["savedmodel"] = out
+    return ctx.intermediates["savedmodel"]
+
+
+def to_tflite(source: SourceModel, out: Path, ctx: RouteContext) -> Path:
+    import tensorflow as tf
+
+    converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model_dir(source, ctx)))
+    try:
+        out.write_bytes(converter.convert())
+    except Exception as e:
+        raise_unsupported_or(e, "TFLite")
+    return out
+
+
+def to_onnx(source: SourceModel, out: Path, ctx: RouteContext) -> Path:
+    cmd = [sys.executable, "-m", "tf2onnx.convert", "--saved-model", str(saved_model_dir(source, ctx))]
+    cmd += ["--output", str(out), "--opset", str(ctx.opset)]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if ctx.verbose:
+        sys.stderr.write(proc.stderr)
+    if proc.returncode != 0 or not out.exists():
+        errors = [ln for ln in proc.stderr.splitlines() if "ERROR" in ln or "Error" in ln]
+        raise ConversionError(f"tf2onnx failed: {errors[-1].strip() if errors else 'see --verbose'}")
+    return out
+
+
+def to_openvino(source: SourceModel, out: Path, ctx: RouteContext) -> Path:
+    import openvino as ov
+
+    try:
+        model = ov.convert_model(str(saved_model_dir(source, ctx)))
+    except Exception as e:
+        raise_unsupported_or(e, "OpenVINO")
+    ov.save_model(model, str(out), compress_to_fp16=False)
+    return out
+
+
+def raise_unsupported_or(exc: BaseException, target: str) -> None:
+    """Turn a converter's 'op not supported' text into UnsupportedOperatorError naming the op."""
+    import re
+
+    text = str(exc)
+    m = re.search(r"(?:op|operation|operations?)[^\n]*?['`\"]?([A-Za-z0-9_.]+)['`\"]? (?:is|are) not supported", text)
+    if m or "not supported" in text:
+        op = m.group(1) if m else "?"
+        raise UnsupportedOperatorError(f"{target} does not support op {op}: {first_line(exc)}") from None
+    raise ConversionError(f"conversion to {target} failed: {first_line(exc)}") from None

@@ -1,0 +1,40 @@
+"""TFLite -> TFLite (to quantize it) / ONNX (tf2onnx) / OpenVINO."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from converters.routes import RouteContext
+from converters.sources import SourceModel
+from edge_sdk.errors import ConversionError, first_line
+
+
+def to_tflite(source: SourceModel, out: Path, ctx: RouteContext) -> Path:
+    assert source.path is not None
+    shutil.copyfile(source.path, out)
+    return out
+
+
+def to_onnx(source: SourceModel, out: Path, ctx: RouteContext) -> Path:
+    cmd = [sys.executable, "-m", "tf2onnx.convert", "--tflite", str(source.path), "--output", str(out)]
+    proc = subprocess.run(cmd + ["--opset", str(ctx.opset)], capture_output=True, text=True)
+    if ctx.verbose:
+        sys.stderr.write(proc.stderr)
+    if proc.returncode != 0 or not out.exists():
+        errors = [ln for ln in proc.stderr.splitlines() if "rror" in ln]
+        raise ConversionError(f"tf2onnx --tflite failed: {errors[-1].strip() if errors else 'see --verbose'}")
+    return out
+
+
+def to_openvino(source: SourceModel, out: Path, ctx: RouteContext) -> Path:
+    import openvino as ov
+
+    try:
+        model = ov.convert_model(str(source.path))
+    except Exception as e:
+        raise ConversionError(f"openvino.convert_model failed on the TFLite model: {first_line(e)}") from None
+    ov.save_model(model, str(out), compress_to_fp16=False)
+    return out

@@ -1,0 +1,69 @@
+"""PyTorch (nn.Module or .pt2 ExportedProgram) -> ONNX / OpenVINO / TFLite."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any
+
+from converters.routes import RouteContext
+from converters.sources import SourceModel
+from edge_sdk.errors import ConversionError, first_line
+
+
+def _module_and_args(source: SourceModel) -> tuple[Any, tuple[Any, ...]]:
+    import torch
+
+    module = source.obj.module() if source.kind == "pt2" else source.obj
+    args = tuple(torch.from_numpy(a.copy()) for a in source.example_inputs)
+    return module, args
+
+
+def to_onnx(source: SourceModel, out: Path, ctx: RouteContext) -> Path:
+    import torch
+
+    module, args = _module_and_args(source)
+    names = [s.name for s in source.inputs]
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                module,
+                args,
+                str(out),
+                input_names=names,
+                output_names=source.output_names,
+                opset_version=ctx.opset,
+                dynamo=False,
+                do_constant_folding=True,
+            )
+    except Exception as e:
+        raise ConversionError(f"torch.onnx.export failed: {first_line(e)}") from None
+    ctx.intermediates["onnx"] = out
+    return out
+
+
+def to_openvino(source: SourceModel, out: Path, ctx: RouteContext) -> Path:
+    import openvino as ov
+
+    module, args = _module_and_args(source)
+    try:
+        model = ov.convert_model(source.obj if source.kind == "pt2" else module, example_input=args)
+    except Exception as e:
+        raise ConversionError(f"openvino.convert_model failed on the PyTorch model: {first_line(e)}") from None
+    for port, spec in zip(model.inputs, source.inputs):
+        port.get_tensor().set_names({spec.name})
+    ov.save_model(model, str(out), compress_to_fp16=False)
+    return out
+
+
+def to_tflite(source: SourceModel, out: Path, ctx: RouteContext) -> Path:
+    import litert_torch
+
+    module, args = _module_and_args(source)
+    try:
+        edge_model = litert_torch.convert(module.eval(), args)
+        edge_model.export(str(out))
+    except Exception as e:
+        raise ConversionError(f"litert_torch.convert failed: {first_line(e)}") from None
+    return out
