@@ -1,0 +1,138 @@
+"""``edge-sdk convert SRC --to ... --precision ...``: convert, quantize, validate, write a manifest."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+from typing import Any
+
+from edge_sdk.cli.base import Command, emit_json, format_table, human_bytes, parse_shapes
+
+
+def _csv(text: str) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def _floats(text: str) -> tuple[float, ...]:
+    return tuple(float(t) for t in _csv(text))
+
+
+def preprocess_from_args(args: argparse.Namespace) -> Any:
+    """A PreprocessSpec from --size/--mean/--std/... or None when no flag was given."""
+    if args.mean is None and args.std is None and args.size is None:
+        return None
+    from edge_sdk.errors import CLIUsageError
+    from edge_sdk.preprocess import PreprocessSpec
+
+    if args.size is None:
+        raise CLIUsageError("--mean/--std need --size HxW too (the input image size the model expects)")
+    try:
+        h, w = (int(v) for v in args.size.lower().split("x"))
+    except ValueError:
+        raise CLIUsageError(f"--size '{args.size}' is not HxW, e.g. 224x224") from None
+    return PreprocessSpec(
+        size=(h, w),
+        resize=args.resize,
+        mean=_floats(args.mean) if args.mean else (0.0,),
+        std=_floats(args.std) if args.std else (1.0,),
+        channels=args.channel_order,
+        layout=args.layout,
+    )
+
+
+class ConvertCommand(Command):
+    name = "convert"
+    help = "convert a model to TFLite / ONNX / OpenVINO, quantize it, and validate it against the original"
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("source", help="a .pt2, .keras, .h5, SavedModel folder, .onnx, .tflite, or zoo:NAME")
+        parser.add_argument("--to", default="onnx", help="targets, comma-separated: tflite,onnx,openvino")
+        parser.add_argument("--precision", default="fp32", help="fp32,fp16,int8-dynamic,int8 (comma-separated)")
+        parser.add_argument("--calib", help="calibration data: image folder, .npy/.npz, WAV folder, or 'synthetic'")
+        parser.add_argument("--held-out", help="validation data (same kinds as --calib); default: real crops or random")
+        parser.add_argument("--validate-samples", type=int, default=32, help="held-out samples to validate on")
+        parser.add_argument("--input-shape", action="append", metavar="NAME=D1,D2,..", help="fix an input's shape")
+        parser.add_argument("--opset", type=int, default=17, help="ONNX opset for exports (default 17)")
+        parser.add_argument("--int8-io", action="store_true", help="TFLite int8: integer inputs/outputs too")
+        parser.add_argument("--allow-degraded", action="store_true", help="exit 0 even if validation fails")
+        parser.add_argument("--unsafe-allow-lambda", action="store_true", help="load Keras Lambda layers (runs code)")
+        parser.add_argument("--bench", action="store_true", help="benchmark each artifact (edge-sdk bench)")
+        parser.add_argument("-o", "--output-dir", default="out", help="output folder (default ./out)")
+        pre = parser.add_argument_group("preprocessing (stored in the manifest; needed for image calibration)")
+        pre.add_argument("--size", help="input image size HxW, e.g. 224x224")
+        pre.add_argument("--mean", help="per-channel mean in pixel units, e.g. 123.7,116.3,103.5 or 127")
+        pre.add_argument("--std", help="per-channel std in pixel units, e.g. 58.4,57.1,57.4 or 128")
+        pre.add_argument("--resize", default="stretch", choices=["stretch", "letterbox", "center_crop"])
+        pre.add_argument("--channel-order", default="RGB", choices=["RGB", "BGR"])
+        pre.add_argument("--layout", default="NCHW", choices=["NCHW", "NHWC"])
+
+    def run(self, args: argparse.Namespace) -> int:
+        from converters import convert
+        from edge_sdk.errors import CLIUsageError
+
+        if args.validate_samples < 1:
+            raise CLIUsageError("--validate-samples must be >= 1")
+        signal.signal(signal.SIGTERM, _raise_interrupt)  # so a killed run cleans its temp files
+        result = convert(
+            args.source,
+            to=_csv(args.to),
+            precision=_csv(args.precision),
+            calibration=args.calib,
+            input_shapes=parse_shapes(args.input_shape) or None,
+            output_dir=args.output_dir,
+            preprocess=preprocess_from_args(args),
+            held_out=args.held_out,
+            validate_samples=args.validate_samples,
+            opset=args.opset,
+            int8_io=args.int8_io,
+            allow_degraded=True,
+            allow_lambda=args.unsafe_allow_lambda,
+            verbose=args.verbose,
+        )
+        if args.bench:
+            _bench(result, args.verbose)
+        if args.json:
+            emit_json({"output_dir": str(result.output_dir), "manifest": str(result.manifest_path),
+                       "passed": result.passed, "artifacts": result.report})  # fmt: skip
+        else:
+            print(format_table(*_table(result)))
+            print(f"\nmanifest: {result.manifest_path}")
+        if not result.passed and not args.allow_degraded:
+            from edge_sdk.errors import ValidationFailedError
+
+            bad = [a.path.name for a in result.artifacts if not a.passed]
+            raise ValidationFailedError(
+                f"{len(bad)} artifact(s) outside tolerance: {', '.join(bad)}; pass --allow-degraded to accept"
+            )
+        return 0
+
+
+def _raise_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def _bench(result: Any, verbose: bool) -> None:
+    from edge_sdk.bench import benchmark_isolated
+
+    for a in result.artifacts:
+        r = benchmark_isolated(str(a.path), runs=50, warmup=5, verbose=verbose)
+        a.latency = {"backend": r.backend, "p50_ms": round(r.p50_ms, 3), "p90_ms": round(r.p90_ms, 3)}
+
+
+def _table(result: Any) -> tuple[list[str], list[list[str]]]:
+    headers = ["artifact", "size", "cosine", "SNR dB", "max abs err", "top-1 agree", "p50 ms", "status"]
+    rows = []
+    for a in result.artifacts:
+        worst = min(a.metrics, key=lambda m: m.cosine)
+        top1 = [m.top1_agreement for m in a.metrics if m.top1_agreement is not None]
+        rows.append([
+            a.path.name,
+            human_bytes(a.size_bytes),
+            f"{worst.cosine:.5f}",
+            f"{worst.snr_db:.1f}",
+            f"{worst.max_abs_error:.3g}",
+            f"{min(top1):.1%}" if top1 else "-",
+            f"{a.latency['p50_ms']:.2f}" if a.latency else "-",
+            "ok" if a.passed else "FAILED: " + "; ".join(a.failures),
+        ])  # fmt: skip
+    return headers, rows
