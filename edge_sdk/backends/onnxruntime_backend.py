@@ -8,6 +8,10 @@ Options (``edge_sdk.load(..., **options)``):
   where it is skipped with a logged warning.
 - ``graph_optimization_level``: ``"disable" | "basic" | "extended" | "all"`` (default ``"all"``).
 - ``session_config``: extra ``SessionOptions.add_session_config_entry`` pairs.
+- ``cache_dir``: where EPs that compile the model keep their result (TensorRT engine and timing
+  cache, OpenVINO EP blobs, Core ML compiled models). By default a per-user folder keyed by model
+  hash, provider and precision (see ``edge_sdk.cache``); ``None`` turns it off. Options given
+  explicitly in ``providers`` win. The CPU EP compiles nothing, so it uses no cache.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import numpy as np
 from edge_sdk._dtypes import ORT_TYPES
 from edge_sdk.backends import module_available
 from edge_sdk.backends.base import Backend
+from edge_sdk.cache import DEFAULT, resolve_cache_dir
 from edge_sdk.errors import BackendOptionError, BackendUnavailableError, ModelLoadError, first_line
 from edge_sdk.formats import ModelFile
 from edge_sdk.tensor_spec import TensorSpec, guess_layout
@@ -46,6 +51,36 @@ def _spec(arg: Any) -> TensorSpec:
     if dtype is None:
         raise ModelLoadError(f"tensor '{arg.name}' has type {arg.type}, which edge_sdk does not map to numpy")
     return TensorSpec(arg.name, dims, dtype, guess_layout(dims), None, names)
+
+
+#: provider -> (option naming its cache folder, other options that turn the cache on)
+CACHE_OPTIONS: dict[str, tuple[str, dict[str, Any]]] = {
+    "TensorrtExecutionProvider": (
+        "trt_engine_cache_path",
+        {"trt_engine_cache_enable": True, "trt_timing_cache_enable": True},
+    ),
+    "OpenVINOExecutionProvider": ("cache_dir", {}),
+    "CoreMLExecutionProvider": ("ModelCacheDirectory", {}),
+}
+
+
+def _with_caches(providers: list[Any], cache_dir: Any, model_file: ModelFile) -> list[Any]:
+    """Fill in the cache options of providers that compile the model (explicit options win)."""
+    out = []
+    for entry in providers:
+        name, opts = (entry[0], dict(entry[1])) if isinstance(entry, tuple) else (entry, {})
+        if name in CACHE_OPTIONS and CACHE_OPTIONS[name][0] not in opts:
+            precision = "fp16" if str(opts.get("trt_fp16_enable", "")).lower() in ("1", "true") else "default"
+            folder = resolve_cache_dir(
+                cache_dir, model_file, "onnxruntime", name.replace("ExecutionProvider", ""), precision
+            )
+            if folder is not None:
+                key, extra = CACHE_OPTIONS[name]
+                opts = {**extra, **opts, key: str(folder)}
+                if name == "TensorrtExecutionProvider":
+                    opts.setdefault("trt_timing_cache_path", str(folder))
+        out.append((name, opts) if opts else name)
+    return out
 
 
 def _resolve_providers(requested: Any, available: list[str], strict: bool) -> list[Any]:
@@ -104,10 +139,11 @@ class OnnxRuntimeBackend(Backend):
         for key, value in dict(opts.pop("session_config", {})).items():
             so.add_session_config_entry(str(key), str(value))
         providers = _resolve_providers(opts.pop("providers", None), ort.get_available_providers(), device != "auto")
+        providers = _with_caches(providers, opts.pop("cache_dir", DEFAULT), model_file)
         if opts:
             raise BackendOptionError(
                 f"unknown onnxruntime option(s): {', '.join(sorted(opts))}; "
-                "known: providers, graph_optimization_level, session_config"
+                "known: providers, graph_optimization_level, session_config, cache_dir"
             )
         try:
             self._session = ort.InferenceSession(str(model_file.path), sess_options=so, providers=providers)

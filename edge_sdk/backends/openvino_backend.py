@@ -5,7 +5,8 @@ Options:
 - ``device`` (the ``load`` argument): ``"cpu"``/``"auto"`` -> ``CPU``; or an OpenVINO
   device name: ``"GPU"``, ``"NPU"``, ``"AUTO"``, ``"HETERO:NPU,CPU"``.
 - ``performance_hint``: ``"LATENCY"`` (default) | ``"THROUGHPUT"`` | ``"CUMULATIVE_THROUGHPUT"``.
-- ``cache_dir``: folder for compiled-model caching (warm start).
+- ``cache_dir``: folder for compiled-model caching (warm start). By default a per-user folder
+  keyed by model hash, device and precision (see ``edge_sdk.cache``); ``None`` turns it off.
 - ``inference_precision``: ``"f32"`` (default) | ``"bf16"`` | ``"f16"``. OpenVINO's own default on
   CPUs with AVX512-BF16/AMX is bf16, which silently changes an fp32 model's outputs; we
   keep fp32 models in fp32 unless asked.
@@ -20,6 +21,7 @@ import numpy as np
 
 from edge_sdk.backends import module_available
 from edge_sdk.backends.base import Backend
+from edge_sdk.cache import DEFAULT, resolve_cache_dir
 from edge_sdk.errors import BackendOptionError, BackendUnavailableError, ModelLoadError, first_line
 from edge_sdk.formats import ModelFile
 from edge_sdk.tensor_spec import TensorSpec, guess_layout
@@ -65,7 +67,7 @@ class OpenVINOBackend(Backend):
         config: dict[str, Any] = {"PERFORMANCE_HINT": hint, "INFERENCE_PRECISION_HINT": precision}
         if threads:
             config["INFERENCE_NUM_THREADS"] = int(threads)
-        cache_dir = opts.pop("cache_dir", None)
+        cache_dir = opts.pop("cache_dir", DEFAULT)
         config.update(dict(opts.pop("config", {})))
         if opts:
             raise BackendOptionError(
@@ -73,9 +75,10 @@ class OpenVINOBackend(Backend):
                 "known: performance_hint, inference_precision, cache_dir, config"
             )
         self._core = ov.Core()
-        if cache_dir:
-            self._core.set_property({"CACHE_DIR": str(cache_dir)})
         self._device = ov_device_name(device)
+        self._cache_dir = resolve_cache_dir(cache_dir, model_file, self.name, self._device, precision)
+        if self._cache_dir is not None:
+            self._core.set_property({"CACHE_DIR": str(self._cache_dir)})
         available = self._core.available_devices
         base = self._device.split(":")[0].split(".")[0]
         if base not in ("AUTO", "HETERO", "MULTI", "BATCH") and base not in available:
@@ -84,8 +87,8 @@ class OpenVINOBackend(Backend):
                 f"(available: {', '.join(available)}); install its driver or choose another device"
             )
         try:
-            model = self._core.read_model(str(model_file.path))
-            self._compiled = self._core.compile_model(model, self._device, config)
+            # compile from the path: with a cache, OpenVINO then skips reading as well as compiling
+            self._compiled = self._core.compile_model(str(model_file.path), self._device, config)
         except Exception as e:
             raise ModelLoadError(f"OpenVINO could not load {model_file.path.name}: {first_line(e)}") from None
         self._request = self._compiled.create_infer_request()
@@ -103,6 +106,7 @@ class OpenVINOBackend(Backend):
             "backend": self.name,
             "device": self._device,
             "execution_devices": list(self._compiled.get_property("EXECUTION_DEVICES")),
+            "cache_dir": str(self._cache_dir) if self._cache_dir else None,
         }
 
 

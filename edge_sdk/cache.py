@@ -1,0 +1,70 @@
+"""Per-user cache of compiled models (warm start): one folder per model hash, backend, device and precision.
+
+Backends that can reuse compiled work (OpenVINO's ``CACHE_DIR``, ONNX Runtime's TensorRT engine
+cache, the OpenVINO and Core ML EP caches) use :func:`model_cache_dir` by default. The root is
+``$EDGE_SDK_CACHE_DIR``, else ``$XDG_CACHE_HOME/edge_sdk``, else ``~/.cache/edge_sdk``;
+``EDGE_SDK_CACHE=0`` or the load option ``cache_dir=None`` turns it off.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from edge_sdk.formats import ModelFile
+
+log = logging.getLogger("edge_sdk")
+
+#: the value of the ``cache_dir`` option meaning "use the per-user default"
+DEFAULT = "default"
+_HASHES: dict[tuple[str, int, int], str] = {}
+
+
+def cache_root() -> Path:
+    env = os.environ.get("EDGE_SDK_CACHE_DIR")
+    if env:
+        return Path(env).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg) if xdg else Path.home() / ".cache") / "edge_sdk"
+
+
+def model_hash(model_file: ModelFile) -> str:
+    """SHA-256 (first 16 hex digits) of the model file and its companions; memoised per (path, size, mtime)."""
+    h = hashlib.sha256()
+    for path in (model_file.path, *model_file.companions):
+        st = path.stat()
+        key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+        digest = _HASHES.get(key)
+        if digest is None:
+            fh = hashlib.sha256()
+            with open(path, "rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    fh.update(block)
+            digest = _HASHES[key] = fh.hexdigest()
+        h.update(digest.encode())
+    return h.hexdigest()[:16]
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_") or "default"
+
+
+def resolve_cache_dir(value: Any, model_file: ModelFile, backend: str, device: str, precision: str) -> Path | None:
+    """The cache folder for the ``cache_dir`` option: DEFAULT -> per-user keyed folder; falsy -> off; else the path."""
+    if value in (None, False, ""):
+        return None
+    if value != DEFAULT:
+        return Path(value)
+    if os.environ.get("EDGE_SDK_CACHE", "1").lower() in ("0", "false", "no", "off"):
+        return None
+    try:
+        folder = cache_root() / backend / f"{model_hash(model_file)}-{_slug(device)}-{_slug(precision)}"
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except OSError as e:  # a read-only home must not stop a load: run without the cache
+        log.warning("model cache disabled: cannot create %s (%s)", cache_root(), e.strerror or e)
+        return None
+    return folder
