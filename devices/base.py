@@ -20,6 +20,27 @@ class CpuInfo:
         return all(n in self.isa for n in names)
 
     @property
+    def headline(self) -> str:
+        """The inference-relevant ISA in a few words, e.g. ``"AVX2, AVX-512, VNNI"`` or ``"NEON, dot-product, SVE"``."""
+        words = [
+            w
+            for w, keys in (
+                ("AVX2", ("avx2",)),
+                ("AVX-512", ("avx512f",)),
+                ("VNNI", ("avx512_vnni", "avx_vnni")),
+                ("BF16", ("avx512_bf16", "bf16")),
+                ("AMX", ("amx_tile",)),
+                ("NEON", ("neon",)),
+                ("dot-product", ("dotprod",)),
+                ("i8mm", ("i8mm",)),
+                ("SVE", ("sve",)),
+                ("SVE2", ("sve2",)),
+            )
+            if any(k in self.isa for k in keys)
+        ]
+        return ", ".join(words) or "baseline"
+
+    @property
     def int8_fast(self) -> bool:
         """True when the CPU has int8 dot-product instructions (VNNI, AMX, ARM dot-product)."""
         return any(n in self.isa for n in ("avx512_vnni", "avx_vnni", "amx_int8", "dotprod", "i8mm"))

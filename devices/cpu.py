@@ -35,7 +35,7 @@ def isa_summary(info_isa: tuple[str, ...]) -> str:
 def detect(probe: Probe) -> DeviceInfo:
     """Always matches: the machine's CPU and its ISA."""
     cpu = probe.cpu
-    name = f"{cpu.arch} CPU" + (f": {cpu.model}" if cpu.model else "")
+    name = f"{cpu.arch} CPU with {cpu.headline}" + (f" ({cpu.model})" if cpu.model else "")
     evidence = ("/proc/cpuinfo",) if probe.cpuinfo else ()
     return DeviceInfo(FAMILY, "cpu", name, cpu, evidence=evidence)
 

@@ -46,7 +46,9 @@ def detect(probe: Probe) -> DeviceInfo | None:
     gpu = Accelerator("gpu", f"NVIDIA {kind.title()} integrated GPU", "soc", tuple(evidence), tuple(missing))
     accs = [gpu]
     if kind in ("xavier", "orin") and "nano" not in probe.dt_model.lower():
-        accs.append(Accelerator("dla", "NVIDIA Deep Learning Accelerator (DLA)", "soc", tuple(evidence)))
+        accs.append(
+            Accelerator("dla", "NVIDIA Deep Learning Accelerator (DLA)", "soc", tuple(evidence), tuple(missing[:1]))
+        )
     name = probe.dt_model or f"NVIDIA Jetson {kind.title()}"
     return DeviceInfo(FAMILY, f"jetson-{kind}", name, probe.cpu, tuple(accs), tuple(evidence), details)
 

@@ -16,6 +16,7 @@ COMMANDS: dict[str, str] = {
     "info": "edge_sdk.cli.info:InfoCommand",
     "bench": "edge_sdk.cli.bench:BenchCommand",
     "convert": "edge_sdk.cli.convert:ConvertCommand",
+    "devices": "edge_sdk.cli.devices:DevicesCommand",
 }
 
 
