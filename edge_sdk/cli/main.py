@@ -15,6 +15,7 @@ from edge_sdk.cli.base import Command
 COMMANDS: dict[str, str] = {
     "info": "edge_sdk.cli.info:InfoCommand",
     "bench": "edge_sdk.cli.bench:BenchCommand",
+    "zoo": "edge_sdk.cli.zoo:ZooCommand",
     "convert": "edge_sdk.cli.convert:ConvertCommand",
     "devices": "edge_sdk.cli.devices:DevicesCommand",
 }

@@ -1,0 +1,54 @@
+"""``edge-sdk zoo list`` / ``edge-sdk zoo path NAME``: the real pretrained models the installed packages carry."""
+
+from __future__ import annotations
+
+import argparse
+
+from edge_sdk.cli.base import Command, emit_json, format_table
+
+
+class ZooCommand(Command):
+    name = "zoo"
+    help = "list the real pretrained models (from installed pip packages), or materialize one and print its path"
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("action", choices=("list", "path"), help="list: table of models; path: write one, print it")
+        parser.add_argument("name", nargs="?", help="zoo model name (for 'path'), e.g. centerface")
+        parser.add_argument("--cache-dir", default=None, help="where files are written (default: per-user cache)")
+        parser.add_argument("--input-shape", default=None, metavar="NxCxHxW", help="centerface: e.g. 1x3x480x640")
+        parser.add_argument("--variant", default=None, help="silero-vad: 16k (static, default) or op16")
+
+    def run(self, args: argparse.Namespace) -> int:
+        from converters import zoo
+        from edge_sdk.errors import CLIUsageError
+
+        if args.action == "list":
+            if args.name:
+                raise CLIUsageError("`edge-sdk zoo list` takes no model name; use `edge-sdk zoo path NAME`")
+            infos = [e.info() for e in zoo.entries()]
+            if args.json:
+                emit_json(infos)
+                return 0
+            rows = [[i["name"], i["task"], i["format"], i["package"], "yes" if i["installed"] else "no"] for i in infos]
+            print(format_table(["name", "task", "format", "package", "installed"], rows))
+            return 0
+        if not args.name:
+            raise CLIUsageError("`edge-sdk zoo path` needs a model name; see `edge-sdk zoo list`")
+        entry = zoo.get(args.name)
+        opts = {}
+        if args.input_shape is not None:
+            opts["input_shape"] = args.input_shape
+        if args.variant is not None:
+            opts["variant"] = args.variant
+        if entry.source_format == "torch":
+            opts["export"] = True  # a file to point at: the torch.export .pt2
+        path = entry.materialize(args.cache_dir, **opts)
+        if args.json:
+            emit_json({"name": entry.name, "path": str(path), "preprocess": entry.preprocess(**_pre(opts)).to_dict()})
+        else:
+            print(path)
+        return 0
+
+
+def _pre(opts: dict[str, object]) -> dict[str, object]:
+    return {k: v for k, v in opts.items() if k != "export"}

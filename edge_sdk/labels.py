@@ -1,0 +1,36 @@
+"""Class-name lists: the 1000 ImageNet-1k classes shipped with the package, or a labels file."""
+
+from __future__ import annotations
+
+import functools
+import os
+from importlib import resources
+
+from edge_sdk.errors import LabelsError
+
+
+@functools.lru_cache(maxsize=1)
+def _imagenet() -> tuple[str, ...]:
+    text = resources.files("edge_sdk").joinpath("data", "imagenet_labels.txt").read_text(encoding="utf-8")
+    return tuple(line.strip() for line in text.splitlines() if line.strip())
+
+
+def imagenet_labels() -> list[str]:
+    """The ImageNet-1k class names in index order (0 = tench, 285 = Egyptian cat, 999 = toilet tissue)."""
+    return list(_imagenet())
+
+
+def load_labels(path: str | os.PathLike[str]) -> list[str]:
+    """Read a labels file: one class name per line, in index order (blank trailing lines ignored)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = [line.rstrip("\r\n") for line in f]
+    except FileNotFoundError:
+        raise LabelsError(f"labels file {os.fspath(path)} does not exist; give a text file, one name a line") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise LabelsError(f"cannot read labels file {os.fspath(path)}: {e}; it must be UTF-8 text") from None
+    while lines and not lines[-1].strip():
+        lines.pop()
+    if not lines:
+        raise LabelsError(f"labels file {os.fspath(path)} is empty; it needs one class name per line")
+    return [line.strip() for line in lines]
