@@ -55,7 +55,7 @@ def named_image(name: str) -> np.ndarray:
 def calibration_images(
     n: int, size: int | tuple[int, int] = 224, *, photos: Sequence[str] | None = None, seed: int = 0
 ) -> np.ndarray:
-    """``n`` calibration crops, ``(n, h, w, 3)`` uint8 RGB, round-robin over ``photos`` (default: all)."""
+    """``n`` calibration crops, ``(n, h, w, 3)`` uint8 RGB, round-robin over ``photos`` (default: all installed)."""
     return _crops("calibration", n, size, photos, seed)
 
 
@@ -135,7 +135,12 @@ def _check_count(n: int) -> int:
 
 
 def _check_photos(photos: Sequence[str] | None) -> list[str]:
-    names = list(PHOTOS) if photos is None else list(photos)
+    if photos is None:  # every photo whose package is installed
+        names = available_photos()
+        if not names:
+            raise ZooPackageMissingError("sample images", "scikit-image")
+        return names
+    names = list(photos)
     unknown = [p for p in names if p not in PHOTOS]
     if unknown or not names:
         raise ZooError(f"unknown photo(s) {', '.join(unknown) or '(none given)'}; known: {', '.join(PHOTOS)}")

@@ -37,6 +37,10 @@ def test_named_image_unknown_and_missing_package(monkeypatch):
         with pytest.raises(ZooPackageMissingError, match=r"pip install \"edge-sdk\[zoo\]\" scikit-learn"):
             datasets.named_image("flower")
         assert "flower" not in datasets.available_photos()
+        assert {w[0] for w in datasets.crop_windows("calibration", 8)} == set(datasets.photo_names()[:6])
+        monkeypatch.setattr(datasets, "find_package_dir", lambda m: None)
+        with pytest.raises(ZooPackageMissingError, match="sample images needs the pip package 'scikit-image'"):
+            datasets.calibration_images(2)
     finally:
         datasets._load_photo.cache_clear()
 
