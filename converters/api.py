@@ -123,6 +123,7 @@ def convert(
     if unknown:
         raise ConversionError(f"unknown target(s) {unknown}; targets are {', '.join(TARGET_SUFFIX)}")
 
+    _precheck(model, targets)
     with tempfile.TemporaryDirectory(prefix="edge-sdk-convert-") as tmp:
         ctx = RouteContext(workdir=Path(tmp), opset=opset, verbose=verbose, input_shapes=dict(input_shapes or {}))
         source = _open(model, example_inputs, ctx, allow_lambda)
@@ -209,6 +210,16 @@ def _default_name(model: Any, source: SourceModel) -> str:
     return source.description.lower() or "model"
 
 
+def _precheck(model: Any, targets: list[str]) -> None:
+    """Refuse ops a target cannot express before any runtime or converter touches the source."""
+    from converters.sources import source_kind
+
+    if isinstance(model, (str, Path)) and not str(model).startswith("zoo:"):
+        kind = source_kind(model)
+        for t in targets:
+            find_route(kind, t).precheck(Path(model))
+
+
 def _open(model: Any, example_inputs: Any, ctx: RouteContext, allow_lambda: bool) -> SourceModel:
     if isinstance(model, str) and model.startswith("zoo:"):
         from converters.zoo_source import open_zoo_source
@@ -240,14 +251,12 @@ def _held_out(held_out: Any, source: SourceModel, preprocess: Any, n: int) -> He
     if held_out is not None:
         cs = load_calibration(held_out, source.inputs, preprocess=preprocess, limit=n)
         return HeldOut(cs.samples, cs.origin, cs.synthetic)
-    if preprocess is not None and hasattr(preprocess, "apply") and len(source.inputs) == 1:
-        try:
-            from converters.datasets import held_out_images
-        except ImportError:
-            held_out_images = None
-        if held_out_images is not None:
-            images = held_out_images(n, preprocess.size)
-            return HeldOut([[preprocess.apply(im)] for im in images], "held-out real image crops", False)
+    if preprocess is not None and hasattr(preprocess, "size") and len(source.inputs) == 1:
+        from converters import datasets
+
+        if datasets.available_photos():
+            images = datasets.held_out_images(n, preprocess.size)
+            return HeldOut([[preprocess.apply(im)] for im in images], "held-out real photo crops", False)
     return HeldOut(synthetic_held_out(source.inputs, n), "seeded random inputs", True)
 
 

@@ -79,6 +79,8 @@ def load_calibration(
         return calib
     if isinstance(calib, str) and calib == "synthetic":
         return _synthetic(inputs, limit, seed)
+    if isinstance(calib, str) and (calib == "photos" or calib.startswith("photos:")):
+        return _checked(_from_sample_photos(calib, inputs, preprocess, limit))
     if isinstance(calib, (list, tuple)) and calib and isinstance(calib[0], np.ndarray):
         samples = [[_fit(np.asarray(x), inputs[0], "array")] for x in calib[:limit]]
         return _checked(CalibrationSet(samples, "arrays", "python"))
@@ -120,6 +122,24 @@ def _synthetic(inputs: Sequence[TensorSpec], n: int, seed: int) -> CalibrationSe
     cs.notes.append("synthetic random calibration: int8 scales do not reflect real data")
     log.warning(cs.notes[-1])
     return cs
+
+
+def _from_sample_photos(calib: str, inputs: Sequence[TensorSpec], preprocess: Any, limit: int) -> CalibrationSet:
+    """``photos[:N]``: crops and flips of the real sample photos shipped by scikit-image / scikit-learn,
+    from the calibration split (never used for validation)."""
+    from converters import datasets
+
+    try:
+        n = int(calib.partition(":")[2] or RECOMMENDED_SAMPLES * 3)
+    except ValueError:
+        raise CalibrationError(f"--calib {calib!r}: expected photos or photos:N (N samples)") from None
+    if preprocess is None:
+        raise CalibrationError("--calib photos needs a preprocessing spec (--size/--mean/--std, or a zoo: model)")
+    if not datasets.available_photos():
+        raise CalibrationError('--calib photos needs scikit-image or scikit-learn: pip install "edge-sdk[zoo]"')
+    images = datasets.calibration_images(min(n, limit), preprocess.size)
+    samples = [[_fit(preprocess.apply(im), inputs[0], "photo crop")] for im in images]
+    return CalibrationSet(samples, "photos", f"sample photo crops ({', '.join(datasets.available_photos())})")
 
 
 def _from_numpy(path: Path, inputs: Sequence[TensorSpec], limit: int) -> CalibrationSet:

@@ -37,10 +37,17 @@ class Route:
     function: str  # "module:function"
     via: tuple[str, ...] = ()
     tool: str = ""
+    check: str = ""  # "module:function(path)" raising UnsupportedOperatorError before any work
 
     def load(self) -> Callable[[Any, Path, RouteContext], Path]:
         module, _, fn = self.function.partition(":")
         return getattr(importlib.import_module(module), fn)
+
+    def precheck(self, path: Path) -> None:
+        """Refuse early (naming op and node) what the target cannot express."""
+        if self.check:
+            module, _, fn = self.check.partition(":")
+            getattr(importlib.import_module(module), fn)(path)
 
 
 _T = "converters.routes.torch_routes"
@@ -64,8 +71,17 @@ ROUTES: dict[tuple[str, str], Route] = {
         Route("savedmodel", "onnx", f"{_TF}:to_onnx", tool="tf2onnx"),
         Route("savedmodel", "openvino", f"{_TF}:to_openvino", tool="openvino.convert_model"),
         Route("onnx", "onnx", f"{_ONNX}:to_onnx", tool="onnx (copy, shapes fixed)"),
-        Route("onnx", "openvino", f"{_ONNX}:to_openvino", tool="openvino.convert_model"),
-        Route("onnx", "tflite", f"{_ONNX}:to_tflite", via=("openvino", "savedmodel"), tool="onnx2tf"),
+        Route(
+            "onnx", "openvino", f"{_ONNX}:to_openvino", tool="openvino.convert_model", check=f"{_ONNX}:check_openvino"
+        ),
+        Route(
+            "onnx",
+            "tflite",
+            f"{_ONNX}:to_tflite",
+            via=("savedmodel",),
+            tool="onnx2tf + TFLiteConverter",
+            check=f"{_ONNX}:check_tflite",
+        ),
         Route("tflite", "tflite", f"{_TFL}:to_tflite", tool="copy (quantize with ai-edge-quantizer)"),
         Route("tflite", "onnx", f"{_TFL}:to_onnx", tool="tf2onnx --tflite"),
         Route("tflite", "openvino", f"{_TFL}:to_openvino", tool="openvino.convert_model"),

@@ -1,0 +1,240 @@
+"""Converters: Keras / SavedModel / ONNX sources to all three targets, validated; bad input refused clearly."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import edge_sdk as es
+from converters import convert
+from edge_sdk.errors import (
+    CalibrationError,
+    OutputDirError,
+    SourceModelError,
+    UnsupportedOperatorError,
+    ValidationFailedError,
+)
+
+
+@pytest.fixture(scope="session")
+def keras_file(tmp_path_factory) -> Path:
+    import keras
+
+    keras.utils.set_random_seed(3)
+    inp = keras.Input((16, 16, 3), name="image")
+    x = keras.layers.Conv2D(8, 3, padding="same", activation="relu")(inp)
+    x = keras.layers.BatchNormalization()(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    out = keras.layers.Dense(12)(x)
+    path = tmp_path_factory.mktemp("keras") / "tiny.keras"
+    keras.Model(inp, out).save(path)
+    return path
+
+
+def test_keras_to_all_targets_and_precisions(keras_file, tmp_path):
+    out = tmp_path / "out"
+    result = convert(
+        keras_file, to=["tflite", "onnx", "openvino"], precision=["fp32", "fp16", "int8"],
+        calibration="synthetic", output_dir=out, validate_samples=16,
+    )  # fmt: skip
+    assert result.passed, [a.failures for a in result.artifacts]
+    assert len(result.artifacts) == 9
+    x = np.random.default_rng(0).random((1, 16, 16, 3), dtype=np.float32)
+    ref = result.artifact("tflite", "fp32")
+    for a in result.artifacts:
+        assert a.path.exists() and a.size_bytes > 0
+        m = a.metrics[0]
+        assert m.cosine > 0.97 and np.isfinite(m.max_abs_error)
+        with es.load(a.path) as model:  # every artifact loads through the SDK and runs
+            assert model(x).shape == (1, 12)
+    assert ref.metrics[0].snr_db > 60  # fp32 is numerically the same network
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["source"]["kind"] == "keras" and len(manifest["source"]["sha256"]) == 64
+    assert manifest["calibration"]["synthetic"] is True
+    assert manifest["validation"]["synthetic"] is True
+    assert {"tensorflow-cpu", "onnxruntime", "openvino", "nncf", "tf2onnx"} <= set(manifest["tools"])
+    names = {a["path"] for a in manifest["artifacts"]}
+    assert "tiny_int8.xml" in names and all(a["sha256"] for a in manifest["artifacts"])
+    assert not [p for p in out.iterdir() if p.name.startswith(".")], "temp files left in the output folder"
+
+
+def _onnx_scales(path: Path) -> list[float]:
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(path))
+    values = [
+        numpy_helper.to_array(t).ravel() for t in model.graph.initializer if t.name.endswith(("_scale", "_zero_point"))
+    ]
+    return sorted(float(v) for arr in values for v in arr)
+
+
+def test_quantization_is_reproducible(keras_file, tmp_path):
+    """Same model, calibration and options -> the same scales and zero points (file bytes may differ in names)."""
+    a = convert(keras_file, to=["onnx", "tflite"], precision="int8", calibration="synthetic", output_dir=tmp_path / "a")
+    b = convert(keras_file, to=["onnx", "tflite"], precision="int8", calibration="synthetic", output_dir=tmp_path / "b")
+    scales = _onnx_scales(a.artifact("onnx", "int8").path)
+    assert len(scales) > 4 and scales == _onnx_scales(b.artifact("onnx", "int8").path)
+    assert a.artifact("tflite", "int8").sha256 == b.artifact("tflite", "int8").sha256
+
+
+def test_savedmodel_to_all_targets(keras_file, tmp_path):
+    import keras
+
+    saved = tmp_path / "sm"
+    keras.saving.load_model(keras_file).export(str(saved), verbose=False)
+    result = convert(saved, to=["tflite", "onnx", "openvino"], precision="fp32", output_dir=tmp_path / "o")
+    assert result.passed and {a.target for a in result.artifacts} == {"tflite", "onnx", "openvino"}
+    assert all(a.metrics[0].cosine > 0.9999 for a in result.artifacts)
+
+
+def test_onnx_source_to_openvino_and_int8_onnx(mlp_onnx, tmp_path):
+    result = convert(mlp_onnx, to=["openvino", "onnx"], precision=["fp32", "int8"], calibration="synthetic",
+                     output_dir=tmp_path, input_shapes={"x": (1, 16)})  # fmt: skip
+    assert result.passed
+    assert es.load(result.artifact("onnx", "int8").path).inputs[0].shape == (1, 16)
+
+
+def test_validation_failure_is_reported_with_numbers(keras_file, tmp_path):
+    with pytest.raises(ValidationFailedError, match=r"tiny_fp16.onnx: output '.*': cosine .* < 1.1"):
+        convert(keras_file, to="onnx", precision="fp16", output_dir=tmp_path, tolerances={"cosine": 1.1})
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert manifest["artifacts"][0]["passed"] is False
+
+
+def _lambda_keras(path: Path) -> Path:
+    import keras
+
+    inp = keras.Input((4,))
+    out = keras.layers.Lambda(lambda t: t * 2.0, name="double")(inp)
+    keras.Model(inp, out).save(path)
+    return path
+
+
+def _custom_op_onnx(path: Path) -> Path:
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["h"], name="relu_0"),
+         helper.make_node("FancyOp", ["h"], ["y"], name="fancy_1", domain="com.example")],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])],
+    )  # fmt: skip
+    opsets = [helper.make_opsetid("", 17), helper.make_opsetid("com.example", 1)]
+    onnx.save(helper.make_model(graph, opset_imports=opsets), path)
+    return path
+
+
+def test_bad_sources(tmp_path):
+    (tmp_path / "notes.txt").write_text("hello, I am not a model")
+    with pytest.raises(SourceModelError, match="unknown source format: notes.txt"):
+        convert(tmp_path / "notes.txt", output_dir=tmp_path / "o")
+    (tmp_path / "broken.keras").write_bytes(b"PK\x03\x04 this is not a zip")
+    with pytest.raises(SourceModelError, match="broken.keras is not a readable Keras model file"):
+        convert(tmp_path / "broken.keras", output_dir=tmp_path / "o")
+    (tmp_path / "weights.pt").write_bytes(b"\x80\x02}q\x00.")
+    with pytest.raises(SourceModelError, match=r"weights.pt is a pickled PyTorch file.*torch.export.save"):
+        convert(tmp_path / "weights.pt", output_dir=tmp_path / "o")
+    with pytest.raises(SourceModelError, match="source model not found"):
+        convert(tmp_path / "missing.onnx", output_dir=tmp_path / "o")
+
+
+def test_keras_lambda_refused_and_never_executed(tmp_path, monkeypatch):
+    path = _lambda_keras(tmp_path / "lam.keras")
+    import keras
+
+    calls = []
+    monkeypatch.setattr(keras.saving, "load_model", lambda *a, **k: calls.append(a))
+    with pytest.raises(SourceModelError, match=r"contains Lambda layer\(s\) \['double'\].*--unsafe-allow-lambda"):
+        convert(path, output_dir=tmp_path / "o")
+    assert not calls, "the Keras loader ran on a refused file"
+    with zipfile.ZipFile(path) as z:
+        assert "Lambda" in z.read("config.json").decode()
+
+
+def test_unsupported_op_names_op_and_node(tmp_path):
+    path = _custom_op_onnx(tmp_path / "custom.onnx")
+    with pytest.raises(UnsupportedOperatorError, match=r"OpenVINO does not support op .*FancyOp.*fancy_1"):
+        convert(path, to="openvino", output_dir=tmp_path / "o")
+    with pytest.raises(
+        UnsupportedOperatorError, match=r"TFLite does not support op com.example.FancyOp \(node 'fancy_1'\)"
+    ):
+        convert(path, to="tflite", output_dir=tmp_path / "o")
+
+
+def test_calibration_errors(keras_file, tmp_path):
+    with pytest.raises(CalibrationError, match="calibration data not found"):
+        convert(keras_file, to="onnx", precision="int8", calibration=tmp_path / "nope", output_dir=tmp_path / "o")
+    bad = tmp_path / "imgs"
+    bad.mkdir()
+    (bad / "a.jpg").write_bytes(b"not a jpeg at all")
+    with pytest.raises(CalibrationError, match=r"a.jpg does not decode"):
+        convert(keras_file, to="onnx", precision="int8", calibration=bad, output_dir=tmp_path / "o",
+                preprocess=_spec())  # fmt: skip
+    np.save(tmp_path / "wrong.npy", np.zeros((4, 3, 16, 16), np.float32))
+    with pytest.raises(CalibrationError, match=r"has shape \[1, 3, 16, 16\] but input 'image' expects \[\?,16,16,3\]"):
+        convert(keras_file, to="onnx", precision="int8", calibration=tmp_path / "wrong.npy", output_dir=tmp_path / "o")
+    with pytest.raises(Exception, match="int8 needs calibration data"):
+        convert(keras_file, to="onnx", precision="int8", output_dir=tmp_path / "o")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(CalibrationError, match="has no images"):
+        convert(keras_file, to="onnx", precision="int8", calibration=tmp_path / "empty", output_dir=tmp_path / "o")
+
+
+def _spec():
+    from edge_sdk.preprocess import PreprocessSpec
+
+    return PreprocessSpec(size=(16, 16), mean=(127.0,), std=(128.0,), layout="NHWC")
+
+
+def test_output_dir_not_writable(keras_file, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(OutputDirError, match="cannot create output directory"):
+        convert(keras_file, to="onnx", output_dir=blocker / "out")
+
+
+def test_cli_convert_json_and_errors(keras_file, tmp_path, cli):
+    r = cli("convert", str(keras_file), "--to", "onnx,openvino", "--precision", "fp32", "-o", str(tmp_path / "o"),
+            "--json")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    data = json.loads(r.stdout)
+    assert data["passed"] and len(data["artifacts"]) == 2
+    r = cli("convert", str(keras_file), "--to", "coreml", "-o", str(tmp_path / "o"))
+    assert r.returncode == 2 and "unknown target(s) ['coreml']" in r.stderr and "Traceback" not in r.stderr
+    r = cli("convert", str(keras_file), "--to", "onnx", "--precision", "int4", "-o", str(tmp_path / "o"))
+    assert r.returncode == 2 and "unknown precision 'int4'" in r.stderr
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
+def test_interrupted_conversion_leaves_no_partial_files(keras_file, tmp_path, sig):
+    out = tmp_path / "o"
+    cmd = [sys.executable, "-m", "edge_sdk.cli.main", "convert", str(keras_file), "--to", "tflite,onnx,openvino",
+           "--precision", "fp32,fp16,int8", "--calib", "synthetic", "-o", str(out)]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not list(out.glob("*.tflite")):
+        time.sleep(0.05)
+    os.kill(proc.pid, sig)
+    proc.wait(timeout=60)
+    visible = [p for p in out.iterdir() if not p.name.startswith(".")]
+    assert "manifest.json" not in {p.name for p in visible}, "killed before the end, so no manifest"
+    for p in visible:  # every file under its final name is complete: it loads
+        if p.suffix in (".tflite", ".onnx", ".xml"):
+            es.load(p)
+    if sig == signal.SIGTERM:
+        assert not [p for p in out.iterdir() if p.name.startswith(".")], "SIGTERM must clean temp files"
+    # the next run cleans whatever a SIGKILL left, and completes
+    convert(keras_file, to="onnx", output_dir=out)
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]
