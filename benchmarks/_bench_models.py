@@ -110,8 +110,13 @@ def build_large(workdir: Path, fmt: str, state: dict[str, Any]) -> dict[str, Any
         path = workdir / "large.onnx"
         with torch.no_grad():
             torch.onnx.export(
-                model, example, str(path), input_names=["input"], output_names=["logits"],
-                opset_version=17, dynamo=False,
+                model,
+                example,
+                str(path),
+                input_names=["input"],
+                output_names=["logits"],
+                opset_version=17,
+                dynamo=False,
             )
         return {"file": path.name, "source": desc + ", torch.onnx.export opset 17"}
     if fmt == "openvino":
