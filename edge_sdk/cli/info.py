@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from edge_sdk.cli.base import Command, emit_json, format_table, human_bytes, human_count
 from edge_sdk.tensor_spec import QuantParams
@@ -15,14 +16,35 @@ class InfoCommand(Command):
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("model", help="path to a .onnx, .tflite or OpenVINO .xml file")
         parser.add_argument("--top", type=int, default=15, help="operator types to list (default 15)")
+        parser.add_argument(
+            "--device",
+            default=None,
+            help="operator coverage on a target: cpu, NPU, GPU (OpenVINO), cuda, tensorrt, qnn (ONNX Runtime), "
+            "edgetpu, gpu (TFLite delegates) or a profile (intel-npu, jetson-orin, ...)",
+        )
+        parser.add_argument(
+            "--backend", default=None, help="runtime for --device (default: natural one for the format)"
+        )
+        parser.add_argument(
+            "--strict", action="store_true", help="with --device: any CPU fallback is an error (exit 3)"
+        )
 
     def run(self, args: argparse.Namespace) -> int:
         from edge_sdk.summary import summarize
 
         s = summarize(args.model)
+        report = None
+        if args.device:
+            from edge_sdk.coverage import coverage
+
+            report = coverage(args.model, args.device, backend=args.backend)
+        elif args.strict:
+            from edge_sdk.errors import CLIUsageError
+
+            raise CLIUsageError("--strict needs --device D (the accelerator whose coverage must be complete)")
         if args.json:
-            emit_json(s.to_dict())
-            return 0
+            emit_json({**s.to_dict(), "coverage": report.to_dict()} if report else s.to_dict())
+            return _strict(report, args.strict)
         print(f"model         {s.path}")
         print(f"format        {s.format}")
         print(f"size          {human_bytes(s.size_bytes)}")
@@ -42,7 +64,27 @@ class InfoCommand(Command):
         rest = sum(s.ops.values()) - sum(n for _, n in top)
         rows = [[op, n] for op, n in top] + ([["(other)", rest]] if rest else [])
         print(format_table(["operator", "count"], rows))
-        return 0
+        if report is not None:
+            _print_coverage(report)
+        return _strict(report, args.strict)
+
+
+def _print_coverage(report: Any) -> None:
+    print(f"\ncoverage on {report.target} ({report.backend}): {report.summary()}")
+    off = report.off_target
+    if off:
+        rows = [[n.name, n.op, n.placed_on or "-", n.status] for n in off[:50]]
+        print(format_table(["node", "operator", "runs on", "status"], rows))
+        if len(off) > 50:
+            print(f"... and {len(off) - 50} more")
+    for note in report.notes:
+        print(f"note: {note}")
+
+
+def _strict(report: Any, strict: bool) -> int:
+    if strict and report is not None:
+        report.check_strict()
+    return 0
 
 
 def _quant_text(q: QuantParams) -> str:

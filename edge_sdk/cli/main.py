@@ -18,6 +18,7 @@ COMMANDS: dict[str, str] = {
     "zoo": "edge_sdk.cli.zoo:ZooCommand",
     "convert": "edge_sdk.cli.convert:ConvertCommand",
     "devices": "edge_sdk.cli.devices:DevicesCommand",
+    "reshape": "edge_sdk.cli.reshape:ReshapeCommand",
 }
 
 
