@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
@@ -154,6 +155,67 @@ def benchmark_isolated(path: str, *, timeout_s: float = 1800, **kwargs: Any) -> 
     if not reply.get("ok"):
         raise error_from_dict(reply, f"benchmark child exited with {proc.returncode}")
     return BenchResult(**reply["result"])
+
+
+@dataclass
+class StartResult:
+    """Cold vs warm start: a fresh process with an empty compiled-model cache, then with the cache it filled."""
+
+    model: str
+    backend: str
+    cold_load_ms: float
+    cold_first_inference_ms: float
+    warm_load_ms: float
+    warm_first_inference_ms: float
+    cache_bytes: int
+    note: str = ""
+
+    @property
+    def cold_ms(self) -> float:
+        return self.cold_load_ms + self.cold_first_inference_ms
+
+    @property
+    def warm_ms(self) -> float:
+        return self.warm_load_ms + self.warm_first_inference_ms
+
+    @property
+    def speedup(self) -> float:
+        return self.cold_ms / self.warm_ms if self.warm_ms > 0 else float("nan")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "cold_ms": self.cold_ms, "warm_ms": self.warm_ms, "speedup": self.speedup}
+
+
+def cold_warm(path: str, *, backend: str | None = None, threads: int | None = None, **options: Any) -> StartResult:
+    """Time to first result (load + first inference) with an empty cache, then with the cache it filled.
+
+    Each start is a fresh child process, so nothing but the cache folder carries over. Backends
+    without a compiled-model cache (LiteRT, ONNX Runtime's CPU EP) show a ratio near 1, with a note.
+    """
+    import tempfile
+
+    from edge_sdk.formats import inspect_file
+    from edge_sdk.placement import plan_attempts
+
+    name = plan_attempts(inspect_file(path).format, backend, "auto", options)[0].backend_cls.name
+    note = ""
+    if name == "litert":
+        note = "LiteRT has no compiled-model cache: both starts do the same work"
+    elif name == "onnxruntime" and "providers" not in options:
+        note = "ONNX Runtime's CPU EP compiles nothing, so it has nothing to cache"
+    with tempfile.TemporaryDirectory(prefix="edge_sdk_cold_warm_") as folder:
+        extra = {} if name == "litert" else {"cache_dir": folder}
+        runs = [
+            benchmark_isolated(
+                path, backend=name, threads=threads, runs=1, warmup=0, progress=False, **extra, **options
+            )
+            for _ in range(2)
+        ]
+        size = sum(f.stat().st_size for f in Path(folder).rglob("*") if f.is_file())
+    cold, warm = runs
+    return StartResult(
+        path, name, cold.load_ms, cold.first_inference_ms, warm.load_ms, warm.first_inference_ms, size, note
+    )
 
 
 def _child() -> int:

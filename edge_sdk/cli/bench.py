@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
-from edge_sdk.cli.base import Command, emit_json, format_table, parse_shapes
+from edge_sdk.cli.base import Command, emit_json, format_table, human_bytes, parse_shapes
 
 
 class BenchCommand(Command):
@@ -20,6 +21,11 @@ class BenchCommand(Command):
         parser.add_argument("--runs", type=int, default=100, help="timed runs (default 100)")
         parser.add_argument("--warmup", type=int, default=10, help="untimed runs before timing (default 10)")
         parser.add_argument("--input-shape", action="append", metavar="NAME=D1,D2,..", help="fix a dynamic input shape")
+        parser.add_argument(
+            "--cold-warm",
+            action="store_true",
+            help="also time the start (load + first inference) with an empty compiled-model cache and a filled one",
+        )
 
     def run(self, args: argparse.Namespace) -> int:
         from edge_sdk.bench import benchmark_isolated
@@ -43,8 +49,14 @@ class BenchCommand(Command):
                         verbose=args.verbose,
                     )
                 )
+        starts = []
+        if args.cold_warm:
+            from edge_sdk.bench import cold_warm
+
+            starts = [cold_warm(m, backend=b, threads=args.threads) for m in args.models for b in backends]
         if args.json:
-            emit_json([r.to_dict() for r in results] if len(results) > 1 else results[0].to_dict())
+            out: Any = [r.to_dict() for r in results] if len(results) > 1 else results[0].to_dict()
+            emit_json({"results": out, "cold_warm": [s.to_dict() for s in starts]} if starts else out)
             return 0
         rows = [
             [
@@ -67,4 +79,28 @@ class BenchCommand(Command):
             print(f"\nfastest p50: {best.model} on {best.backend}; others relative to it:")
             for r in results:
                 print(f"  {r.model} [{r.backend}]: {r.p50_ms / best.p50_ms:.2f}x")
+        if starts:
+            _print_starts(starts)
         return 0
+
+
+def _print_starts(starts: list[Any]) -> None:
+    rows = [
+        [
+            s.model,
+            s.backend,
+            f"{s.cold_load_ms:.1f}",
+            f"{s.cold_first_inference_ms:.2f}",
+            f"{s.warm_load_ms:.1f}",
+            f"{s.warm_first_inference_ms:.2f}",
+            f"{s.speedup:.2f}x",
+            human_bytes(s.cache_bytes),
+        ]
+        for s in starts
+    ]
+    headers = ["model", "backend", "cold load ms", "cold first ms", "warm load ms", "warm first ms", "speedup", "cache"]
+    print("\nstart time (fresh process each; warm = compiled-model cache from the cold start):")
+    print(format_table(headers, rows))
+    for s in starts:
+        if s.note:
+            print(f"note: {s.model} [{s.backend}]: {s.note}")
