@@ -120,11 +120,16 @@ class CLIUsageError(EdgeSDKError):
 
 
 def first_line(exc: BaseException, limit: int = 300) -> str:
-    """The first non-empty line of a runtime's exception text, for one-line messages."""
-    for line in str(exc).strip().splitlines():
-        if line.strip():
-            return line.strip()[:limit]
-    return type(exc).__name__
+    """The first informative line of a runtime's exception text, for one-line messages.
+
+    OpenVINO prefixes its reason with source locations ("Exception from src/...:",
+    "Check '...' failed at ..."); those lines are skipped.
+    """
+    lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
+    for line in lines:
+        if not line.startswith(("Exception from src/", "Check '")) and not line.endswith(".cpp:"):
+            return line[:limit]
+    return (lines[0] if lines else type(exc).__name__)[:limit]
 
 
 def error_to_dict(exc: BaseException) -> dict[str, str]:

@@ -238,3 +238,32 @@ def test_interrupted_conversion_leaves_no_partial_files(keras_file, tmp_path, si
     # the next run cleans whatever a SIGKILL left, and completes
     convert(keras_file, to="onnx", output_dir=out)
     assert not [p for p in out.iterdir() if p.name.startswith(".")]
+
+
+class _TinyTorch:
+    """A small conv net built in the test (no download)."""
+
+    @staticmethod
+    def make():
+        import torch
+
+        torch.manual_seed(0)
+        return torch.nn.Sequential(
+            torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
+            torch.nn.Flatten(), torch.nn.Linear(8, 10),
+        ).eval()  # fmt: skip
+
+
+def test_torch_module_and_pt2_sources(tmp_path):
+    import torch
+
+    module = _TinyTorch.make()
+    example = (torch.randn(1, 3, 32, 32),)
+    result = convert(module, to=["onnx", "openvino", "tflite"], example_inputs=example, output_dir=tmp_path / "m")
+    assert result.passed and all(a.metrics[0].cosine > 0.9999 for a in result.artifacts)
+    pt2 = tmp_path / "tiny.pt2"
+    torch.export.save(torch.export.export(module, example), str(pt2))
+    result = convert(pt2, to=["onnx", "openvino"], precision=["fp32", "int8-dynamic"], output_dir=tmp_path / "p")
+    assert result.passed and len(result.artifacts) == 4
+    with pytest.raises(SourceModelError, match="needs example_inputs"):
+        convert(module, to="onnx", output_dir=tmp_path / "x")

@@ -30,6 +30,7 @@ def quantize(fp32: Path, out: Path, precision: str, calibration: Any, ctx: Any, 
     )
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
+    fp32 = _at_least_opset(fp32, 13, ctx)  # per-channel QDQ needs DequantizeLinear's axis (opset 13)
     prepared = ctx.workdir / f"{fp32.stem}.prep.onnx"
     try:
         quant_pre_process(str(fp32), str(prepared), skip_symbolic_shape=False)
@@ -72,4 +73,24 @@ def quantize(fp32: Path, out: Path, precision: str, calibration: Any, ctx: Any, 
         )
     except Exception as e:
         raise ConversionError(f"onnxruntime static quantization failed: {first_line(e)}") from None
+    return out
+
+
+def _at_least_opset(path: Path, opset: int, ctx: Any) -> Path:
+    """``path`` itself, or a copy upgraded to ``opset`` when its default-domain opset is older."""
+    import onnx
+    from onnx import version_converter
+
+    model = onnx.load(str(path))
+    current = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), opset)
+    if current >= opset:
+        return path
+    try:
+        upgraded = version_converter.convert_version(model, opset)
+    except Exception as e:
+        raise ConversionError(
+            f"upgrading {path.name} from opset {current} to {opset} failed: {first_line(e)}"
+        ) from None
+    out = ctx.workdir / f"{path.stem}.opset{opset}.onnx"
+    onnx.save(upgraded, str(out))
     return out

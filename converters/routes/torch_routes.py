@@ -27,6 +27,11 @@ def to_onnx(source: SourceModel, out: Path, ctx: RouteContext) -> Path:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
+            if source.kind == "pt2":  # an ExportedProgram goes through the dynamo exporter as it is
+                program = torch.onnx.export(source.obj, (), dynamo=True, opset_version=max(ctx.opset, 18))
+                program.save(str(out))
+                ctx.intermediates["onnx"] = out
+                return out
             torch.onnx.export(
                 module,
                 args,
