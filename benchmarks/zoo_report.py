@@ -34,7 +34,7 @@ def effnet(out: Path, samples: int) -> list[dict]:
     cat, coffee = (spec.apply(datasets.named_image(n)) for n in ("chelsea", "coffee"))
     rows = []
     for a in result.artifacts:
-        with es.load(a.path) as m:
+        with es.load(a.path, dequantize=True) as m:
             from converters.layout import adapt_array
 
             preds = [int(np.argmax(m(adapt_array(x, m.inputs[0])))) for x in (cat, coffee)]
@@ -71,7 +71,7 @@ def centerface(out: Path) -> list[dict]:
 def _outputs(path: Path, x: np.ndarray) -> list[np.ndarray]:
     from converters.layout import adapt_array
 
-    with es.load(path) as m:
+    with es.load(path, dequantize=True) as m:
         return list(m.run([adapt_array(x, m.inputs[0])], dequantize=True).values())
 
 

@@ -56,6 +56,8 @@ def to_openvino(source: SourceModel, out: Path, ctx: RouteContext) -> Path:
         model = ov.convert_model(source.obj if source.kind == "pt2" else module, example_input=args)
     except Exception as e:
         raise ConversionError(f"openvino.convert_model failed on the PyTorch model: {first_line(e)}") from None
+    # convert_model leaves every dim dynamic; the traced example fixes them (NPUs and bench need static shapes)
+    model.reshape({port: list(a.shape) for port, a in zip(model.inputs, source.example_inputs)})
     for port, spec in zip(model.inputs, source.inputs):
         port.get_tensor().set_names({spec.name})
     ov.save_model(model, str(out), compress_to_fp16=False)
