@@ -147,3 +147,23 @@ def error_from_dict(reply: dict[str, object], default: str) -> EdgeSDKError:
     err = cls.__new__(cls)
     Exception.__init__(err, str(reply.get("message") or default))
     return err
+
+
+class SourceError(EdgeSDKError):
+    """A camera, stream, file or microphone source is unknown, does not exist or cannot be opened."""
+
+
+class SourceTimeoutError(SourceError):
+    """A source delivered nothing within its read timeout."""
+
+
+class TaskError(EdgeSDKError):
+    """A pipeline task (classify, detect, vad, ...) is unknown, or the model does not fit it."""
+
+
+class OutputMismatchError(TaskError):
+    """A model's outputs do not fit the task's post-processor; the message names the output and why."""
+
+
+class SinkError(EdgeSDKError):
+    """A sink (window, http, file, jsonl, mqtt) is unknown or cannot be opened."""

@@ -1,0 +1,64 @@
+"""Post-processors by task: one registry, each entry in its own module, imported only when used.
+
+A post-processor is built with ``factory(model, **opts)`` (it checks the model's outputs fit and
+raises :class:`~edge_sdk.errors.OutputMismatchError` naming the output otherwise) and is called as
+``post(outputs, frame) -> Result``; a Result has ``to_event() -> dict`` (JSON-ready) and
+``annotate(image) -> image`` (draws on a copy, or returns the image unchanged, e.g. for audio).
+It may also offer ``preprocess(frame) -> feeds`` to build the model input itself (audio does).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any, Callable, Protocol
+
+import numpy as np
+
+from edge_sdk.errors import TaskError
+
+if TYPE_CHECKING:
+    from edge_sdk.sources.base import Frame
+
+#: task -> "module:factory"
+POSTPROCESSORS: dict[str, str] = {
+    "classify": "edge_sdk.postprocess.classify:Classifier",
+    "detect": "edge_sdk.postprocess.detect:make_detector",
+}
+
+
+class Result(Protocol):
+    def to_event(self) -> dict[str, Any]: ...
+
+    def annotate(self, image: np.ndarray) -> np.ndarray: ...
+
+
+class PostProcessor(Protocol):
+    def __call__(self, outputs: dict[str, np.ndarray], frame: Frame) -> Result: ...
+
+
+def register_postprocessor(task: str, factory: str | Callable[..., PostProcessor]) -> None:
+    """Add or replace the post-processor for ``task`` ("module:factory" string or a callable)."""
+    if callable(factory):
+        _CALLABLES[task] = factory
+        POSTPROCESSORS[task] = f"{getattr(factory, '__module__', '?')}:{getattr(factory, '__qualname__', '?')}"
+    else:
+        _CALLABLES.pop(task, None)
+        POSTPROCESSORS[task] = factory
+
+
+def tasks() -> list[str]:
+    return list(POSTPROCESSORS)
+
+
+def get_postprocessor(task: str, model: Any, **opts: Any) -> PostProcessor:
+    """The post-processor for ``task`` built for ``model``; TaskError listing the tasks if unknown."""
+    if task not in POSTPROCESSORS:
+        raise TaskError(f"unknown task '{task}'; known tasks: {', '.join(POSTPROCESSORS)}")
+    factory = _CALLABLES.get(task)
+    if factory is None:
+        module, _, name = POSTPROCESSORS[task].partition(":")
+        factory = getattr(importlib.import_module(module), name)
+    return factory(model, **opts)
+
+
+_CALLABLES: dict[str, Callable[..., PostProcessor]] = {}
