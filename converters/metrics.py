@@ -7,6 +7,8 @@ from typing import Any
 
 import numpy as np
 
+CONFIDENT_MARGIN = 0.1
+
 #: default tolerance per precision: (min cosine, min SNR dB, min top-1 agreement)
 TOLERANCES: dict[str, dict[str, float]] = {
     "fp32": {"cosine": 0.9999, "snr_db": 40.0, "top1": 0.99},
@@ -24,6 +26,10 @@ class OutputMetrics:
     max_abs_error: float
     mean_abs_error: float
     top1_agreement: float | None = None  # only for classifier-like outputs (N, classes)
+    #: top-1 agreement on the inputs the original is sure about (softmax top-1 minus top-2 >= 0.1):
+    #: separates real damage from flips between near-tied classes, which any perturbation causes
+    top1_agreement_confident: float | None = None
+    confident_fraction: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -43,10 +49,27 @@ def compare(name: str, reference: np.ndarray, candidate: np.ndarray, *, classifi
     noise = np.sum((r - c) ** 2)
     signal = np.sum(r**2)
     snr = float("inf") if noise == 0 else float(10 * np.log10(max(signal, 1e-30) / noise))
-    top1 = None
+    top1 = top1_confident = confident_fraction = None
     if classifier and ref.ndim >= 2:
-        top1 = float(np.mean(ref.reshape(ref.shape[0], -1).argmax(1) == cand.reshape(cand.shape[0], -1).argmax(1)))
-    return OutputMetrics(name, cosine, snr, float(np.max(np.abs(r - c))), float(np.mean(np.abs(r - c))), top1)
+        ref2, cand2 = ref.reshape(ref.shape[0], -1), cand.reshape(cand.shape[0], -1)
+        same = ref2.argmax(1) == cand2.argmax(1)
+        top1 = float(np.mean(same))
+        probs = np.exp(ref2 - ref2.max(1, keepdims=True))
+        probs /= probs.sum(1, keepdims=True)
+        top2 = np.sort(probs, axis=1)[:, -2:]
+        confident = (top2[:, 1] - top2[:, 0]) >= CONFIDENT_MARGIN
+        confident_fraction = float(confident.mean())
+        top1_confident = float(same[confident].mean()) if confident.any() else None
+    return OutputMetrics(
+        name,
+        cosine,
+        snr,
+        float(np.max(np.abs(r - c))),
+        float(np.mean(np.abs(r - c))),
+        top1,
+        top1_confident,
+        confident_fraction,
+    )
 
 
 def failures(metrics: list[OutputMetrics], precision: str, overrides: dict[str, float] | None = None) -> list[str]:

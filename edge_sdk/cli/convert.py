@@ -120,19 +120,25 @@ def _bench(result: Any, verbose: bool) -> None:
 
 
 def _table(result: Any) -> tuple[list[str], list[list[str]]]:
-    headers = ["artifact", "size", "cosine", "SNR dB", "max abs err", "top-1 agree", "p50 ms", "status"]
+    headers = ["artifact", "size", "cosine", "SNR dB", "max abs err", "top-1 agree (confident)", "p50 ms", "status"]
     rows = []
     for a in result.artifacts:
         worst = min(a.metrics, key=lambda m: m.cosine)
-        top1 = [m.top1_agreement for m in a.metrics if m.top1_agreement is not None]
+        top1 = [m for m in a.metrics if m.top1_agreement is not None]
         rows.append([
             a.path.name,
             human_bytes(a.size_bytes),
             f"{worst.cosine:.5f}",
             f"{worst.snr_db:.1f}",
             f"{worst.max_abs_error:.3g}",
-            f"{min(top1):.1%}" if top1 else "-",
+            _top1_text(top1[0]) if top1 else "-",
             f"{a.latency['p50_ms']:.2f}" if a.latency else "-",
             "ok" if a.passed else "FAILED: " + "; ".join(a.failures),
         ])  # fmt: skip
     return headers, rows
+
+
+def _top1_text(m: Any) -> str:
+    if m.top1_agreement_confident is None:
+        return f"{m.top1_agreement:.1%}"
+    return f"{m.top1_agreement:.1%} ({m.top1_agreement_confident:.1%})"
