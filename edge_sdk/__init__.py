@@ -14,13 +14,28 @@ from edge_sdk.tensor_spec import QuantParams, TensorSpec
 
 __version__ = "0.1.0"
 
+
+def __getattr__(name: str):  # lazy: the pipeline and sources are imported on first use
+    if name == "Pipeline":
+        from edge_sdk.pipeline import Pipeline
+
+        return Pipeline
+    if name == "open_source":
+        from edge_sdk.sources import open_source
+
+        return open_source
+    raise AttributeError(f"module 'edge_sdk' has no attribute {name!r}")
+
+
 __all__ = [
     "EdgeSDKError",
     "Model",
+    "Pipeline",
     "QuantParams",
     "TensorSpec",
     "__version__",
     "detect_format",
     "inspect_file",
     "load",
+    "open_source",
 ]

@@ -4,7 +4,15 @@ A post-processor is built with ``factory(model, **opts)`` (it checks the model's
 raises :class:`~edge_sdk.errors.OutputMismatchError` naming the output otherwise) and is called as
 ``post(outputs, frame) -> Result``; a Result has ``to_event() -> dict`` (JSON-ready) and
 ``annotate(image) -> image`` (draws on a copy, or returns the image unchanged, e.g. for audio).
-It may also offer ``preprocess(frame) -> feeds`` to build the model input itself (audio does).
+Optional hooks the pipeline uses when present (audio uses both):
+
+- ``prepare(frame) -> feeds``: build the model input from the frame (pre stage; else the model's
+  image PreprocessSpec is applied to ``frame.data``);
+- ``infer(model, feeds, frame) -> outputs``: run the model yourself (infer stage), e.g. to carry a
+  recurrent state from one window's outputs into the next window's inputs.
+
+A factory that declares ``preprocess=`` / ``labels=`` keywords (or ``**opts``) receives the
+model's PreprocessSpec (None when the input is not an image) and class names.
 """
 
 from __future__ import annotations

@@ -1,0 +1,357 @@
+"""``Pipeline``: source -> pre-process -> inference -> post-process -> sinks, each stage in its own thread.
+
+Stages hand over through bounded queues (:class:`~edge_sdk.pipeline.queues.StageQueue`). With a
+live source the default drop policy is ``oldest`` (the freshest frame wins; drops are counted),
+with a file it is ``block`` (every frame is processed). Pre- and post-processing of neighbouring
+frames overlap inference, so the model is the only bottleneck.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass
+from typing import IO, Any, Callable, Sequence
+
+import numpy as np
+
+from edge_sdk.errors import EdgeSDKError, PreprocessError, TaskError
+from edge_sdk.pipeline.metrics import PipelineMetrics
+from edge_sdk.pipeline.queues import Closed, StageQueue
+from edge_sdk.postprocess.registry import get_postprocessor
+from edge_sdk.sources import Source, open_source
+from edge_sdk.sources.base import Frame
+
+log = logging.getLogger("edge_sdk.pipeline")
+STAGES = ("pre", "infer", "post")
+
+
+@dataclass
+class _Item:
+    frame: Frame
+    feeds: Any = None
+    outputs: dict[str, np.ndarray] | None = None
+
+
+class Pipeline:
+    """Run ``model`` on every frame ``source`` gives (or the freshest ones, when live) and feed ``sinks``.
+
+    ``source``: a URI / path / camera index / :class:`Source`; ``model``: a loaded
+    :class:`~edge_sdk.Model` or a path (loaded and closed by the pipeline); ``task``: a key of
+    :data:`edge_sdk.postprocess.registry.POSTPROCESSORS`; ``sinks``: sink specs
+    (``"events.jsonl"``, ``"out.mp4"``, ``"http://:8080"``, ``"mqtt://host/topic"``, ``"window"``)
+    or :class:`~edge_sdk.sinks.Sink` objects. Extra keywords go to the post-processor
+    (``top_k=5``, ``threshold=0.5``, ``blur=True``...).
+    """
+
+    def __init__(
+        self,
+        source: Any,
+        model: Any,
+        *,
+        task: str = "classify",
+        sinks: Sequence[Any] = (),
+        preprocess: Any = None,
+        labels: Sequence[str] | None = None,
+        queue_size: int = 1,
+        drop: str | None = None,
+        metrics_every: float = 5.0,
+        metrics_file: str | os.PathLike[str] | IO[str] | None = None,
+        on_result: Callable[[dict[str, Any]], None] | None = None,
+        warmup: int = 1,
+        **post_opts: Any,
+    ) -> None:
+        from edge_sdk.pipeline.model_info import model_labels, model_preprocess
+        from edge_sdk.sinks import open_sink
+
+        self._owns_model = not hasattr(model, "run")
+        if self._owns_model:
+            from edge_sdk.loader import load
+
+            model = load(model)
+        self.model = model
+        self.task = task
+        try:
+            spec_error: PreprocessError | None = None
+            if preprocess is None:
+                try:
+                    preprocess = model_preprocess(model)
+                except PreprocessError as e:  # e.g. an audio model: its post-processor prepares the input
+                    spec_error = e
+            self.spec = preprocess
+            self.post = _build_post(task, model, preprocess, labels if labels is not None else model_labels(model),
+                                    post_opts)  # fmt: skip
+            self._prepare = getattr(self.post, "prepare", None)
+            self._infer = getattr(self.post, "infer", None)
+            if self._prepare is None and spec_error is not None:
+                raise spec_error
+            self.source: Source = open_source(source)
+            self.sinks = [open_sink(s) for s in sinks]
+        except BaseException:
+            if self._owns_model:
+                model.close()
+            raise
+        live = self.source.is_live or getattr(self.source, "policy", "") == "latest"
+        policy = drop or ("oldest" if live else "block")
+        self.drop = policy
+        self.q_pre = StageQueue("pre->infer", queue_size, policy)
+        self.q_post = StageQueue("infer->post", queue_size, policy)
+        self.metrics_every = metrics_every
+        self._metrics_out = metrics_file
+        self._metrics_fh: IO[str] | None = None
+        self.on_result = on_result
+        self.warmup = warmup
+        self.stats = PipelineMetrics(STAGES)
+        self.source_events: list[dict[str, Any]] = []
+        self.last_event: dict[str, Any] | None = None
+        self._needs_image = any(getattr(s, "needs_image", False) for s in self.sinks)
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._error: BaseException | None = None
+        self._started = self._closed = False
+        self._max_results: int | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    def start(self) -> Pipeline:
+        if self._started:
+            return self
+        self._started = True
+        if self.warmup:
+            self.model.warmup(self.warmup)
+        info = {"task": self.task, "model": str(getattr(self.model, "path", "")), "source": self.source.name}
+        for s in self.sinks:
+            s.open(info)
+        if isinstance(self._metrics_out, (str, os.PathLike)):
+            self._metrics_fh = open(self._metrics_out, "a", encoding="utf-8")  # noqa: SIM115 - closed in stop()
+        elif self._metrics_out is not None:
+            self._metrics_fh = self._metrics_out
+        self.source.start()
+        self.stats.reset()
+        for name, fn in (("pre", self._pre_loop), ("infer", self._infer_loop), ("post", self._post_loop)):
+            t = threading.Thread(target=self._guard, args=(fn,), name=f"pipeline-{name}", daemon=True)
+            t.start()
+            self._threads.append(t)
+        return self
+
+    def run(self, duration: float | None = None, max_results: int | None = None) -> dict[str, Any]:
+        """Run until the source ends, ``duration`` seconds pass, ``max_results`` results, or ``stop()``.
+
+        Emits the metrics every ``metrics_every`` seconds; returns the final metrics. Re-raises an
+        error a stage hit (after stopping everything).
+        """
+        self._max_results = max_results
+        self.start()
+        t_end = None if duration is None else time.monotonic() + duration
+        next_metrics = time.monotonic() + self.metrics_every if self.metrics_every > 0 else None
+        try:
+            while not self._stop.is_set() and any(t.is_alive() for t in self._threads):
+                now = time.monotonic()
+                if t_end is not None and now >= t_end:
+                    break
+                if next_metrics is not None and now >= next_metrics:
+                    self.emit_metrics()
+                    next_metrics = now + self.metrics_every
+                self._stop.wait(0.05)
+        finally:
+            self.stop()
+        if self._error is not None:
+            raise self._error
+        return self.metrics()
+
+    def stop(self) -> None:
+        """Stop every stage, the source and the sinks (idempotent); the final metrics stay readable."""
+        if self._closed:
+            return
+        self._closed = True
+        self._stop.set()
+        self.source.stop()
+        self.q_pre.close()
+        self.q_post.close()
+        for t in self._threads:
+            t.join(timeout=10)
+        self._final = self.metrics()
+        if self._started:
+            self.emit_metrics(final=True)
+        for s in self.sinks:
+            try:
+                s.close()
+            except Exception as e:  # pragma: no cover - a sink failing to close must not hide the run
+                log.warning("closing sink %s failed: %s", s, e)
+        if self._metrics_fh is not None and isinstance(self._metrics_out, (str, os.PathLike)):
+            self._metrics_fh.close()
+        if self._owns_model:
+            self.model.close()
+
+    def __enter__(self) -> Pipeline:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- metrics ---------------------------------------------------------------------------------
+    def metrics(self) -> dict[str, Any]:
+        """fps, latency p50/p99/max (capture -> result, ms), per-stage fps and time, drops, source events."""
+        if self._closed and hasattr(self, "_final"):
+            return self._final
+        src = self.source
+        dropped = {"source": src.dropped, "pre_queue": self.q_pre.dropped, "post_queue": self.q_post.dropped}
+        return self.stats.snapshot(
+            task=self.task,
+            source=src.name,
+            frames={
+                "captured": src.produced,
+                "dropped": sum(dropped.values()),
+                "dropped_by": dropped,
+                "overflows": src.overflows,
+            },  # fmt: skip
+            events=self.source_events[-20:],
+        )
+
+    def emit_metrics(self, final: bool = False) -> dict[str, Any]:
+        """Write the metrics as one JSON line (``metrics_file``) and hand them to every sink."""
+        snap = self.metrics()
+        line = {"type": "metrics", "final": final, "ts": time.time(), **snap}
+        if self._metrics_fh is not None:
+            self._metrics_fh.write(json.dumps(line) + "\n")
+            self._metrics_fh.flush()
+        for s in self.sinks:
+            try:
+                s.write_metrics(line)
+            except Exception as e:
+                log.warning("sink %s: writing metrics failed: %s", s, e)
+        return snap
+
+    # -- stages ----------------------------------------------------------------------------------
+    def _guard(self, fn: Callable[[], None]) -> None:
+        try:
+            fn()
+        except BaseException as e:
+            if self._error is None:
+                self._error = e
+            log.debug("pipeline stage failed", exc_info=True)
+            self._stop.set()
+            self.q_pre.close()
+            self.q_post.close()
+
+    def _pre_loop(self) -> None:
+        src, spec, stage = self.source, self.spec, self.stats.stages["pre"]
+        try:
+            while not self._stop.is_set():
+                self._drain_source_events()
+                frame = src.read(timeout=0.25)
+                if frame is None:
+                    if src.ended:
+                        break
+                    continue
+                t = time.perf_counter()
+                feeds = self._prepare(frame) if self._prepare else spec.apply(frame.data)
+                stage.add(time.perf_counter() - t)
+                self.q_pre.put(_Item(frame, feeds), self._stop)
+        finally:
+            self._drain_source_events()
+            self.q_pre.close()
+
+    def _infer_loop(self) -> None:
+        model, stage = self.model, self.stats.stages["infer"]
+        try:
+            while True:
+                try:
+                    item = self.q_pre.get(0.25)
+                except Closed:
+                    break
+                if item is None:
+                    if self._stop.is_set():
+                        break
+                    continue
+                t = time.perf_counter()
+                if self._infer is not None:
+                    item.outputs = self._infer(model, item.feeds, item.frame)
+                else:
+                    item.outputs = model.run(item.feeds, dequantize=True)
+                stage.add(time.perf_counter() - t)
+                item.feeds = None
+                self.q_post.put(item, self._stop)
+        finally:
+            self.q_post.close()
+
+    def _post_loop(self) -> None:
+        stage = self.stats.stages["post"]
+        while True:
+            try:
+                item = self.q_post.get(0.25)
+            except Closed:
+                break
+            if item is None:
+                if self._stop.is_set():
+                    break
+                continue
+            t = time.perf_counter()
+            frame = item.frame
+            result = self.post(item.outputs, frame)
+            age = self.stats.result(frame.capture_ts)
+            event = {
+                "type": "result",
+                "task": self.task,
+                "frame": frame.index,
+                "capture_ts": round(time.time() - (time.monotonic() - frame.capture_ts), 4),
+                "latency_ms": round(age * 1000, 2),
+                **result.to_event(),
+            }
+            if "pos_ms" in frame.meta:
+                event["pos_ms"] = round(frame.meta["pos_ms"], 1)
+            image = result.annotate(frame.data) if self._needs_image else None
+            for s in self.sinks:
+                s.write(frame, result, event, image)
+            self.last_event = event
+            if self.on_result is not None:
+                self.on_result(event)
+            stage.add(time.perf_counter() - t)
+            if self._max_results is not None and self.stats.results >= self._max_results:
+                self._stop.set()
+
+    def _drain_source_events(self) -> None:
+        q = self.source.events
+        while not q.empty():
+            try:
+                ev = q.get_nowait()
+            except Exception:
+                break
+            d = {"type": "source", **ev.to_dict()}
+            self.source_events.append(d)
+            del self.source_events[:-100]
+            for s in self.sinks:
+                try:
+                    s.write_event(d)
+                except Exception as e:
+                    log.warning("sink %s: writing an event failed: %s", s, e)
+
+
+def _build_post(task: str, model: Any, preprocess: Any, labels: Any, opts: dict[str, Any]) -> Any:
+    """The task's post-processor; ``preprocess``/``labels`` are passed when its factory takes them."""
+    from edge_sdk.postprocess.registry import POSTPROCESSORS
+
+    if task not in POSTPROCESSORS:
+        raise TaskError(f"unknown task '{task}'; known tasks: {', '.join(POSTPROCESSORS)}")
+    import importlib
+
+    module, _, name = POSTPROCESSORS[task].partition(":")
+    try:
+        factory = getattr(importlib.import_module(module), name)
+        params = inspect.signature(factory).parameters
+        takes_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
+    except (ImportError, AttributeError, ValueError, TypeError):
+        params, takes_any = {}, True
+    extra = {}
+    for key, value in (("preprocess", preprocess), ("labels", labels)):
+        if value is not None and (key in params or takes_any):
+            extra[key] = value
+    try:
+        return get_postprocessor(task, model, **extra, **opts)
+    except TypeError as e:
+        if isinstance(e, EdgeSDKError):
+            raise
+        raise TaskError(f"task '{task}': bad option: {e}") from None

@@ -1,0 +1,73 @@
+"""A bounded hand-off queue between pipeline stages, with a drop policy and a drop counter."""
+
+from __future__ import annotations
+
+import collections
+import threading
+import time
+from typing import Any
+
+DROP_POLICIES = ("oldest", "newest", "block")
+
+
+class Closed(Exception):
+    """The queue was closed and is empty: the upstream stage has finished."""
+
+
+class StageQueue:
+    """``put`` never blocks with ``oldest`` (the oldest item is dropped: freshest data wins) or ``newest``
+    (the new item is dropped); with ``block`` it waits for room (nothing lost, backpressure upstream)."""
+
+    def __init__(self, name: str, maxsize: int = 1, drop: str = "oldest") -> None:
+        if drop not in DROP_POLICIES:
+            raise ValueError(f"drop policy must be one of {DROP_POLICIES}, got {drop!r}")
+        self.name = name
+        self.maxsize = max(1, int(maxsize))
+        self.drop = drop
+        self.dropped = 0
+        self._items: collections.deque[Any] = collections.deque()
+        self._cond = threading.Condition()
+        self._closed = False
+
+    def put(self, item: Any, stop: threading.Event | None = None) -> bool:
+        """Add ``item``; False if it was dropped (policy ``newest``) or the queue is closed."""
+        with self._cond:
+            while len(self._items) >= self.maxsize and not self._closed:
+                if self.drop == "oldest":
+                    self._items.popleft()
+                    self.dropped += 1
+                elif self.drop == "newest":
+                    self.dropped += 1
+                    return False
+                else:
+                    if stop is not None and stop.is_set():
+                        return False
+                    self._cond.wait(0.1)
+            if self._closed:
+                return False
+            self._items.append(item)
+            self._cond.notify_all()
+            return True
+
+    def get(self, timeout: float) -> Any | None:
+        """The next item, or None after ``timeout``; raises :class:`Closed` once closed and drained."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while not self._items:
+                if self._closed:
+                    raise Closed
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return None
+                self._cond.wait(left)
+            item = self._items.popleft()
+            self._cond.notify_all()
+            return item
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    def __len__(self) -> int:
+        return len(self._items)

@@ -1,0 +1,60 @@
+"""Shared by the OpenCV-backed sources (camera, GStreamer, network stream, video file)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from edge_sdk.errors import BackendUnavailableError
+from edge_sdk.sources.capture import CaptureSource
+
+
+def import_cv2() -> Any:
+    """OpenCV, or a typed error naming the extra to install."""
+    try:
+        import cv2
+    except ImportError as e:
+        raise BackendUnavailableError("opencv (video sources and sinks)", "camera", str(e)) from None
+    return cv2
+
+
+class OpenCVSource(CaptureSource):
+    """A :class:`CaptureSource` reading a ``cv2.VideoCapture``; frames are delivered as RGB."""
+
+    def __init__(self, name: str, **opts: Any) -> None:
+        super().__init__(name, **opts)
+        self._cap: Any = None
+        self._cv2: Any = None
+
+    def _capture(self) -> Any:
+        """Build and return an opened ``cv2.VideoCapture`` (raise SourceError if it does not open)."""
+        raise NotImplementedError
+
+    def _open(self) -> None:
+        self._cv2 = import_cv2()
+        self._cap = self._capture()
+
+    def _grab(self) -> np.ndarray | None:
+        cap = self._cap
+        if cap is None:
+            return None
+        ok, img = cap.read()
+        if not ok or img is None:
+            return None
+        if img.ndim == 2:
+            return self._cv2.cvtColor(img, self._cv2.COLOR_GRAY2RGB)
+        return self._cv2.cvtColor(img, self._cv2.COLOR_BGR2RGB)
+
+    def _close(self) -> None:
+        cap, self._cap = self._cap, None
+        if cap is not None:
+            cap.release()
+
+    @property
+    def fps(self) -> float:
+        """The frame rate the device or file reports (0 when unknown)."""
+        if self._cap is None:
+            return 0.0
+        v = float(self._cap.get(self._cv2.CAP_PROP_FPS) or 0.0)
+        return v if 0 < v < 1000 else 0.0
