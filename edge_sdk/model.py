@@ -122,12 +122,8 @@ class Model:
                 )
             given = [feeds]
         elif isinstance(feeds, Mapping):
-            unknown = [k for k in feeds if k not in self._input_names]
-            if unknown:
-                raise InputMismatchError(f"unknown input name(s) {unknown}; the model's inputs are {self._input_names}")
-            missing = [n for n in self._input_names if n not in feeds]
-            if missing:
-                raise InputMismatchError(f"missing input(s) {missing}; the model's inputs are {self._input_names}")
+            if len(feeds) != len(specs) or any(n not in feeds for n in self._input_names):
+                self._explain_names(feeds)
             given = [feeds[n] for n in self._input_names]
         else:
             given = list(feeds)
@@ -153,7 +149,9 @@ class Model:
                         f"convert with x.astype(np.{np.dtype(spec.dtype).name}){hint}"
                     )
             shape = spec.shape
-            if x.ndim != len(shape) or any(d is not None and d != g for d, g in zip(shape, x.shape)):
+            if x.shape != shape and (
+                x.ndim != len(shape) or any(d is not None and d != g for d, g in zip(shape, x.shape))
+            ):
                 raise InputMismatchError(
                     f"input '{spec.name}' expects shape {spec.shape_str()}, got [{','.join(map(str, x.shape))}]"
                 )
@@ -161,6 +159,13 @@ class Model:
                 x = np.ascontiguousarray(x)
             out.append(x)
         return out
+
+    def _explain_names(self, feeds: Mapping[str, np.ndarray]) -> None:
+        unknown = [k for k in feeds if k not in self._input_names]
+        if unknown:
+            raise InputMismatchError(f"unknown input name(s) {unknown}; the model's inputs are {self._input_names}")
+        missing = [n for n in self._input_names if n not in feeds]
+        raise InputMismatchError(f"missing input(s) {missing}; the model's inputs are {self._input_names}")
 
     # -- lifetime ----------------------------------------------------------------------------
     def close(self) -> None:

@@ -104,7 +104,7 @@ class LiteRTBackend(Backend):
         self.inputs = [_spec(d) for d in in_details]
         self.outputs = [_spec(d) for d in out_details]
         self._in_idx = [d["index"] for d in in_details]
-        self._in_shape = [tuple(d["shape"]) for d in in_details]
+        self._in_shape = [tuple(int(v) for v in d["shape"]) for d in in_details]
         self._out_idx = [d["index"] for d in out_details]
 
     @staticmethod
