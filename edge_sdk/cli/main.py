@@ -17,9 +17,11 @@ COMMANDS: dict[str, str] = {
     "bench": "edge_sdk.cli.bench:BenchCommand",
     "zoo": "edge_sdk.cli.zoo:ZooCommand",
     "convert": "edge_sdk.cli.convert:ConvertCommand",
+    "prune": "edge_sdk.cli.prune:PruneCommand",
     "demo": "edge_sdk.cli.demo:DemoCommand",
     "devices": "edge_sdk.cli.devices:DevicesCommand",
     "reshape": "edge_sdk.cli.reshape:ReshapeCommand",
+    "run": "edge_sdk.cli.run:RunCommand",
 }
 
 

@@ -1,0 +1,138 @@
+"""``edge-sdk run MODEL|zoo:NAME --source SRC --task classify|detect|vad``: the real-time pipeline.
+
+Examples::
+
+    edge-sdk run zoo:efficientnet-lite0 --source 0 --sink http://:8080
+    edge-sdk run face.onnx --task detect --source rtsp://cam/stream --sink events.jsonl --sink mqtt://broker/faces
+    edge-sdk run zoo:centerface --source clip.mp4 --sink out.mp4 --post-opt blur=true --json
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from edge_sdk.cli.base import Command, emit_json, format_table
+
+log = logging.getLogger("edge_sdk.cli")
+#: zoo task names -> pipeline task
+ZOO_TASKS = {"classify": "classify", "classification": "classify", "detect-faces": "detect", "vad": "vad"}
+
+
+@dataclass
+class RunnableModel:
+    path: Path
+    task: str | None
+    preprocess: Any = None
+    labels: list[str] | None = None
+
+
+def resolve_model(ref: str, cache_dir: str | Path | None = None) -> RunnableModel:
+    """A model file path as is, or ``zoo:NAME`` materialized (converted to ONNX once, then cached)."""
+    if not ref.startswith("zoo:"):
+        return RunnableModel(Path(ref), None)
+    from converters import zoo
+    from converters.zoo.base import default_cache_dir
+
+    entry = zoo.get(ref)
+    folder = Path(cache_dir) if cache_dir else default_cache_dir()
+    task = ZOO_TASKS.get(entry.task, entry.task)
+    labels = entry.labels() if hasattr(entry, "labels") else None
+    if entry.source_format == "onnx":
+        return RunnableModel(Path(entry.materialize(folder)), task, entry.preprocess(), labels)
+    out = folder / "run" / entry.name
+    found = sorted(out.glob("*.onnx"))
+    if not found:
+        from converters import convert
+
+        log.warning("converting %s to ONNX once (cached in %s)...", ref, out)
+        result = convert(ref, to="onnx", output_dir=out, validate_samples=4, allow_degraded=True)
+        found = [a.path for a in result.artifacts]
+    return RunnableModel(found[0], task, entry.preprocess(), labels)
+
+
+def _kv(items: list[str] | None, flag: str) -> dict[str, Any]:
+    from edge_sdk.errors import CLIUsageError
+    from edge_sdk.sources import _coerce
+
+    out: dict[str, Any] = {}
+    for item in items or ():
+        k, sep, v = item.partition("=")
+        if not sep or not k:
+            raise CLIUsageError(f"{flag} '{item}' is not KEY=VALUE, e.g. {flag} top_k=3")
+        out[k.replace("-", "_")] = _coerce(v)
+    return out
+
+
+class RunCommand(Command):
+    name = "run"
+    help = "run a model on a camera, stream, file or microphone in real time (pipeline with sinks)"
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("model", help="model file (.onnx, .tflite, .xml) or zoo:NAME")
+        parser.add_argument("--source", "-s", default="0",
+                            help="0 | /dev/video0 | rtsp://... | http://... | gst:... | clip.mp4 | folder/ | "
+                                 "picamera2: | synthetic: | mic: | file.wav (default 0)")  # fmt: skip
+        parser.add_argument("--task", "-t", help="classify | detect | vad (default: the zoo model's task)")
+        parser.add_argument("--sink", action="append", metavar="SINK",
+                            help="window | http://:8080 | out.mp4 | events.jsonl | - | mqtt://host/topic "
+                                 "(repeatable)")  # fmt: skip
+        parser.add_argument("--duration", type=float, help="stop after S seconds (default: until the source ends)")
+        parser.add_argument("--max-results", type=int, help="stop after N results")
+        parser.add_argument("--post-opt", action="append", metavar="K=V", help="post-processor option (repeatable)")
+        parser.add_argument("--source-opt", action="append", metavar="K=V", help="source option (repeatable)")
+        parser.add_argument("--metrics-every", type=float, default=5.0, help="seconds between metrics lines")
+        parser.add_argument("--metrics-file", help="append the periodic metrics JSON lines to this file")
+        parser.add_argument("--queue-size", type=int, default=1, help="items between stages (default 1)")
+        parser.add_argument("--drop", choices=("oldest", "newest", "block"),
+                            help="when a stage is full (default: oldest if live, block for files)")  # fmt: skip
+
+    def run(self, args: argparse.Namespace) -> int:
+        import edge_sdk as es
+        from edge_sdk.errors import CLIUsageError
+        from edge_sdk.pipeline import Pipeline
+        from edge_sdk.sources import open_source
+
+        post_opts = _kv(args.post_opt, "--post-opt")
+        source_opts = _kv(args.source_opt, "--source-opt")
+        rm = resolve_model(args.model)
+        task = args.task or rm.task
+        if task is None:
+            raise CLIUsageError("--task is required for a model file: classify, detect or vad")
+        source = open_source(args.source, **source_opts)
+        model = es.load(rm.path)
+        pipe = Pipeline(source, model, task=task, sinks=args.sink or [], preprocess=rm.preprocess, labels=rm.labels,
+                        metrics_every=args.metrics_every, metrics_file=args.metrics_file,
+                        queue_size=args.queue_size, drop=args.drop, **post_opts)  # fmt: skip
+        try:
+            metrics = pipe.run(duration=args.duration, max_results=args.max_results)
+        finally:
+            model.close()
+        last = pipe.last_event
+        if args.json:
+            emit_json({"model": str(rm.path), "task": task, "metrics": metrics, "last_result": last})
+            return 0
+        lat = metrics["latency_ms"]
+        rows = [[metrics["results"], metrics["fps"], lat["p50"], lat["p99"], metrics["frames"]["captured"],
+                 metrics["frames"]["dropped"]]]  # fmt: skip
+        print(format_table(["results", "fps", "latency p50 ms", "p99 ms", "captured", "dropped"], rows))
+        for name, st in metrics["stages"].items():
+            print(f"  {name:6s} {st['count']:6d} runs  p50 {st['p50_ms']} ms  p99 {st['p99_ms']} ms")
+        for ev in metrics.get("events", []):
+            print(f"  source event: {ev['event']} {ev.get('detail', '')}")
+        if last is not None:
+            print(f"last result: {_describe(last)}")
+        sys.stdout.flush()
+        return 0
+
+
+def _describe(event: dict[str, Any]) -> str:
+    if "top" in event:
+        return ", ".join(f"{t['label']} {t['score']:.0%}" for t in event["top"][:3])
+    if "detections" in event:
+        return f"{event['count']} detection(s) " + " ".join(str(d["box"]) for d in event["detections"][:5])
+    return str({k: v for k, v in event.items() if k not in ("type", "capture_ts")})
