@@ -170,10 +170,10 @@ def make_detector(
         name, shape = next(iter(outs.items()))
         if len(shape) == 3 and all(isinstance(d, int) for d in shape[1:]):
             a, b = shape[1], shape[2]
-            if b >= 5 and a > b:
-                return YoloDetector(model, name, "v5", preprocess, threshold, nms, blur, labels)
-            if a >= 5 and b > a:
+            if a >= 5 and b > a:  # (1, 4 + C, N): many more boxes than values per box
                 return YoloDetector(model, name, "v8", preprocess, threshold, nms, blur, labels)
+            if b >= 5:
+                return YoloDetector(model, name, "v5", preprocess, threshold, nms, blur, labels)
         raise OutputMismatchError(
             f"task 'detect': output '{name}' has shape [{','.join(map(str, shape))}], which is not a YOLO box tensor "
             "(1, N, 5 + classes) or (1, 4 + classes, N) with static sizes; is this a classifier (--task classify)?"

@@ -29,9 +29,12 @@ PAGE = """<!doctype html>
 img{max-width:100%;border:1px solid #444}#m{font-family:monospace;white-space:pre;margin-top:.5em}</style>
 </head><body><h3 id="t">edge-sdk live view</h3>
 <img id="v" src="/stream.mjpg" alt="live stream">
+<div id="s">stream: waiting for the first frame...</div>
 <div id="m">waiting for metrics...</div>
 <script>
 async function tick(){
+  const v = document.getElementById('v');
+  if (v.naturalWidth > 0) document.getElementById('s').textContent = 'stream ' + v.naturalWidth + 'x' + v.naturalHeight;
   try{
     const m = await (await fetch('/metrics', {cache:'no-store'})).json();
     const l = m.latency_ms || {};

@@ -1,6 +1,7 @@
 """A synthetic live camera: a moving test pattern at a steady rate (``synthetic:?fps=30&size=640x480``).
 
-``fps=0`` produces frames as fast as they can be made (a source faster than any model);
+``fps=0`` produces every frame as fast as the consumer takes them (like a file in ``fast`` mode:
+a source faster than any model, without wasting CPU on frames nobody reads);
 ``frames=N`` ends after N frames; ``image=<photo name or path>`` moves over a real photo instead
 of bars (photo names as in ``converters.datasets``, e.g. ``chelsea``).
 """
@@ -38,6 +39,8 @@ class SyntheticSource(CaptureSource):
         image: str | None = None, **opts: Any,
     ) -> None:  # fmt: skip
         opts.setdefault("reconnect", False)
+        if fps == 0:
+            self.is_live = False
         super().__init__("synthetic:" + (target or f"{fps:g}fps"), **opts)
         if fps < 0:
             raise SourceError(f"synthetic source: fps must be >= 0 (0 = as fast as possible), got {fps!r}")
