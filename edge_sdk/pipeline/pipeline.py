@@ -122,14 +122,20 @@ class Pipeline:
         self._started = True
         if self.warmup:
             self.model.warmup(self.warmup)
-        info = {"task": self.task, "model": str(getattr(self.model, "path", "")), "source": self.source.name}
-        for s in self.sinks:
-            s.open(info)
+        self.source.start()
+        fps = getattr(self.source, "fps", 0.0) or getattr(self.source, "rate", 0.0) or None
+        model_name = str(getattr(self.model, "path", ""))
+        info = {"task": self.task, "model": model_name, "source": self.source.name, "fps": fps}
+        try:
+            for s in self.sinks:
+                s.open(info)
+        except BaseException:
+            self.source.stop()
+            raise
         if isinstance(self._metrics_out, (str, os.PathLike)):
             self._metrics_fh = open(self._metrics_out, "a", encoding="utf-8")  # noqa: SIM115 - closed in stop()
         elif self._metrics_out is not None:
             self._metrics_fh = self._metrics_out
-        self.source.start()
         self.stats.reset()
         for name, fn in (("pre", self._pre_loop), ("infer", self._infer_loop), ("post", self._post_loop)):
             t = threading.Thread(target=self._guard, args=(fn,), name=f"pipeline-{name}", daemon=True)

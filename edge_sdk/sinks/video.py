@@ -18,11 +18,11 @@ class VideoFileSink(Sink):
     kind = "video"
     needs_image = True
 
-    def __init__(self, target: str, *, fps: float = 30.0, fourcc: str | None = None) -> None:
+    def __init__(self, target: str, *, fps: float | None = None, fourcc: str | None = None) -> None:
         self.path = Path(target)
         if self.path.suffix.lower() not in FOURCC:
             raise SinkError(f"video sink {target}: use one of {', '.join(FOURCC)}")
-        self.fps = float(fps)
+        self.fps = fps  # None: the source's rate (30 when it has none)
         self.fourcc = fourcc or FOURCC[self.path.suffix.lower()]
         self._tmp = self.path.with_name(f".{self.path.stem}.partial{self.path.suffix}")
         self._writer: Any = None
@@ -33,6 +33,8 @@ class VideoFileSink(Sink):
         from edge_sdk.sources._opencv import import_cv2
 
         self._cv2 = import_cv2()
+        if self.fps is None:
+            self.fps = float(info.get("fps") or 30.0)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as e:
