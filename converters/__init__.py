@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from converters.api import ConversionResult, convert
 
-__all__ = ["ConversionResult", "convert"]
+__all__ = ["ConversionResult", "convert", "prune"]
 
 
 def __getattr__(name: str) -> Any:
@@ -19,4 +19,8 @@ def __getattr__(name: str) -> Any:
         from converters import api
 
         return getattr(api, name)
+    if name == "prune":  # a callable module: converters.prune(model, method=..., amount=...)
+        import importlib
+
+        return importlib.import_module("converters.prune")
     raise AttributeError(name)

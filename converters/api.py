@@ -103,6 +103,7 @@ def convert(
     name: str | None = None,
     verbose: bool = False,
     progress: bool | None = None,
+    prune: Any = None,
 ) -> ConversionResult:
     """Convert ``model`` to each target at each precision, validate each artifact, write a manifest.
 
@@ -113,6 +114,9 @@ def convert(
     real images for zoo image models, else seeded random inputs marked synthetic.
     Raises :class:`ValidationFailedError` when an artifact misses its precision's tolerance,
     unless ``allow_degraded`` (the manifest records it either way).
+    ``prune``: ``"channel:0.25"``, ``"magnitude:0.5"`` or a :class:`converters.prune.PruneSpec`: prune (and
+    fine-tune) first; every artifact is then validated against the *unpruned* original and the manifest
+    records the pruning report (a pruned model only has to meet the spec's ``min_agreement``).
     """
     quiet_third_party(verbose)
     targets = [to] if isinstance(to, str) else list(to)
@@ -136,6 +140,16 @@ def convert(
         if NEEDS_CALIBRATION & set(precisions):
             calib = _calibration(calibration, source, preprocess)
         held = run_reference(source, _held_out(held_out, source, preprocess, validate_samples))
+        original, pruning = source, None
+        if prune is not None:  # validation below compares every artifact with the unpruned original
+            from converters.prune.api import prune_source
+            from converters.prune.spec import parse_prune
+
+            spec = parse_prune(prune)
+            base = f"{base}_{spec.tag}"
+            save_to = out_dir / base if spec.save_source else None
+            source, pruning = prune_source(original, spec, ctx, held=held, save_to=save_to, preprocess=preprocess)
+            tolerances = {**spec.tolerances(), **(tolerances or {})}
         reports: list[ArtifactReport] = []
         jobs = [(t, p) for t in targets for p in precisions]
         fp32_files: dict[str, Path] = {}
@@ -152,7 +166,7 @@ def convert(
                         _copy_model(fp32_files[target], staged)
                     else:
                         quantize(target, fp32_files[target], staged, prec, calib, ctx, int8_io=int8_io)
-                metrics, fails = validate_artifact(source, staged, held, prec, tolerances)
+                metrics, fails = validate_artifact(original, staged, held, prec, tolerances)
                 final = out_dir / staged.name
                 publish(_companions(staged, final))
                 reports.append(
@@ -171,11 +185,11 @@ def convert(
                 )
                 log.info("%s %s: %s", target, prec, "ok" if not fails else "; ".join(fails))
         src_info = {
-            "model": str(model) if isinstance(model, (str, Path)) else source.description,
-            "kind": source.kind,
-            "sha256": source.sha256,
-            "inputs": [s.to_dict() for s in source.inputs],
-            "outputs": source.output_names,
+            "model": str(model) if isinstance(model, (str, Path)) else original.description,
+            "kind": original.kind,
+            "sha256": original.sha256,
+            "inputs": [s.to_dict() for s in original.inputs],
+            "outputs": original.output_names,
         }
         manifest = write_manifest(
             out_dir,
@@ -188,6 +202,7 @@ def convert(
                 "task": source.task,
                 "calibration": calib.describe() if calib else None,
                 "validation": held.describe(),
+                "pruning": pruning,
                 "artifacts": reports,
             },
         )  # fmt: skip

@@ -70,6 +70,10 @@ class UnsupportedOperatorError(ConversionError):
     """The target cannot express an operator of the source; names the op and the node."""
 
 
+class PruneError(ConversionError):
+    """A pruning request is invalid (amount, layer names, data) or the model has nothing to prune."""
+
+
 class SourceModelError(EdgeSDKError):
     """The source model is of an unknown kind, does not load, or is refused as unsafe."""
 

@@ -57,6 +57,9 @@ class ConvertCommand(Command):
         parser.add_argument("--allow-degraded", action="store_true", help="exit 0 even if validation fails")
         parser.add_argument("--unsafe-allow-lambda", action="store_true", help="load Keras Lambda layers (runs code)")
         parser.add_argument("--bench", action="store_true", help="benchmark each artifact (edge-sdk bench)")
+        parser.add_argument(
+            "--prune", metavar="METHOD:AMOUNT", help="prune first: channel:0.25, magnitude:0.5 (checked vs original)"
+        )
         parser.add_argument("-o", "--output-dir", default="out", help="output folder (default ./out)")
         pre = parser.add_argument_group("preprocessing (stored in the manifest; needed for image calibration)")
         pre.add_argument("--size", help="input image size HxW, e.g. 224x224")
@@ -88,6 +91,7 @@ class ConvertCommand(Command):
             allow_degraded=True,
             allow_lambda=args.unsafe_allow_lambda,
             verbose=args.verbose,
+            prune=args.prune,
         )
         if args.bench:
             _bench(result, args.verbose)

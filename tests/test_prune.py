@@ -1,0 +1,299 @@
+"""Pruning on tiny models: PyTorch, Keras and ONNX; magnitude and channel; residual + concat + depthwise;
+validation against the original and the manifest; bad input refused with a clear message."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from converters.prune import prune
+from edge_sdk.errors import PruneError
+
+torch = pytest.importorskip("torch")
+nn = torch.nn
+
+
+class Tiny(nn.Module):
+    """Stem, an inverted-residual block (expand, depthwise, project, add), a concat of two branches, a head."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1, bias=False), nn.BatchNorm2d(16), nn.ReLU())
+        self.expand = nn.Sequential(nn.Conv2d(16, 32, 1, bias=False), nn.BatchNorm2d(32), nn.ReLU6())
+        self.dw = nn.Sequential(nn.Conv2d(32, 32, 3, padding=1, groups=32, bias=False), nn.BatchNorm2d(32), nn.ReLU6())
+        self.project = nn.Sequential(nn.Conv2d(32, 16, 1, bias=False), nn.BatchNorm2d(16))
+        self.left = nn.Conv2d(16, 24, 3, padding=1)
+        self.right = nn.Conv2d(16, 24, 1)
+        self.head = nn.Sequential(nn.Conv2d(48, 64, 1), nn.ReLU())
+        self.fc = nn.Linear(64, 10)
+
+    def forward(self, x):
+        x = self.stem(x)
+        x = x + self.project(self.dw(self.expand(x)))
+        x = torch.cat([torch.relu(self.left(x)), torch.relu(self.right(x))], 1)
+        return self.fc(self.head(x).mean((2, 3)))
+
+
+def tiny(redundant: bool = False) -> Tiny:
+    """A seeded Tiny; ``redundant``: the second half of every prunable channel group is dead (zero weights,
+    zero batch-norm scale and shift), so channel pruning at 0.5 must remove exactly those and change nothing."""
+    torch.manual_seed(0)
+    m = Tiny().eval()
+    with torch.no_grad():
+        for bn in m.modules():
+            if isinstance(bn, nn.BatchNorm2d):
+                bn.running_mean.uniform_(-0.1, 0.1)
+                bn.running_var.uniform_(0.5, 1.5)
+        if redundant:
+            for conv, bns in ((m.expand[0], (m.expand[1], m.dw[1])), (m.left, ()), (m.right, ()), (m.head[0], ())):
+                half = conv.out_channels // 2
+                conv.weight[half:] = 0
+                if conv.bias is not None:
+                    conv.bias[half:] = 0
+                for bn in bns:
+                    bn.weight[half:] = 0
+                    bn.bias[half:] = 0
+                    bn.running_mean[half:] = 0
+    return m
+
+
+X = torch.from_numpy(np.random.default_rng(1).standard_normal((1, 3, 16, 16)).astype(np.float32))
+
+
+def _cos(a, b) -> float:
+    a, b = np.ravel(a), np.ravel(b)
+    return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
+
+
+@pytest.fixture(scope="module")
+def tiny_onnx(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("prune") / "tiny.onnx"
+    torch.onnx.export(tiny(True), (X,), str(path), input_names=["input"], output_names=["logits"],
+                      opset_version=17, dynamo=False)  # fmt: skip
+    return path
+
+
+@pytest.fixture(scope="module")
+def tiny_keras(tmp_path_factory) -> Path:
+    """Keras twin of Tiny (residual add, depthwise, concat) with the same dead second halves."""
+    import keras
+
+    keras.utils.set_random_seed(3)
+    inp = keras.Input((16, 16, 3), name="image")
+    s = keras.layers.Conv2D(16, 3, padding="same", activation="relu", name="stem")(inp)
+    e = keras.layers.Conv2D(32, 1, activation="relu", name="expand")(s)
+    e = keras.layers.BatchNormalization(name="expand_bn")(e)
+    d = keras.layers.DepthwiseConv2D(3, padding="same", use_bias=False, name="dw")(e)
+    p = keras.layers.Conv2D(16, 1, name="project")(d)
+    x = keras.layers.Add()([s, p])
+    a = keras.layers.Conv2D(24, 1, activation="relu", name="left")(x)
+    b = keras.layers.Conv2D(24, 3, padding="same", activation="relu", name="right")(x)
+    x = keras.layers.Concatenate()([a, b])
+    x = keras.layers.Conv2D(64, 1, activation="relu", name="head")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    model = keras.Model(inp, keras.layers.Dense(10, name="fc")(x))
+    for name in ("expand", "left", "right", "head"):
+        k, bias = model.get_layer(name).get_weights()
+        half = k.shape[-1] // 2
+        k[..., half:], bias[half:] = 0, 0
+        model.get_layer(name).set_weights([k, bias])
+    g, beta, mean, var = model.get_layer("expand_bn").get_weights()
+    g[16:], beta[16:], mean[16:] = 0, 0, 0
+    model.get_layer("expand_bn").set_weights([g, beta, mean, var])
+    path = tmp_path_factory.mktemp("prune_keras") / "tiny.keras"
+    model.save(path)
+    return path
+
+
+# ---- PyTorch ----------------------------------------------------------------------------------
+def test_torch_magnitude_per_layer_and_global():
+    m = tiny()
+    r = prune(m, method="magnitude", amount=0.5, example_inputs=(X,), min_params=0)
+    reasons = {x.name: x.skipped for x in r.layers}
+    assert reasons["stem.0"].startswith("first conv") and reasons["fc"].startswith("classifier")
+    assert reasons["dw.0"].startswith("depthwise")
+    for x in r.layers:
+        assert x.sparsity_after == pytest.approx(0.0 if x.skipped else 0.5, abs=0.01), x.name
+    assert float((m.expand[0].weight == 0).float().mean()) == 0.0, "the original module was modified"
+    assert r.weights_gzip_after < r.weights_gzip_before
+    small = prune(m, method="magnitude", amount=0.1, example_inputs=(X,), min_params=0)
+    assert _cos(small.model(X).detach(), m(X).detach()) > 0.98
+    g = prune(m, method="magnitude", amount=0.5, scope="global", example_inputs=(X,), skip=["head.0"], min_params=0)
+    pruned = [x for x in g.layers if not x.skipped]
+    assert {x.name for x in pruned} == {"expand.0", "project.0", "left", "right"}
+    assert sum(x.sparsity_after * x.params for x in pruned) / sum(x.params for x in pruned) == pytest.approx(0.5, 0.01)
+    assert len({round(x.sparsity_after, 2) for x in pruned}) > 1  # one global threshold: layers differ
+
+
+def test_torch_channel_keeps_residual_concat_depthwise_consistent():
+    m = tiny(redundant=True)
+    r = prune(m, method="channel", amount=0.5, example_inputs=(X,), round_to=1, min_params=0)
+    p = r.model
+    assert p.expand[0].out_channels == p.dw[0].in_channels == p.dw[0].out_channels == p.dw[0].groups == 16
+    assert p.expand[1].num_features == p.dw[1].num_features == p.project[0].in_channels == 16
+    assert p.project[0].out_channels == p.stem[0].out_channels == 16  # the residual group keeps the stem's width
+    assert p.left.out_channels + p.right.out_channels == p.head[0].in_channels == 24
+    assert p.head[0].out_channels == p.fc.in_features == 32 and p.fc.out_features == 10
+    assert r.params_after < 0.6 * r.params_before
+    np.testing.assert_allclose(p(X).detach().numpy(), m(X).detach().numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_convert_with_prune_validates_against_original(tmp_path):
+    from converters import convert
+    from converters.prune import PruneSpec
+
+    spec = PruneSpec(method="channel", amount=0.5, round_to=1, min_params=0)
+    result = convert(tiny(redundant=True), to=["onnx"], precision=["fp32", "int8"], example_inputs=(X,),
+                     calibration="synthetic", output_dir=tmp_path, prune=spec, validate_samples=8)  # fmt: skip
+    assert result.passed
+    names = sorted(a.path.name for a in result.artifacts)
+    assert names == ["tiny_channel50_fp32.onnx", "tiny_channel50_int8.onnx"]
+    fp32 = result.artifact("onnx", "fp32")
+    assert fp32.metrics[0].cosine > 0.9999  # dead channels removed: the same function, fewer MACs
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert manifest["source"]["kind"] == "torch" and manifest["source"]["sha256"] == result.source["sha256"]
+    pr = manifest["pruning"]
+    assert pr["method"] == "channel" and pr["params_after"] < pr["params_before"]
+    assert pr["agreement_before_finetune"] == 1.0
+    from edge_sdk.summary import summarize
+
+    assert summarize(fp32.path).params == pytest.approx(pr["params_after"], rel=0.02)
+
+
+def test_finetune_distillation_on_image_folder(tmp_path):
+    from converters import convert
+    from converters.datasets import write_image_folder
+    from converters.prune import PruneSpec
+    from edge_sdk.preprocess import PreprocessSpec
+
+    rng = np.random.default_rng(0)
+    write_image_folder(tmp_path / "imgs", rng.integers(0, 255, (16, 16, 16, 3), dtype=np.uint8))
+    pre = PreprocessSpec(size=(16, 16), mean=(127.0,), std=(128.0,), layout="NCHW")
+    spec = PruneSpec(method="channel", amount=0.5, finetune=tmp_path / "imgs", epochs=1, batch_size=8, lr=1e-3,
+                     round_to=1, min_params=0)  # fmt: skip
+    result = convert(tiny(), example_inputs=(X,), preprocess=pre, output_dir=tmp_path / "o", prune=spec,
+                     validate_samples=8)  # fmt: skip
+    pr = json.loads(result.manifest_path.read_text())["pruning"]
+    assert pr["finetune"]["mode"].startswith("distillation") and pr["finetune"]["samples"] == 16
+    assert pr["agreement_before_finetune"] is not None and pr["agreement_after_finetune"] is not None
+
+
+# ---- ONNX -------------------------------------------------------------------------------------
+def test_onnx_magnitude_and_channel(tiny_onnx):
+    import onnx
+    import onnxruntime as ort
+
+    def run(proto):
+        sess = ort.InferenceSession(proto.SerializeToString())
+        return sess.run(None, {"input": X.numpy()})[0]
+
+    ref = run(onnx.load(str(tiny_onnx)))
+    mag = prune(tiny_onnx, method="magnitude", amount=0.8, min_params=0)
+    assert mag.framework == "onnx" and mag.weights_gzip_after < 0.7 * mag.weights_gzip_before
+    assert [x.sparsity_after for x in mag.layers if not x.skipped] == pytest.approx([0.8] * 5, abs=0.01)
+    assert _cos(run(prune(tiny_onnx, method="magnitude", amount=0.1, min_params=0).model), ref) > 0.98
+    ch = prune(tiny_onnx, method="channel", amount=0.5, round_to=1, min_params=0)
+    onnx.checker.check_model(ch.model)
+    after = {x.name: (x.channels_before, x.channels_after) for x in ch.layers}
+    assert after["/expand/expand.0/Conv"] == (32, 16) and after["/head/head.0/Conv"] == (64, 32)
+    assert after["/left/Conv"] == (24, 12) and after["/project/project.0/Conv"] == (16, 16)  # residual with stem
+    assert ch.params_after < 0.6 * ch.params_before
+    np.testing.assert_allclose(run(ch.model), ref, rtol=1e-4, atol=1e-5)
+
+
+def test_cli_convert_prune_int8_one_call(tiny_onnx, tmp_path, cli):
+    r = cli("convert", str(tiny_onnx), "--to", "onnx,openvino", "--precision", "int8", "--calib", "synthetic",
+            "--prune", "channel:0.5", "-o", str(tmp_path), "--json")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["passed"] and {a["path"] for a in out["artifacts"]} == {"tiny_channel50_int8.onnx",
+                                                                       "tiny_channel50_int8.xml"}  # fmt: skip
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert manifest["pruning"]["method"] == "channel" and manifest["source"]["kind"] == "onnx"
+    assert all(a["metrics"][0]["cosine"] > 0.97 for a in manifest["artifacts"])
+
+
+# ---- Keras ------------------------------------------------------------------------------------
+def test_keras_magnitude_and_channel(tiny_keras):
+    import keras
+    import onnxruntime as ort
+
+    model = keras.saving.load_model(tiny_keras)
+    x = np.random.default_rng(2).standard_normal((1, 16, 16, 3)).astype(np.float32)
+    ref = np.asarray(model(x))
+    mag = prune(model, method="magnitude", amount=0.5, min_params=0)
+    reasons = {x.name: x.skipped for x in mag.layers}
+    assert reasons["stem"].startswith("first conv") and reasons["dw"].startswith("depthwise")
+    assert reasons["fc"].startswith("classifier") and not reasons["head"]
+    assert mag.model.get_layer("head").get_weights()[0].size * 0.5 == pytest.approx(
+        np.sum(mag.model.get_layer("head").get_weights()[0] == 0), abs=1)
+    assert np.sum(model.get_layer("left").get_weights()[0] == 0) == 24 * 16 // 2  # original untouched
+    ch = prune(tiny_keras, method="channel", amount=0.5, round_to=1, min_params=0)
+    assert ch.framework == "onnx" and ch.params_after < 0.7 * ch.params_before
+    sess = ort.InferenceSession(ch.model.SerializeToString())
+    np.testing.assert_allclose(sess.run(None, {sess.get_inputs()[0].name: x})[0], ref, rtol=1e-4, atol=1e-4)
+
+
+def test_cli_prune_onnx_with_layer_table(tiny_onnx, tmp_path, cli):
+    r = cli("prune", str(tiny_onnx), "--method", "magnitude", "--amount", "0.5", "--min-params", "0",
+            "--skip", "/head/head.0/Conv", "-o", str(tmp_path))  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert "first conv (default skip)" in r.stdout and "skipped by user" in r.stdout and "weights gzip" in r.stdout
+    assert (tmp_path / "tiny_magnitude50.onnx").is_file() and (tmp_path / "tiny_magnitude50_fp32.onnx").is_file()
+
+
+# ---- bad input --------------------------------------------------------------------------------
+def _relu_only_onnx(path: Path) -> Path:
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])])  # fmt: skip
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    return path
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"amount": 1.5}, r"amount 1.5 is outside \(0, 1\).*fraction of weights"),
+        ({"amount": 0}, r"amount 0 is outside \(0, 1\)"),
+        ({"amount": "half"}, r"amount 'half' is not a number"),
+        ({"method": "random"}, r"pruning method 'random' is unknown; use one of magnitude, channel"),
+        ({"skip": ["nope"]}, r"--skip names layer\(s\) 'nope' that the model does not have.*stem.0, expand.0"),
+        ({"layer_amounts": {"fc": 2}}, r"amount for layer 'fc' 2 is outside"),
+    ],
+)
+def test_bad_options(kwargs, message):
+    with pytest.raises(PruneError, match=message):
+        prune(tiny(), example_inputs=(X,), **{"method": "magnitude", "amount": 0.5, **kwargs})
+
+
+def test_no_prunable_layer(tmp_path):
+    with pytest.raises(PruneError, match="has no prunable layer"):
+        prune(_relu_only_onnx(tmp_path / "relu.onnx"), method="magnitude", amount=0.5)
+    with pytest.raises(PruneError, match="no layer left to prune.*--include NAME or --no-default-skips"):
+        prune(nn.Sequential(nn.Conv2d(3, 4, 3)), method="magnitude", amount=0.5, example_inputs=(X,))
+
+
+def test_empty_finetune_folder_and_cli_errors(tmp_path, cli):
+    from converters.prune.finetune import load_images
+    from edge_sdk.preprocess import PreprocessSpec
+
+    (tmp_path / "empty").mkdir()
+    pre = PreprocessSpec(size=(16, 16), mean=(127.0,), std=(128.0,))
+    with pytest.raises(PruneError, match=r"fine-tune data folder .*empty is empty: it has no images"):
+        load_images(tmp_path / "empty", pre)
+    with pytest.raises(PruneError, match="fine-tune data folder not found"):
+        load_images(tmp_path / "missing", pre)
+    onnx_path = str(_relu_only_onnx(tmp_path / "relu.onnx"))
+    r = cli("prune", onnx_path, "--amount", "1.2", "-o", str(tmp_path / "o"))
+    assert r.returncode == 2 and "amount 1.2 is outside (0, 1)" in r.stderr and "Traceback" not in r.stderr
+    r = cli("prune", onnx_path, "--amount", "0.5", "-o", str(tmp_path / "o"))
+    assert r.returncode == 2 and "has no prunable layer" in r.stderr
+    r = cli("convert", onnx_path, "--prune", "channel", "-o", str(tmp_path / "o"))
+    assert r.returncode == 2 and "is not METHOD:AMOUNT" in r.stderr
