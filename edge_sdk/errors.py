@@ -171,3 +171,18 @@ class OutputMismatchError(TaskError):
 
 class SinkError(EdgeSDKError):
     """A sink (window, http, file, jsonl, mqtt) is unknown or cannot be opened."""
+
+
+class AudioFileError(SourceError):
+    """An audio (WAV) file is missing, is not a WAV, or has a sample format edge_sdk cannot read; names the file."""
+
+
+class ToolMissingError(EdgeSDKError):
+    """A system program (e.g. espeak-ng) is not installed; the message names the package to install."""
+
+    def __init__(self, tool: str, package: str, why: str = "") -> None:
+        self.tool = tool
+        self.package = package
+        why = f" ({why})" if why else ""
+        msg = f"'{tool}' is not installed{why}; install the Debian package: apt-get install {package}"
+        super().__init__(msg)
