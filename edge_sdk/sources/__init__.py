@@ -8,6 +8,9 @@
 ``photos/``              folder of images                           ``folder``
 ``picamera2:``           Raspberry Pi camera (picamera2)            ``picamera2``
 ``synthetic:?fps=30``    moving test pattern                        ``synthetic``
+``mic:``, ``mic:2``      microphone (sounddevice / PortAudio)       ``mic``
+``speech.wav``           WAV file (``wav:x.wav?mode=realtime``)     ``wav``
+``synthetic-audio:``     tone / noise / silence                     ``synthetic-audio``
 =======================  =====================================================
 
 Options come as keywords (``open_source("clip.mp4", mode="realtime")``) or, for non-network
@@ -38,9 +41,12 @@ SCHEMES: dict[str, str] = {
     "folder": "edge_sdk.sources.folder:ImageFolderSource",
     "picamera2": "edge_sdk.sources.picamera2:PiCamera2Source",
     "synthetic": "edge_sdk.sources.synthetic:SyntheticSource",
+    "mic": "edge_sdk.sources.audio_mic:MicSource",
+    "wav": "edge_sdk.sources.audio_file:WavFileSource",
+    "synthetic-audio": "edge_sdk.sources.audio_synthetic:SyntheticAudioSource",
 }
 #: file suffix -> kind for plain paths (anything else is tried as a video file)
-SUFFIXES: dict[str, str] = {}
+SUFFIXES: dict[str, str] = {".wav": "wav"}
 NETWORK = ("rtsp", "rtsps", "http", "https")
 _SCHEME = re.compile(r"^([a-z][a-z0-9+.\-]+):(.*)$", re.IGNORECASE | re.DOTALL)
 
