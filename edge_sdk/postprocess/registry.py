@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 POSTPROCESSORS: dict[str, str] = {
     "classify": "edge_sdk.postprocess.classify:Classifier",
     "detect": "edge_sdk.postprocess.detect:make_detector",
+    "vad": "edge_sdk.postprocess.vad:VoiceActivityDetector",
 }
 
 
