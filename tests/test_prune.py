@@ -139,6 +139,13 @@ def test_torch_channel_keeps_residual_concat_depthwise_consistent():
     assert p.head[0].out_channels == p.fc.in_features == 32 and p.fc.out_features == 10
     assert r.params_after < 0.6 * r.params_before
     np.testing.assert_allclose(p(X).detach().numpy(), m(X).detach().numpy(), rtol=1e-4, atol=1e-5)
+    # the residual group (stem + project, added together) is cut as one, or kept whole with keep_tied
+    cut = prune(m, method="channel", amount=0.5, example_inputs=(X,), round_to=1, min_params=0, include=["stem.0"])
+    assert cut.model.stem[0].out_channels == cut.model.project[0].out_channels == cut.model.left.in_channels == 8
+    kept = prune(m, method="channel", amount=0.5, example_inputs=(X,), round_to=1, min_params=0, include=["stem.0"],
+                 keep_tied=True)  # fmt: skip
+    assert kept.model.stem[0].out_channels == kept.model.project[0].out_channels == 16
+    assert kept.model.expand[0].out_channels == 16
 
 
 def test_convert_with_prune_validates_against_original(tmp_path):
@@ -202,6 +209,12 @@ def test_onnx_magnitude_and_channel(tiny_onnx):
     assert after["/left/Conv"] == (24, 12) and after["/project/project.0/Conv"] == (16, 16)  # residual with stem
     assert ch.params_after < 0.6 * ch.params_before
     np.testing.assert_allclose(run(ch.model), ref, rtol=1e-4, atol=1e-5)
+    stem = "/stem/stem.0/Conv"
+    cut = prune(tiny_onnx, method="channel", amount=0.5, round_to=1, min_params=0, include=[stem])
+    assert {x.name: x.channels_after for x in cut.layers}["/project/project.0/Conv"] == 8
+    assert run(cut.model).shape == (1, 10)
+    kept = prune(tiny_onnx, method="channel", amount=0.5, round_to=1, min_params=0, include=[stem], keep_tied=True)
+    assert {x.name: x.channels_after for x in kept.layers}["/project/project.0/Conv"] == 16
 
 
 def test_cli_convert_prune_int8_one_call(tiny_onnx, tmp_path, cli):
@@ -229,7 +242,8 @@ def test_keras_magnitude_and_channel(tiny_keras):
     assert reasons["stem"].startswith("first conv") and reasons["dw"].startswith("depthwise")
     assert reasons["fc"].startswith("classifier") and not reasons["head"]
     assert mag.model.get_layer("head").get_weights()[0].size * 0.5 == pytest.approx(
-        np.sum(mag.model.get_layer("head").get_weights()[0] == 0), abs=1)
+        np.sum(mag.model.get_layer("head").get_weights()[0] == 0), abs=1
+    )
     assert np.sum(model.get_layer("left").get_weights()[0] == 0) == 24 * 16 // 2  # original untouched
     ch = prune(tiny_keras, method="channel", amount=0.5, round_to=1, min_params=0)
     assert ch.framework == "onnx" and ch.params_after < 0.7 * ch.params_before

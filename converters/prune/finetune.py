@@ -128,6 +128,9 @@ def finetune(
     torch.manual_seed(0)
     teacher_logits = _predict(teacher, x) if y is None else None
     recalibrate_bn(student, x[:512])
+    channels_last = x.ndim == 4  # ~30% faster convolutions (depthwise backward above all) on CPU
+    if channels_last:
+        student.to(memory_format=torch.channels_last)
     params = [p for p in student.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=spec.lr, weight_decay=0.0)
     steps = spec.epochs * max(1, -(-len(x) // spec.batch_size))
@@ -141,7 +144,8 @@ def finetune(
         total = 0.0
         for i in range(0, len(x), spec.batch_size):
             idx = order[i : i + spec.batch_size]
-            out = student(torch.from_numpy(x[idx]))
+            xb = torch.from_numpy(x[idx])
+            out = student(xb.to(memory_format=torch.channels_last) if channels_last else xb)
             out = out[0] if isinstance(out, (list, tuple)) else out
             if y is None:
                 target = torch.from_numpy(teacher_logits[idx])
@@ -155,6 +159,7 @@ def finetune(
             total += float(loss.detach()) * len(idx)
         losses.append(total / len(x))
         log.info("fine-tune epoch %d/%d: loss %.4f", epoch + 1, spec.epochs, losses[-1])
+    student.to(memory_format=torch.contiguous_format)
     recalibrate_bn(student, x[:512])
     student.eval()
     return {

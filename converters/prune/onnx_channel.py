@@ -28,6 +28,7 @@ UNARY = {
     "GlobalAveragePool", "GlobalMaxPool", "Resize", "Upsample", "LpNormalization", "Softsign",
 }  # fmt: skip
 BINARY = {"Add", "Sub", "Mul", "Div", "Max", "Min", "PRelu", "Sum"}
+TIED = "tied (residual/concat) to a skipped layer, an output, or an op not followed"
 Segs = tuple[int, int, tuple[tuple[int, int], ...]]  # (channel axis, rank, ((root, count), ...))
 
 
@@ -81,12 +82,14 @@ def channel(model: Any, spec: PruneSpec, example_inputs: Any = None) -> PruneRes
     groups: dict[int, list[int]] = {}
     for i in range(len(g.roots)):
         groups.setdefault(g.find(i), []).append(i)
-    free = {k: v for k, v in groups.items() if not any(r in g.blocked for r in v)}
+    free = {
+        k: v for k, v in groups.items() if not any(r in g.blocked for r in v) and not (spec.keep_tied and len(v) > 1)
+    }
     for k, v in groups.items():
         if k not in free:
             for r in v:
                 name = g.roots[r][0]
-                reasons[name] = reasons.get(name) or "tied (residual/concat) to a skipped layer, an output, or an op not followed"
+                reasons[name] = reasons.get(name) or TIED
     if not free:
         raise PruneError(
             "no channel group can be pruned: every prunable layer is skipped or feeds the model output or an op "

@@ -21,8 +21,10 @@ class PruneSpec:
     layers under ``min_params``); ``include``: layer names to prune although a default skip would apply;
     ``default_skips=False`` turns the defaults off. ``layer_amounts``: per-layer overrides of ``amount``.
     ``importance``: ``l1`` or ``l2`` norm of a filter (channel). ``round_to``: keep a multiple of this many
-    channels (runtimes' vector kernels like multiples of 8). ``finetune``: a folder of images (unlabelled:
-    distillation from the original; sub-folders named by class: ordinary fine-tuning), or ``photos:N``.
+    channels (runtimes' vector kernels like multiples of 8). ``keep_tied``: leave channel groups shared by
+    several layers (residual adds) whole: only expansion / bottleneck channels are cut. ``finetune``: a
+    folder of images (unlabelled: distillation from the original; sub-folders named by class: ordinary
+    fine-tuning), or ``photos:N``.
     """
 
     method: str = "magnitude"
@@ -35,6 +37,7 @@ class PruneSpec:
     min_params: int = 1024
     importance: str = "l1"
     round_to: int = 8
+    keep_tied: bool = False
     finetune: Any = None
     epochs: int = 3
     batch_size: int = 32

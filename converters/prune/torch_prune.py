@@ -114,6 +114,8 @@ def channel(model: Any, spec: PruneSpec, example_inputs: Sequence[Any] | None = 
     params_before = sum(p.numel() for p in model.parameters())
     gz_before = weights_gzip_size(_all_weights(model))
     ignored = [mods[c.name] for c in roots if reasons[c.name]]
+    if spec.keep_tied:
+        ignored += _tied_layers(pruned, args, ignored)
     p = 1 if spec.importance == "l1" else 2
     ratio_dict = {mods[n]: amount_for(n, spec) for n in spec.layer_amounts}
     pruner = tp.pruner.BasePruner(
@@ -151,6 +153,26 @@ def channel(model: Any, spec: PruneSpec, example_inputs: Sequence[Any] | None = 
         weights_gzip_after=weights_gzip_size(_all_weights(pruned)),
         notes=["channel pruning by torch-pruning's dependency graph; importance: " + spec.importance + " norm"],
     )
+
+
+def _tied_layers(model: Any, args: tuple[Any, ...], ignored: list[Any]) -> list[Any]:
+    """Layers whose output channels are shared with another (non-depthwise) layer, e.g. through a residual add."""
+    import torch
+    import torch_pruning as tp
+
+    dg = tp.DependencyGraph().build_dependency(model, example_inputs=args)
+    tied: list[Any] = []
+    for group in dg.get_all_groups(ignored_layers=ignored, root_module_types=[torch.nn.Conv2d, torch.nn.Linear]):
+        outs = {
+            id(dep.target.module): dep.target.module
+            for dep, _ in group
+            if dg.is_out_channel_pruning_fn(dep.handler)
+            and isinstance(dep.target.module, (torch.nn.modules.conv._ConvNd, torch.nn.Linear))
+            and _candidate("", dep.target.module).kind != "depthwise"
+        }
+        if len(outs) > 1:
+            tied += list(outs.values())
+    return tied
 
 
 def _out_channels(m: Any) -> int:

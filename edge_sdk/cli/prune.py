@@ -29,6 +29,9 @@ class PruneCommand(Command):
         parser.add_argument("--importance", default="l1", choices=["l1", "l2"], help="channel importance norm")
         parser.add_argument("--round-to", type=int, default=8, help="keep channel counts a multiple of this")
         parser.add_argument("--min-params", type=int, default=1024, help="skip layers with fewer weights")
+        parser.add_argument(
+            "--keep-tied", action="store_true", help="channel: keep residual-tied channels, cut expansion channels only"
+        )
         ft = parser.add_argument_group("fine-tuning (PyTorch sources)")
         ft.add_argument(
             "--finetune", metavar="DATA", help="images (unlabelled: distillation; class folders: labelled), photos:N"
@@ -74,6 +77,7 @@ class PruneCommand(Command):
             min_params=args.min_params,
             importance=args.importance,
             round_to=args.round_to,
+            keep_tied=args.keep_tied,
             finetune=args.finetune,
             epochs=args.epochs,
             batch_size=args.batch_size,
