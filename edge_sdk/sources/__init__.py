@@ -76,7 +76,7 @@ def resolve(uri: str | int | os.PathLike[str]) -> tuple[str, str, dict[str, Any]
         if scheme in NETWORK or scheme == "gst":
             return scheme, text if scheme in NETWORK else rest, {}
         target, _, query = rest.partition("?")
-        return scheme, target.lstrip("/") if scheme != "file" else target, _parse_query(query, text)
+        return scheme, target if scheme in ("file", "wav") else target.lstrip("/"), _parse_query(query, text)
     path = Path(text).expanduser()
     if path.is_dir():
         return "folder", str(path), {}

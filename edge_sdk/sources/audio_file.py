@@ -32,9 +32,7 @@ class WavFileSource(ProducerThreadMixin, AudioSource):
         self, path: str | os.PathLike[str], *, mode: str = "fast", speed: float = 1.0, loop: bool = False,
         block_ms: float = 20.0, **opts: Any,
     ) -> None:  # fmt: skip
-        p = Path(path)
-        if not p.is_absolute() and not p.exists() and Path("/" + str(path)).exists():
-            p = Path("/" + str(path))  # "wav:/abs/x.wav" arrives without its leading slash
+        p = Path(path).expanduser()
         mode = _ALIASES.get(mode, mode)
         if mode not in MODES:
             raise SourceError(f"WAV source {p}: mode must be one of {', '.join(MODES)}, got {mode!r}")
