@@ -164,8 +164,11 @@ def fake_sounddevice(native_rate: int | None = None) -> SimpleNamespace:
         streams.append(FakeStream(**kw))
         return streams[-1]
 
+    def query_devices(device: Any, kind: str) -> dict[str, float]:
+        return {"default_samplerate": float(native_rate or 16000)}
+
     return SimpleNamespace(InputStream=make, check_input_settings=check_input_settings, streams=streams,
-                           query_devices=lambda dev, kind: {"default_samplerate": float(native_rate or 16000)})  # fmt: skip
+                           query_devices=query_devices)  # fmt: skip
 
 
 def test_mic_callback_only_fills_the_ring_and_reads_windows(monkeypatch):
