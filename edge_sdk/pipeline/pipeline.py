@@ -96,7 +96,9 @@ class Pipeline:
                 model.close()
             raise
         live = self.source.is_live or getattr(self.source, "policy", "") == "latest"
-        policy = drop or ("oldest" if live else "block")
+        # a source may ask for its own policy: audio sources say "block" (their ring buffer is where
+        # audio is lost and counted; a window dropped between stages would break a recurrent model's state)
+        policy = drop or getattr(self.source, "drop_policy", None) or ("oldest" if live else "block")
         self.drop = policy
         self.q_pre = StageQueue("pre->infer", queue_size, policy)
         self.q_post = StageQueue("infer->post", queue_size, policy)

@@ -42,6 +42,9 @@ class AudioSource(Source):
     """Base of the audio sources; subclasses set ``in_rate``/``channels`` and produce into ``self.ring``."""
 
     kind = "audio"
+    #: the pipeline keeps every window in order (no drops between stages): audio is lost, and
+    #: counted, only in the ring buffer when the reader falls behind
+    drop_policy = "block"
 
     def __init__(
         self, name: str, *, sample_rate: int = 16000, window: int = 512, buffer_s: float = 2.0,
