@@ -40,8 +40,31 @@ def run_pipeline_demo(out: Path, classifier: Path | None = None) -> dict[str, An
         per_segment = _per_segment(events, segs, task)
         summary[task] = {"model": str(model_path), "metrics": _short(metrics), "per_segment": per_segment,
                          "video": str(out / f"{task}_annotated.mp4"), "events": str(events)}  # fmt: skip
+    summary["vad"] = _vad(out)
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
     return summary
+
+
+def _vad(out: Path) -> dict[str, Any]:
+    """Silero VAD over the embedded speech clip (espeak-ng speech placed in silence and noise)."""
+    import edge_sdk as es
+    from converters import zoo
+    from edge_sdk.audio.default_media import default_speech_wav
+
+    wav, placed = default_speech_wav()
+    events = out / "vad_events.jsonl"
+    events.unlink(missing_ok=True)
+    with es.load(zoo.get("silero-vad").materialize()) as model:
+        metrics = es.Pipeline(str(wav), model, task="vad", sinks=[events], metrics_every=0).run()
+    rows = [json.loads(x) for x in events.read_text().splitlines()]
+    found = [
+        (e["segment"]["start_s"], e["segment"]["end_s"])
+        for r in rows if r.get("type") == "result"
+        for e in r.get("events", []) if e.get("event") == "SPEECH_END"
+    ]  # fmt: skip
+    errors = [(round(f[0] - p[0], 3), round(f[1] - p[1], 3)) for p, f in zip(placed, found)]
+    return {"clip": str(wav), "placed_s": placed, "found_s": found, "onset_offset_error_s": errors,
+            "metrics": _short(metrics), "events": str(events)}  # fmt: skip
 
 
 def _per_segment(events: Path, segs: list[tuple[str, float, float]], task: str) -> dict[str, Any]:
@@ -75,3 +98,6 @@ def print_summary(summary: dict[str, Any]) -> None:
         for seg, v in s["per_segment"].items():
             detail = v["top1"] if task == "classify" else f"{v['frames_with_faces']}/{v['frames']} frames with a face"
             print(f"    {seg:10s} {detail}")
+    v = summary["vad"]
+    print(f"  vad: speech placed at {v['placed_s']}, found at {[tuple(round(t, 2) for t in f) for f in v['found_s']]}")
+    print(f"    onset/offset error (s): {v['onset_offset_error_s']}")
