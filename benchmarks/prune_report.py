@@ -44,8 +44,7 @@ def run_variant(label: str, out: Path, args: argparse.Namespace, spec: PruneSpec
     pruning = manifest.get("pruning") or {}
     rows = []
     for a in result.artifacts:
-        onnx_twin = a.path.with_suffix(".onnx")
-        summary = summarize(onnx_twin)
+        summary = summarize(a.path.with_suffix(".xml"))  # OpenVINO IR has static shapes: MACs of every conv
         rows.append({
             "variant": label, "artifact": a.path.name, "path": str(a.path), "precision": a.precision,
             "backend": BACKENDS[a.path.suffix], "macs": summary.macs, "params": summary.params,
@@ -95,7 +94,7 @@ def table(rows: list[dict[str, Any]]) -> str:
     lines = [head, "|" + "---|" * 10]
     for r in rows:
         b = base[r["backend"]]
-        ratio = (r["p50_ms"] / b["p50_ms"]) / (r["macs"] / b["macs"]) if r["macs"] else float("nan")
+        ratio = (r["p50_ms"] / b["p50_ms"]) / (r["macs"] / b["macs"]) if r["precision"] == "fp32" else float("nan")
         agree = f"{r['top1']:.1%}"
         if r["top1_before_finetune"] is not None and r["top1_after_finetune"] is not None and r["precision"] == "fp32":
             agree = f"{r['top1_before_finetune']:.1%} -> {r['top1_after_finetune']:.1%} (artifact {r['top1']:.1%})"
@@ -121,7 +120,16 @@ def main() -> int:
     p.add_argument("--runs", type=int, default=50)
     p.add_argument("--threads", type=int, default=1, help="inference threads when timing (1: steadiest)")
     p.add_argument("--no-int8", dest="int8", action="store_false")
+    p.add_argument("--retable", action="store_true", help="recompute MACs and the table from an earlier run")
     args = p.parse_args()
+    if args.retable:
+        report = json.loads((args.out / "prune_report.json").read_text())
+        for r in report["rows"]:
+            r["macs"] = summarize(Path(r["path"]).with_suffix(".xml")).macs
+        (args.out / "prune_report.json").write_text(json.dumps(report, indent=2, default=str))
+        (args.out / "prune_report.md").write_text(table(report["rows"]) + "\n")
+        print(table(report["rows"]))
+        return 0
     import torch
 
     torch.set_num_threads(2)

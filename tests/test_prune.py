@@ -186,6 +186,13 @@ def test_finetune_distillation_on_image_folder(tmp_path):
     pr = json.loads(result.manifest_path.read_text())["pruning"]
     assert pr["finetune"]["mode"].startswith("distillation") and pr["finetune"]["samples"] == 16
     assert pr["agreement_before_finetune"] is not None and pr["agreement_after_finetune"] is not None
+    # magnitude-pruned weights stay zero through fine-tuning
+    from converters.prune.finetune import finetune
+
+    mag = prune(tiny(), method="magnitude", amount=0.5, example_inputs=(X,), min_params=0)
+    spec = PruneSpec(method="magnitude", amount=0.5, finetune=tmp_path / "imgs", epochs=1, batch_size=8, lr=1e-2)
+    info = finetune(mag.model, tiny(), spec, pre)
+    assert info["samples"] == 16 and float((mag.model.expand[0].weight == 0).float().mean()) >= 0.5
 
 
 # ---- ONNX -------------------------------------------------------------------------------------

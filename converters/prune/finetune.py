@@ -131,6 +131,10 @@ def finetune(
     channels_last = x.ndim == 4  # ~30% faster convolutions (depthwise backward above all) on CPU
     if channels_last:
         student.to(memory_format=torch.channels_last)
+    # magnitude-pruned weights stay zero: their masks are re-applied after every step
+    masks = [(p, p.detach() != 0) for p in student.parameters() if p.dim() > 1 and bool((p == 0).any())]
+    if spec.method != "magnitude":
+        masks = []
     params = [p for p in student.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=spec.lr, weight_decay=0.0)
     steps = spec.epochs * max(1, -(-len(x) // spec.batch_size))
@@ -155,6 +159,9 @@ def finetune(
             opt.zero_grad()
             loss.backward()
             opt.step()
+            with torch.no_grad():
+                for p, keep in masks:
+                    p.mul_(keep)
             sched.step()
             total += float(loss.detach()) * len(idx)
         losses.append(total / len(x))
