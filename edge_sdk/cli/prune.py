@@ -154,9 +154,10 @@ def _layer_table(pruning: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
 
 
 def _summary(p: dict[str, Any]) -> str:
+    sparsity = f"; sparsity of pruned layers {p['sparsity']:.1%}" if p["method"] == "magnitude" else ""
     lines = [
         f"{p['method']} pruning, amount {p['amount']:g}: params {human_count(p['params_before'])} -> "
-        f"{human_count(p['params_after'])}; sparsity of pruned layers {p['sparsity']:.1%}; weights gzip "
+        f"{human_count(p['params_after'])}{sparsity}; weights gzip "
         f"{human_bytes(p['weights_gzip_before'])} -> {human_bytes(p['weights_gzip_after'])}",
     ]
     if p.get("agreement_before_finetune") is not None:
