@@ -106,3 +106,29 @@ def test_help_is_instant_and_lists_verbs(cli):
     assert r.returncode == 0
     for verb in ("info", "bench"):
         assert verb in r.stdout
+
+
+def test_onnx_macs_follow_shapes_computed_at_run_time(tmp_path):
+    """Torch exports that compute padding from the input shape still get exact MACs (symbolic inference)."""
+    import openvino as ov
+    import torch
+
+    from edge_sdk.summary import summarize
+
+    class SamePad(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3, 8, 3, stride=2)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            h, w = x.shape[-2:]
+            pad_h = max((h + 1) // 2 * 2 + 1 - h, 0)
+            pad_w = max((w + 1) // 2 * 2 + 1 - w, 0)
+            x = torch.nn.functional.pad(x, [pad_w // 2, pad_w - pad_w // 2, pad_h // 2, pad_h - pad_h // 2])
+            return self.conv(x)
+
+    onnx_path = tmp_path / "same.onnx"
+    torch.onnx.export(SamePad().eval(), (torch.randn(1, 3, 32, 32),), str(onnx_path), dynamo=False)
+    ov.save_model(ov.convert_model(str(onnx_path)), str(tmp_path / "same.xml"))
+    expected = 16 * 16 * 8 * 3 * 3 * 3
+    assert summarize(onnx_path).macs == expected == summarize(tmp_path / "same.xml").macs

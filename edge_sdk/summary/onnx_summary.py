@@ -64,14 +64,12 @@ def summarize(model_file: ModelFile) -> ModelSummary:
 def _macs(model_file: ModelFile) -> tuple[int | None, str]:
     try:
         import onnx
-        from onnx import shape_inference
     except ImportError:
         return None, 'needs the onnx package (pip install "edge-sdk[convert]")'
     model = onnx.load(str(model_file.path), load_external_data=False)
-    try:
-        model = shape_inference.infer_shapes(model, strict_mode=False)
-    except Exception as e:  # shape inference can fail on custom ops
-        return None, f"shape inference failed: {e.__class__.__name__}"
+    model = _infer_shapes(model)
+    if model is None:
+        return None, "shape inference failed"
     shapes: dict[str, list[Any]] = {}
     for vi in list(model.graph.value_info) + list(model.graph.input) + list(model.graph.output):
         t = vi.type.tensor_type
@@ -99,3 +97,22 @@ def _macs(model_file: ModelFile) -> tuple[int | None, str]:
             unknown += 1
     note = "Conv/Gemm/MatMul, batch 1" + (f"; {unknown} node(s) without inferred shapes" if unknown else "")
     return total, note
+
+
+def _infer_shapes(model: Any) -> Any:
+    """Shapes for every tensor: ORT's symbolic inference (follows shapes computed at run time, e.g. the
+    dynamic padding of torch exports), else onnx's own; None if neither works."""
+    try:
+        from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
+
+        inferred = SymbolicShapeInference.infer_shapes(model, auto_merge=True)
+        if inferred is not None:
+            return inferred
+    except Exception:  # custom ops, unsupported opsets: fall back to onnx's inference
+        pass
+    try:
+        from onnx import shape_inference
+
+        return shape_inference.infer_shapes(model, strict_mode=False)
+    except Exception:
+        return None
