@@ -26,6 +26,7 @@ def main() -> int:
     ap.add_argument("--model", default="zoo:centerface")
     ap.add_argument("--seconds", type=float, default=120.0)
     ap.add_argument("--fps", type=float, default=30.0)
+    ap.add_argument("--threads", type=int, default=1, help="inference threads (1 keeps CenterFace above 33 ms here)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
 
@@ -36,7 +37,7 @@ def main() -> int:
 
     rm = resolve_model(args.model)
     ages: list[tuple[float, float]] = []  # (capture wall ts, age ms)
-    with es.load(rm.path) as model:
+    with es.load(rm.path, threads=args.threads) as model:
         p = es.Pipeline(f"synthetic:?fps={args.fps:g}&image=astronaut&size=640x480", model,
                         task=rm.task or "detect", preprocess=rm.preprocess, labels=rm.labels, metrics_every=0,
                         on_result=lambda e: ages.append((e["capture_ts"], e["latency_ms"])))  # fmt: skip
