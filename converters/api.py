@@ -97,6 +97,7 @@ def convert(
     validate_samples: int = 32,
     opset: int = 17,
     int8_io: bool = False,
+    static: bool = False,
     allow_degraded: bool = False,
     allow_lambda: bool = False,
     tolerances: dict[str, float] | None = None,
@@ -130,7 +131,7 @@ def convert(
     _precheck(model, targets)
     with tempfile.TemporaryDirectory(prefix="edge-sdk-convert-") as tmp:
         ctx = RouteContext(workdir=Path(tmp), opset=opset, verbose=verbose, input_shapes=dict(input_shapes or {}))
-        source = _open(model, example_inputs, ctx, allow_lambda)
+        source = _open(model, example_inputs, ctx, allow_lambda, static)
         if preprocess is None:
             preprocess = source.preprocess
         base = name or _default_name(model, source)
@@ -162,6 +163,8 @@ def convert(
                     if target not in fp32_files:
                         fp32_path = ctx.workdir / f"{base}_fp32{TARGET_SUFFIX[target]}"
                         fp32_files[target] = route.load()(source, fp32_path, ctx)
+                        if static:
+                            fp32_files[target] = _make_static(fp32_files[target], ctx)
                     if prec == "fp32":
                         _copy_model(fp32_files[target], staged)
                     else:
@@ -196,7 +199,7 @@ def convert(
             {
                 "source": src_info,
                 "options": {"targets": targets, "precisions": precisions, "opset": opset, "int8_io": int8_io,
-                            "input_shapes": {k: list(v) for k, v in (input_shapes or {}).items()}},
+                            "static": static, "input_shapes": {k: list(v) for k, v in (input_shapes or {}).items()}},
                 "preprocessing": preprocess.to_dict() if preprocess is not None else None,
                 "labels": "imagenet-1k" if source.labels and len(source.labels) == 1000 else None,
                 "task": source.task,
@@ -217,6 +220,28 @@ def convert(
     return result
 
 
+def _make_static(path: Path, ctx: RouteContext) -> Path:
+    """Fix every dynamic input dim (``--input-shape`` values, else 1) for NPUs and delegates.
+
+    ONNX and OpenVINO IR are reshaped in place of the fp32 artifact (``edge_sdk.reshape``); a
+    TFLite file cannot be reshaped after conversion, so a dynamic one is an error naming the fix.
+    """
+    import edge_sdk
+    from edge_sdk.reshape import reshape
+
+    if path.suffix == ".tflite":
+        with edge_sdk.load(path) as m:
+            dynamic = [s.name for s in m.inputs if s.is_dynamic]
+        if dynamic:
+            raise ConversionError(
+                f"--static: the TFLite artifact has dynamic input(s) {dynamic}; TFLite fixes shapes at conversion "
+                "time, so export the source with static shapes (e.g. keras.Input(batch_size=1)) and convert again"
+            )
+        return path
+    shapes = {k: v for k, v in ctx.input_shapes.items()} or None
+    return reshape(path, shapes, ctx.workdir / f"{path.stem}_static{path.suffix}")
+
+
 def _default_name(model: Any, source: SourceModel) -> str:
     if isinstance(model, str) and model.startswith("zoo:"):
         return model[4:]
@@ -235,7 +260,7 @@ def _precheck(model: Any, targets: list[str]) -> None:
             find_route(kind, t).precheck(Path(model))
 
 
-def _open(model: Any, example_inputs: Any, ctx: RouteContext, allow_lambda: bool) -> SourceModel:
+def _open(model: Any, example_inputs: Any, ctx: RouteContext, allow_lambda: bool, static: bool) -> SourceModel:
     if isinstance(model, str) and model.startswith("zoo:"):
         from converters.zoo_source import open_zoo_source
 
@@ -248,7 +273,11 @@ def _open(model: Any, example_inputs: Any, ctx: RouteContext, allow_lambda: bool
         reopened = open_source(fixed)
         reopened.sha256 = source.sha256
         return reopened
-    if ctx.input_shapes and source.kind not in ("onnx",):
+    if ctx.input_shapes and static:  # the artifacts get these shapes: calibrate and validate with them
+        from dataclasses import replace
+
+        source.inputs = [replace(s, shape=tuple(ctx.input_shapes.get(s.name, s.shape))) for s in source.inputs]
+    elif ctx.input_shapes and source.kind not in ("onnx",):
         log.warning("--input-shape applies to ONNX sources; %s sources keep their traced/stored shapes", source.kind)
     return source
 

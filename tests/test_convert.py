@@ -288,3 +288,17 @@ def test_onnx_to_tflite_through_onnx2tf(tmp_path):
     assert result.artifact("tflite", "fp32").metrics[0].cosine > 0.9999
     with es.load(result.artifact("tflite", "fp32").path) as m:
         assert m.inputs[0].shape == (1, 32, 32, 3)  # onnx2tf turns NCHW into NHWC
+
+
+def test_static_shapes_for_npus(keras_file, tmp_path, cli):
+    result = convert(keras_file, to=["onnx", "openvino"], precision=["fp32", "int8"], calibration="synthetic",
+                     static=True, output_dir=tmp_path / "s")  # fmt: skip
+    for a in result.artifacts:
+        with es.load(a.path) as m:
+            assert m.inputs[0].shape == (1, 16, 16, 3), a.path.name
+    r = cli("convert", str(keras_file), "--to", "onnx", "--static", "--input-shape", "image=4,16,16,3",
+            "-o", str(tmp_path / "c"), "--json")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert es.load(tmp_path / "c" / "tiny_fp32.onnx").inputs[0].shape == (4, 16, 16, 3)
+    with pytest.raises(Exception, match="TFLite fixes shapes at conversion time"):
+        convert(keras_file, to="tflite", static=True, output_dir=tmp_path / "t")

@@ -54,6 +54,9 @@ class ConvertCommand(Command):
         parser.add_argument("--input-shape", action="append", metavar="NAME=D1,D2,..", help="fix an input's shape")
         parser.add_argument("--opset", type=int, default=17, help="ONNX opset for exports (default 17)")
         parser.add_argument("--int8-io", action="store_true", help="TFLite int8: integer inputs/outputs too")
+        parser.add_argument(
+            "--static", action="store_true", help="fix dynamic input dims (--input-shape, else 1) for NPUs/delegates"
+        )
         parser.add_argument("--allow-degraded", action="store_true", help="exit 0 even if validation fails")
         parser.add_argument("--unsafe-allow-lambda", action="store_true", help="load Keras Lambda layers (runs code)")
         parser.add_argument("--bench", action="store_true", help="benchmark each artifact (edge-sdk bench)")
@@ -88,6 +91,7 @@ class ConvertCommand(Command):
             validate_samples=args.validate_samples,
             opset=args.opset,
             int8_io=args.int8_io,
+            static=args.static,
             allow_degraded=True,
             allow_lambda=args.unsafe_allow_lambda,
             verbose=args.verbose,
