@@ -17,6 +17,17 @@ def _floats(text: str) -> tuple[float, ...]:
     return tuple(float(t) for t in _csv(text))
 
 
+def add_preprocess_arguments(parser: argparse.ArgumentParser, title: str) -> None:
+    """The image preprocessing flags shared by ``convert`` and ``prune`` (read by :func:`preprocess_from_args`)."""
+    pre = parser.add_argument_group(title)
+    pre.add_argument("--size", help="input image size HxW, e.g. 224x224")
+    pre.add_argument("--mean", help="per-channel mean in pixel units, e.g. 123.7,116.3,103.5 or 127")
+    pre.add_argument("--std", help="per-channel std in pixel units, e.g. 58.4,57.1,57.4 or 128")
+    pre.add_argument("--resize", default="stretch", choices=["stretch", "letterbox", "center_crop"])
+    pre.add_argument("--channel-order", default="RGB", choices=["RGB", "BGR"])
+    pre.add_argument("--layout", default="NCHW", choices=["NCHW", "NHWC"])
+
+
 def preprocess_from_args(args: argparse.Namespace) -> Any:
     """A PreprocessSpec from --size/--mean/--std/... or None when no flag was given."""
     if args.mean is None and args.std is None and args.size is None:
@@ -64,13 +75,7 @@ class ConvertCommand(Command):
             "--prune", metavar="METHOD:AMOUNT", help="prune first: channel:0.25, magnitude:0.5 (checked vs original)"
         )
         parser.add_argument("-o", "--output-dir", default="out", help="output folder (default ./out)")
-        pre = parser.add_argument_group("preprocessing (stored in the manifest; needed for image calibration)")
-        pre.add_argument("--size", help="input image size HxW, e.g. 224x224")
-        pre.add_argument("--mean", help="per-channel mean in pixel units, e.g. 123.7,116.3,103.5 or 127")
-        pre.add_argument("--std", help="per-channel std in pixel units, e.g. 58.4,57.1,57.4 or 128")
-        pre.add_argument("--resize", default="stretch", choices=["stretch", "letterbox", "center_crop"])
-        pre.add_argument("--channel-order", default="RGB", choices=["RGB", "BGR"])
-        pre.add_argument("--layout", default="NCHW", choices=["NCHW", "NHWC"])
+        add_preprocess_arguments(parser, "preprocessing (stored in the manifest; needed for image calibration)")
 
     def run(self, args: argparse.Namespace) -> int:
         from converters import convert

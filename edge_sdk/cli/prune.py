@@ -8,7 +8,7 @@ import signal
 from typing import Any
 
 from edge_sdk.cli.base import Command, emit_json, format_table, human_bytes, human_count, parse_shapes
-from edge_sdk.cli.convert import _csv, _raise_interrupt, _table, preprocess_from_args
+from edge_sdk.cli.convert import _csv, _raise_interrupt, _table, add_preprocess_arguments, preprocess_from_args
 
 
 class PruneCommand(Command):
@@ -52,13 +52,7 @@ class PruneCommand(Command):
         parser.add_argument("--list-layers", action="store_true", help="list the prunable layers and exit")
         parser.add_argument("--bench", action="store_true", help="benchmark each artifact (edge-sdk bench)")
         parser.add_argument("-o", "--output-dir", default="out", help="output folder (default ./out)")
-        pre = parser.add_argument_group("preprocessing (for image data: --finetune, --calib)")
-        pre.add_argument("--size", help="input image size HxW, e.g. 224x224")
-        pre.add_argument("--mean", help="per-channel mean in pixel units")
-        pre.add_argument("--std", help="per-channel std in pixel units")
-        pre.add_argument("--resize", default="stretch", choices=["stretch", "letterbox", "center_crop"])
-        pre.add_argument("--channel-order", default="RGB", choices=["RGB", "BGR"])
-        pre.add_argument("--layout", default="NCHW", choices=["NCHW", "NHWC"])
+        add_preprocess_arguments(parser, "preprocessing (for image data: --finetune, --calib)")
 
     def run(self, args: argparse.Namespace) -> int:
         from converters.prune.spec import PruneSpec
