@@ -28,6 +28,23 @@ def add_preprocess_arguments(parser: argparse.ArgumentParser, title: str) -> Non
     pre.add_argument("--layout", default="NCHW", choices=["NCHW", "NHWC"])
 
 
+def convert_options(args: argparse.Namespace) -> dict[str, Any]:
+    """``convert()`` keywords from the flags ``convert`` and ``prune`` share; validation is reported, the
+    exit code is decided by the verb (``--allow-degraded`` / ``--min-agreement``)."""
+    return {
+        "to": _csv(args.to),
+        "precision": _csv(args.precision),
+        "calibration": args.calib,
+        "input_shapes": parse_shapes(args.input_shape) or None,
+        "output_dir": args.output_dir,
+        "preprocess": preprocess_from_args(args),
+        "held_out": args.held_out,
+        "validate_samples": args.validate_samples,
+        "allow_degraded": True,
+        "verbose": args.verbose,
+    }
+
+
 def preprocess_from_args(args: argparse.Namespace) -> Any:
     """A PreprocessSpec from --size/--mean/--std/... or None when no flag was given."""
     if args.mean is None and args.std is None and args.size is None:
@@ -86,20 +103,11 @@ class ConvertCommand(Command):
         signal.signal(signal.SIGTERM, _raise_interrupt)  # so a killed run cleans its temp files
         result = convert(
             args.source,
-            to=_csv(args.to),
-            precision=_csv(args.precision),
-            calibration=args.calib,
-            input_shapes=parse_shapes(args.input_shape) or None,
-            output_dir=args.output_dir,
-            preprocess=preprocess_from_args(args),
-            held_out=args.held_out,
-            validate_samples=args.validate_samples,
+            **convert_options(args),
             opset=args.opset,
             int8_io=args.int8_io,
             static=args.static,
-            allow_degraded=True,
             allow_lambda=args.unsafe_allow_lambda,
-            verbose=args.verbose,
             prune=args.prune,
         )
         if args.bench:

@@ -7,8 +7,8 @@ import argparse
 import signal
 from typing import Any
 
-from edge_sdk.cli.base import Command, emit_json, format_table, human_bytes, human_count, parse_shapes
-from edge_sdk.cli.convert import _csv, _raise_interrupt, _table, add_preprocess_arguments, preprocess_from_args
+from edge_sdk.cli.base import Command, emit_json, format_table, human_bytes, human_count
+from edge_sdk.cli.convert import _raise_interrupt, _table, add_preprocess_arguments, convert_options
 
 
 class PruneCommand(Command):
@@ -86,20 +86,7 @@ class PruneCommand(Command):
         from converters import convert
 
         signal.signal(signal.SIGTERM, _raise_interrupt)
-        result = convert(
-            args.source,
-            to=_csv(args.to),
-            precision=_csv(args.precision),
-            calibration=args.calib,
-            input_shapes=parse_shapes(args.input_shape) or None,
-            output_dir=args.output_dir,
-            preprocess=preprocess_from_args(args),
-            held_out=args.held_out,
-            validate_samples=args.validate_samples,
-            allow_degraded=True,
-            verbose=args.verbose,
-            prune=spec,
-        )
+        result = convert(args.source, **convert_options(args), prune=spec)
         if args.bench:
             from edge_sdk.cli.convert import _bench
 

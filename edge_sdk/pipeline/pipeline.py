@@ -15,7 +15,7 @@ import os
 import threading
 import time
 from dataclasses import dataclass
-from typing import IO, Any, Callable, Sequence
+from typing import IO, Any, Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -263,18 +263,23 @@ class Pipeline:
             self._drain_source_events()
             self.q_pre.close()
 
+    def _items(self, queue: Any) -> Iterator[_Item]:
+        """Items from a stage queue until it is closed, or it is empty after stop was asked."""
+        while True:
+            try:
+                item = queue.get(0.25)
+            except Closed:
+                return
+            if item is None:
+                if self._stop.is_set():
+                    return
+                continue
+            yield item
+
     def _infer_loop(self) -> None:
         model, stage = self.model, self.stats.stages["infer"]
         try:
-            while True:
-                try:
-                    item = self.q_pre.get(0.25)
-                except Closed:
-                    break
-                if item is None:
-                    if self._stop.is_set():
-                        break
-                    continue
+            for item in self._items(self.q_pre):
                 t = time.perf_counter()
                 if self._infer is not None:
                     item.outputs = self._infer(model, item.feeds, item.frame)
@@ -288,15 +293,7 @@ class Pipeline:
 
     def _post_loop(self) -> None:
         stage = self.stats.stages["post"]
-        while True:
-            try:
-                item = self.q_post.get(0.25)
-            except Closed:
-                break
-            if item is None:
-                if self._stop.is_set():
-                    break
-                continue
+        for item in self._items(self.q_post):
             t = time.perf_counter()
             frame = item.frame
             result = self.post(item.outputs, frame)
