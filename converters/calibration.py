@@ -34,6 +34,7 @@ class CalibrationSet:
     origin: str
     synthetic: bool = False
     notes: list[str] = field(default_factory=list)
+    input_names: list[str] = field(default_factory=list)  # the source's, in sample order
 
     @property
     def sha256(self) -> str:
@@ -75,8 +76,12 @@ def load_calibration(
     seed: int = 0,
 ) -> CalibrationSet:
     """Turn what the user passed as ``calibration`` into a :class:`CalibrationSet` for ``inputs``."""
-    if isinstance(calib, CalibrationSet):
-        return calib
+    cs = calib if isinstance(calib, CalibrationSet) else _load(calib, inputs, preprocess, limit, seed)
+    cs.input_names = cs.input_names or [s.name for s in inputs]
+    return cs
+
+
+def _load(calib: Any, inputs: Sequence[TensorSpec], preprocess: Any, limit: int, seed: int) -> CalibrationSet:
     if isinstance(calib, str) and calib == "synthetic":
         return _synthetic(inputs, limit, seed)
     if isinstance(calib, str) and (calib == "photos" or calib.startswith("photos:")):

@@ -31,9 +31,30 @@ def adapt_array(x: np.ndarray, spec: TensorSpec) -> np.ndarray:
     return out
 
 
-def adapt_feeds(feeds: Sequence[np.ndarray], specs: Sequence[TensorSpec]) -> list[np.ndarray]:
-    """Source-ordered feeds for an artifact's inputs (matched by position)."""
-    return [adapt_array(x, s) for x, s in zip(feeds, specs)]
+def base_name(name: str) -> str:
+    """``serving_default_state:0`` -> ``state``: a TFLite signature tensor's name as the source called it."""
+    return name.split(":")[0].removeprefix("serving_default_")
+
+
+def order_by_name(feeds: Sequence[np.ndarray], specs: Sequence[TensorSpec], names: Sequence[str]) -> list[np.ndarray]:
+    """``feeds`` (in ``names`` order) put in ``specs``' order when every spec names a distinct feed."""
+    if not names or not len(names) == len(specs) == len(feeds):
+        return list(feeds)
+    index = {n: i for i, n in enumerate(names)}
+    picks = [index.get(s.name, index.get(base_name(s.name))) for s in specs]
+    if None in picks or sorted(picks) != list(range(len(names))):  # type: ignore[type-var]
+        return list(feeds)
+    return [feeds[i] for i in picks]  # type: ignore[index]
+
+
+def adapt_feeds(
+    feeds: Sequence[np.ndarray], specs: Sequence[TensorSpec], names: Sequence[str] = ()
+) -> list[np.ndarray]:
+    """Source-ordered feeds for an artifact's inputs: matched by name when ``names`` allow, else by position.
+
+    Converters may reorder inputs (TFLite sorts a signature's inputs by name).
+    """
+    return [adapt_array(x, s) for x, s in zip(order_by_name(feeds, specs, names), specs)]
 
 
 def align_output(candidate: np.ndarray, reference: np.ndarray) -> np.ndarray:

@@ -54,9 +54,11 @@ def validate_artifact(
     """Per-output metrics of ``artifact`` against the original, and why it fails its tolerance (if it does)."""
     import edge_sdk
 
+    source_names = [i.name for i in source.inputs]
     with edge_sdk.load(artifact) as model:
         outs_per_sample = [
-            list(model.run(adapt_feeds(s, model.inputs), dequantize=True).values()) for s in held.samples
+            list(model.run(adapt_feeds(s, model.inputs, source_names), dequantize=True).values())
+            for s in held.samples
         ]
         names = [s.name for s in model.outputs]
     candidate = [np.concatenate([o[i] for o in outs_per_sample]) for i in range(len(names))]

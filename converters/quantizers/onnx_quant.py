@@ -45,7 +45,7 @@ def quantize(fp32: Path, out: Path, precision: str, calibration: Any, ctx: Any, 
     with edge_sdk.load(prepared) as m:
         names = [s.name for s in m.inputs]
         specs = m.inputs
-    feeds = [dict(zip(names, adapt_feeds(sample, specs))) for sample in calibration.samples]
+    feeds = [dict(zip(names, adapt_feeds(sample, specs, calibration.input_names))) for sample in calibration.samples]
 
     class Reader(CalibrationDataReader):
         def __init__(self) -> None:

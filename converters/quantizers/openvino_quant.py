@@ -29,7 +29,7 @@ def quantize(fp32: Path, out: Path, precision: str, calibration: Any, ctx: Any, 
         from edge_sdk.backends.openvino_backend import _spec
 
         specs = [_spec(p, i) for i, p in enumerate(model.inputs)]
-        samples = [adapt_feeds(s, specs) for s in calibration.samples]
+        samples = [adapt_feeds(s, specs, calibration.input_names) for s in calibration.samples]
         dataset = nncf.Dataset(samples, lambda sample: tuple(sample) if len(sample) > 1 else sample[0])
         quantized = nncf.quantize(
             model,

@@ -29,7 +29,7 @@ def _samples_for(fp32: Path, calibration: Any) -> list[list[Any]]:
 
     with edge_sdk.load(fp32) as m:
         specs = m.inputs
-    return [adapt_feeds(s, specs) for s in calibration.samples]
+    return [adapt_feeds(s, specs, calibration.input_names) for s in calibration.samples]
 
 
 def _with_tflite_converter(saved: Path, fp32: Path, out: Path, precision: str, calibration: Any, options: Any) -> Path:
@@ -40,11 +40,11 @@ def _with_tflite_converter(saved: Path, fp32: Path, out: Path, precision: str, c
     if precision == "fp16":
         conv.target_spec.supported_types = [tf.float16]
     elif precision == "int8":
-        samples = _samples_for(fp32, calibration)
+        _, samples = _signature_samples(fp32, calibration)
 
-        def representative() -> Any:
+        def representative() -> Any:  # dicts by signature name: a list is fed in an order of TF's choosing
             for s in samples:
-                yield [x.astype("float32") for x in s]
+                yield {name: x.astype("float32") for name, x in s.items()}
 
         conv.representative_dataset = representative
         conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
@@ -78,14 +78,8 @@ def _with_ai_edge_quantizer(fp32: Path, out: Path, precision: str, calibration: 
         qt = quantizer.Quantizer(str(fp32), rcp)
         calib_result = None
         if qt.need_calibration:
-            import edge_sdk
-
-            with edge_sdk.load(fp32) as m:
-                names = [s.name for s in m.inputs]
-            samples = _samples_for(fp32, calibration)
-            sig = _signature_key(fp32)
-            data = {sig: [dict(zip(_signature_inputs(fp32, sig, names), s)) for s in samples]}
-            calib_result = qt.calibrate(data, num_threads=2)
+            sig, samples = _signature_samples(fp32, calibration)
+            calib_result = qt.calibrate({sig: samples}, num_threads=2)
         result = qt.quantize(calib_result, enable_progress_report=False)
         result.export_model(str(out), overwrite=True)
     except Exception as e:
@@ -93,17 +87,17 @@ def _with_ai_edge_quantizer(fp32: Path, out: Path, precision: str, calibration: 
     return out
 
 
-def _signature_key(path: Path) -> str:
+def _signature_samples(fp32: Path, calibration: Any) -> tuple[str, list[dict[str, Any]]]:
+    """Calibration samples as {signature input name: array}, matched through tensor indices."""
     from edge_sdk.backends.litert_backend import import_interpreter_module
 
     mod, _ = import_interpreter_module()
-    sigs = mod.Interpreter(model_path=str(path)).get_signature_list()
-    return next(iter(sigs)) if sigs else "serving_default"
-
-
-def _signature_inputs(path: Path, key: str, fallback: list[str]) -> list[str]:
-    from edge_sdk.backends.litert_backend import import_interpreter_module
-
-    mod, _ = import_interpreter_module()
-    sigs = mod.Interpreter(model_path=str(path)).get_signature_list()
-    return list(sigs[key]["inputs"]) if key in sigs else fallback
+    interpreter = mod.Interpreter(model_path=str(fp32))
+    sigs = interpreter.get_signature_list()
+    key = next(iter(sigs)) if sigs else "serving_default"
+    order = [d["index"] for d in interpreter.get_input_details()]  # edge_sdk's Model.inputs order
+    if sigs:
+        by_index = {d["index"]: name for name, d in interpreter.get_signature_runner(key).get_input_details().items()}
+    else:
+        by_index = {d["index"]: d["name"] for d in interpreter.get_input_details()}
+    return key, [{by_index[i]: x for i, x in zip(order, s)} for s in _samples_for(fp32, calibration)]

@@ -152,25 +152,39 @@ def to_tflite(source: SourceModel, out: Path, ctx: RouteContext) -> Path:
 
     assert source.path is not None
     check_tflite(source.path)
-    saved = ctx.workdir / "onnx2tf_saved_model"
     if "savedmodel" not in ctx.intermediates:
-        run_dir = ctx.workdir / "onnx2tf_run"
-        run_dir.mkdir(parents=True, exist_ok=True)
-        rng = np.random.default_rng(0)
-        np.save(run_dir / ONNX2TF_SAMPLE, rng.random((20, 128, 128, 3), dtype=np.float32))
-        cmd = [str(onnx2tf_executable()), "-i", str(source.path), "-o", str(saved), "-osd", "-n"]
-        proc = subprocess.run(
-            cmd, cwd=run_dir, capture_output=True, text=True, env={**os.environ, "CUDA_VISIBLE_DEVICES": ""}
-        )
-        if ctx.verbose:
-            sys.stderr.write(proc.stdout[-20000:] + proc.stderr[-20000:])
-        if proc.returncode != 0 or not (saved / "saved_model.pb").exists():
-            tail = [ln for ln in (proc.stdout + proc.stderr).splitlines() if "rror" in ln]
-            raise ConversionError(
-                f"onnx2tf failed on {source.path.name}: {tail[-1].strip() if tail else 'see --verbose'}"
-            )
-        ctx.intermediates["savedmodel"] = saved
+        ctx.intermediates["savedmodel"] = _run_onnx2tf(source.path, ctx)
     return tf_routes.to_tflite(_as_savedmodel(source, ctx.intermediates["savedmodel"]), out, ctx)
+
+
+def _run_onnx2tf(path: Path, ctx: RouteContext) -> Path:
+    """ONNX -> SavedModel: prepared graph (see onnx2tf_prep), onnx2tf, then ONNX output names restored."""
+    from converters.routes import onnx2tf_prep
+
+    exe = onnx2tf_executable()
+    run_dir = ctx.workdir / "onnx2tf_run"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    simplified = onnx2tf_prep.simplify(path, run_dir / "simplified.onnx", exe.parent / "onnxsim")
+    prepared = run_dir / "prepared.onnx"
+    onnx2tf_prep.squeezes_to_reshapes(simplified, prepared)
+    rng = np.random.default_rng(0)
+    np.save(run_dir / ONNX2TF_SAMPLE, rng.random((20, 128, 128, 3), dtype=np.float32))
+    saved = ctx.workdir / "onnx2tf_saved_model"
+    cmd = [str(exe), "-i", str(prepared), "-o", str(saved), "-osd", "-n", "-nuo"]
+    kept = onnx2tf_prep.layout_kept_inputs(prepared)
+    if kept:
+        cmd += ["-kat", *kept]
+    if onnx2tf_prep.unrollable_rnns(prepared):
+        cmd.append("-eru")
+    proc = subprocess.run(
+        cmd, cwd=run_dir, capture_output=True, text=True, env={**os.environ, "CUDA_VISIBLE_DEVICES": ""}
+    )
+    if ctx.verbose:
+        sys.stderr.write(" ".join(cmd) + "\n" + proc.stdout[-20000:] + proc.stderr[-20000:])
+    if proc.returncode != 0 or not (saved / "saved_model.pb").exists():
+        tail = [ln for ln in (proc.stdout + proc.stderr).splitlines() if "rror" in ln]
+        raise ConversionError(f"onnx2tf failed on {path.name}: {tail[-1].strip() if tail else 'see --verbose'}")
+    return onnx2tf_prep.restore_onnx_outputs(saved, prepared, ctx.workdir / "saved_model_onnx_names")
 
 
 def _as_savedmodel(source: SourceModel, saved: Path) -> SourceModel:
