@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
+import numpy as np
+
 from converters.atomic import ensure_writable_dir, publish, remove_stale_temp_files, staging_dir
 from converters.calibration import CalibrationSet, load_calibration
 from converters.manifest import write_manifest
@@ -17,9 +19,11 @@ from converters.metrics import OutputMetrics
 from converters.quantizers import NEEDS_CALIBRATION, TOOLS, check_precision, quantize
 from converters.routes import TARGET_SUFFIX, RouteContext, find_route
 from converters.sources import SourceModel, file_sha256, open_source
+from converters.stateful import roll_state
 from converters.validate import HeldOut, run_reference, synthetic_held_out, validate_artifact
 from edge_sdk._quiet import native_output, quiet_third_party
 from edge_sdk.errors import ConversionError, ValidationFailedError
+from edge_sdk.preprocess import AudioSpec
 from edge_sdk.progress import Progress
 
 log = logging.getLogger("edge_sdk")
@@ -288,13 +292,23 @@ def _calibration(calibration: Any, source: SourceModel, preprocess: Any) -> Cali
             "int8 needs calibration data: pass --calib PATH (images, .npy/.npz, WAV folder) "
             "or --calib synthetic to accept random data explicitly (the result is then marked synthetic)"
         )
-    return load_calibration(calibration, source.inputs, preprocess=preprocess)
+    cs = load_calibration(calibration, source.inputs, preprocess=preprocess)
+    cs.samples = roll_state(source, cs.samples, cs.groups)
+    return cs
 
 
 def _held_out(held_out: Any, source: SourceModel, preprocess: Any, n: int) -> HeldOut:
     if held_out is not None:
         cs = load_calibration(held_out, source.inputs, preprocess=preprocess, limit=n)
-        return HeldOut(cs.samples, cs.origin, cs.synthetic)
+        return HeldOut(roll_state(source, cs.samples, cs.groups), cs.origin, cs.synthetic)
+    if isinstance(preprocess, AudioSpec):
+        from converters import datasets
+
+        windows = datasets.held_out_speech(preprocess, n)
+        if windows:
+            extra = [np.zeros(s.concrete_shape(), s.dtype) for s in source.inputs[1:]]
+            samples = roll_state(source, [[w, *extra] for w in windows], [0] * len(windows))
+            return HeldOut(samples, "held-out speech (espeak-ng), state carried", False)
     if preprocess is not None and hasattr(preprocess, "size") and len(source.inputs) == 1:
         from converters import datasets
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import wave
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -35,6 +34,7 @@ class CalibrationSet:
     synthetic: bool = False
     notes: list[str] = field(default_factory=list)
     input_names: list[str] = field(default_factory=list)  # the source's, in sample order
+    groups: list[int] = field(default_factory=list)  # per sample, which recording it came from (audio)
 
     @property
     def sha256(self) -> str:
@@ -102,7 +102,7 @@ def _load(calib: Any, inputs: Sequence[TensorSpec], preprocess: Any, limit: int,
         if images:
             return _checked(_from_images(images[:limit], path, inputs, preprocess))
         if wavs:
-            return _checked(_from_wavs(wavs, path, inputs, limit))
+            return _checked(_from_wavs(wavs, path, inputs, limit, preprocess))
         raise CalibrationError(f"calibration folder {path} has no images ({', '.join(IMAGE_SUFFIXES)}) or .wav files")
     raise CalibrationError(f"calibration data {path} is not a folder, .npy or .npz file, or 'synthetic'")
 
@@ -203,24 +203,38 @@ def _from_images(files: list[Path], folder: Path, inputs: Sequence[TensorSpec], 
     return CalibrationSet(samples, "images", str(folder))
 
 
-def _from_wavs(files: list[Path], folder: Path, inputs: Sequence[TensorSpec], limit: int) -> CalibrationSet:
+def _from_wavs(
+    files: list[Path], folder: Path, inputs: Sequence[TensorSpec], limit: int, preprocess: Any = None
+) -> CalibrationSet:
+    """Windows of every WAV, resampled and framed by the model's AudioSpec when it has one.
+
+    ``groups`` records which file each window came from, so a stateful model's state can be
+    carried across one file's windows (see :mod:`converters.stateful`).
+    """
+    from edge_sdk.audio.resample import resample
+    from edge_sdk.audio.wav import read_wav
+    from edge_sdk.errors import AudioFileError
+    from edge_sdk.preprocess import AudioSpec
+
     spec = inputs[0]
-    window = spec.shape[-1]
-    if window is None:
+    if spec.shape[-1] is None:
         raise CalibrationError(f"input '{spec.name}' has a dynamic last dim; pass --input-shape to fix the window")
+    audio_spec = preprocess if isinstance(preprocess, AudioSpec) else AudioSpec(window=int(spec.shape[-1]))
     samples: list[list[np.ndarray]] = []
-    for f in files:
+    groups: list[int] = []
+    for k, f in enumerate(files):
         try:
-            with wave.open(str(f)) as w:
-                if w.getsampwidth() != 2:
-                    raise CalibrationError(f"{f.name}: only 16-bit PCM WAV is supported")
-                pcm = np.frombuffer(w.readframes(w.getnframes()), np.int16).reshape(-1, w.getnchannels())
-        except (wave.Error, EOFError) as e:
+            audio, rate = read_wav(f)
+        except AudioFileError as e:
             raise CalibrationError(f"calibration audio {f} does not decode: {e}") from None
-        audio = pcm.mean(axis=1).astype(np.float32) / 32768.0
-        for start in range(0, len(audio) - window + 1, window):
-            samples.append([_fit(audio[start : start + window].reshape(spec.concrete_shape()), spec, f.name)])
+        if isinstance(preprocess, AudioSpec) and rate != audio_spec.sample_rate:
+            audio = resample(audio, rate, audio_spec.sample_rate)
+        for frame in audio_spec.frames(audio):
+            samples.append([_fit(frame.reshape(spec.concrete_shape()), spec, f.name)])
+            groups.append(k)
             if len(samples) >= limit:
                 break
+        if len(samples) >= limit:
+            break
     extra = [np.zeros(s.concrete_shape(), s.dtype) for s in inputs[1:]]
-    return CalibrationSet([s + extra for s in samples], "wav", str(folder))
+    return CalibrationSet([s + extra for s in samples], "wav", str(folder), groups=groups)

@@ -224,3 +224,26 @@ def _encoder(fmt: str) -> Callable[[np.ndarray], bytes]:
         return data.tobytes()
 
     return encode_cv2
+
+
+#: held-out speech for audio models: sentences no calibration default uses (the demo clip speaks others)
+HELD_OUT_UTTERANCES = (
+    ("Please switch the kitchen lights off before midnight.", 0.8),
+    ("Seven bright ships sailed north across the cold water.", 4.6),
+)
+
+
+def held_out_speech(spec: object, n: int) -> list[np.ndarray] | None:
+    """``n`` windows of real speech (espeak-ng) framed by an AudioSpec; None when espeak-ng is missing."""
+    from edge_sdk.audio.default_media import make_speech_clip
+    from edge_sdk.audio.resample import resample
+    from edge_sdk.errors import ToolMissingError
+
+    try:
+        clip, _ = make_speech_clip(HELD_OUT_UTTERANCES, seed=7)
+    except ToolMissingError:
+        return None
+    rate = getattr(spec, "sample_rate", 16000)
+    if rate != 16000:
+        clip = resample(clip, 16000, rate)
+    return list(spec.frames(clip))[:n]  # type: ignore[attr-defined]
