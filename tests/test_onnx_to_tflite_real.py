@@ -1,0 +1,149 @@
+"""ONNX -> TFLite on real graphs onnx2tf gets wrong unaided (Silero VAD: waveform Unsqueeze -> Conv1d,
+multi-axis slices, an LSTM with a 3-D state), the graph preparation that fixes them, and stateful
+calibration/validation (state carried window to window, never zeros or random)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+import edge_sdk as es
+from converters import convert
+from converters.calibration import load_calibration
+from converters.layout import adapt_feeds
+from converters.routes import onnx2tf_prep
+from converters.sources import SourceModel
+from converters.stateful import roll_state, state_links
+from edge_sdk.tensor_spec import TensorSpec
+
+
+def _needs_onnx2tf() -> None:
+    from converters.routes.onnx_routes import onnx2tf_executable
+
+    try:
+        onnx2tf_executable()
+    except Exception as e:  # the Makefile's test target installs it
+        pytest.skip(str(e))
+
+
+def _silero() -> Path:
+    from converters import zoo
+    from edge_sdk.errors import ZooError
+
+    try:
+        return zoo.get("silero-vad").materialize()
+    except ZooError as e:
+        pytest.skip(str(e))
+
+
+def _audio_net(path: Path) -> Path:
+    """waveform (1, 64) -> Unsqueeze -> Conv1d(1->4, k8, s4) -> Squeeze-free ReduceMean; state (2, 1, 4) + 1."""
+    w = numpy_helper.from_array(np.random.default_rng(0).standard_normal((4, 1, 8)).astype(np.float32), "w")
+    axes = numpy_helper.from_array(np.array([1], np.int64), "axes")
+    one = numpy_helper.from_array(np.array(1.0, np.float32), "one")
+    nodes = [
+        helper.make_node("Unsqueeze", ["wave", "axes"], ["x3"], name="unsq"),
+        helper.make_node("Conv", ["x3", "w"], ["feat"], strides=[4], name="conv"),
+        helper.make_node("ReduceMean", ["feat"], ["score"], axes=[2], keepdims=0, name="mean"),
+        helper.make_node("Add", ["state", "one"], ["stateN"], name="step"),
+    ]
+    graph = helper.make_graph(
+        nodes, "audio", [helper.make_tensor_value_info("wave", TensorProto.FLOAT, [1, 64]),
+                         helper.make_tensor_value_info("state", TensorProto.FLOAT, [2, 1, 4])],
+        [helper.make_tensor_value_info("score", TensorProto.FLOAT, [1, 4]),
+         helper.make_tensor_value_info("stateN", TensorProto.FLOAT, [2, 1, 4])], [w, axes, one],
+    )  # fmt: skip
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), str(path))
+    return path
+
+
+def test_static_squeezes_become_reshapes_and_state_inputs_keep_their_layout(tmp_path):
+    src = _audio_net(tmp_path / "a.onnx")
+    assert onnx2tf_prep.squeezes_to_reshapes(src, tmp_path / "b.onnx") == ["unsq"]
+    model = onnx.load(str(tmp_path / "b.onnx"))
+    assert [n.op_type for n in model.graph.node][:2] == ["Reshape", "Conv"]
+    import onnxruntime as ort
+
+    x = {"wave": np.random.default_rng(1).standard_normal((1, 64)).astype(np.float32),
+         "state": np.zeros((2, 1, 4), np.float32)}  # fmt: skip
+    before = ort.InferenceSession(str(src)).run(None, x)
+    after = ort.InferenceSession(str(tmp_path / "b.onnx")).run(None, x)
+    np.testing.assert_array_equal(before[0], after[0])
+    # 'state' is read by Add only (not a feature map): onnx2tf must keep it as is; 'wave' is 2-D anyway
+    assert onnx2tf_prep.layout_kept_inputs(tmp_path / "b.onnx") == ["state"]
+    assert not onnx2tf_prep.unrollable_rnns(tmp_path / "b.onnx")  # no recurrent op
+
+
+def test_feeds_are_matched_by_name_when_a_converter_reorders_inputs():
+    specs = [TensorSpec("serving_default_state:0", (2, 1, 4), np.dtype("float32")),
+             TensorSpec("serving_default_wave:0", (1, 64), np.dtype("float32"))]  # fmt: skip
+    wave, state = np.ones((1, 64), np.float32), np.zeros((2, 1, 4), np.float32)
+    fed = adapt_feeds([wave, state], specs, ["wave", "state"])
+    assert [f.shape for f in fed] == [(2, 1, 4), (1, 64)]
+    # unknown names: position, as before
+    assert [f.shape for f in adapt_feeds([wave, state], specs, ["a", "b"])] == [(1, 64), (2, 1, 4)]
+
+
+def test_state_is_carried_through_calibration_windows_and_reset_per_recording():
+    def run(feeds):
+        wave, state = feeds
+        return [wave.sum(keepdims=True).reshape(1, 1), state + 1.0]
+
+    src = SourceModel(
+        kind="onnx", inputs=[TensorSpec("input", (1, 8), np.dtype("float32")),
+                             TensorSpec("state", (2, 1, 4), np.dtype("float32"))],
+        run=run, output_names=["output", "stateN"], sha256="x",
+    )  # fmt: skip
+    assert state_links(src, run([np.zeros((1, 8), np.float32), np.zeros((2, 1, 4), np.float32)])) == [(1, 1)]
+    samples = [[np.zeros((1, 8), np.float32), np.zeros((2, 1, 4), np.float32)] for _ in range(5)]
+    rolled = roll_state(src, samples, [0, 0, 0, 1, 1])
+    assert [float(s[1].mean()) for s in rolled] == [0.0, 1.0, 2.0, 0.0, 1.0]
+
+
+@pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed (make sysdeps)")
+def test_wav_calibration_is_resampled_and_framed_by_the_audio_spec(tmp_path):
+    from edge_sdk.audio import write_wav
+    from edge_sdk.audio.default_media import speak
+    from edge_sdk.preprocess import AudioSpec
+
+    folder = tmp_path / "wavs"
+    folder.mkdir()
+    write_wav(folder / "a.wav", speak("calibration speech", sample_rate=22050), 22050)
+    write_wav(folder / "b.wav", speak("more speech here", sample_rate=22050), 22050)
+    inputs = [TensorSpec("input", (1, 576), np.dtype("float32")), TensorSpec("state", (2, 1, 128), np.dtype("float32"))]
+    cs = load_calibration(folder, inputs, preprocess=AudioSpec(16000, 512, 64))
+    assert cs.kind == "wav" and cs.input_names == ["input", "state"]
+    assert sorted(set(cs.groups)) == [0, 1]
+    first, second = cs.samples[0][0][0], cs.samples[1][0][0]
+    np.testing.assert_array_equal(first[512:], second[:64])  # each window starts with the previous 64 samples
+    seconds = sum(1 for g in cs.groups if g == 0) * 512 / 16000
+    assert 0.5 < seconds < 3.0  # resampled to 16 kHz: a short phrase, not 22050/16000 times longer
+
+
+@pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed (make sysdeps)")
+def test_silero_vad_to_tflite_detects_the_same_speech_as_the_original(tmp_path):
+    _needs_onnx2tf()
+    from edge_sdk.audio.default_media import make_speech_clip
+    from edge_sdk.postprocess.vad import VoiceActivityDetector
+
+    result = convert("zoo:silero-vad", to="tflite", precision=["fp32", "fp16"], output_dir=tmp_path / "o")
+    assert result.passed, [a.failures for a in result.artifacts]
+    fp32 = result.artifact("tflite", "fp32")
+    assert min(m.cosine for m in fp32.metrics) > 0.9999
+    import json
+
+    validation = json.loads(result.manifest_path.read_text())["validation"]
+    assert "speech" in validation["origin"] and not validation["synthetic"]  # real speech, state carried
+    with es.load(fp32.path) as m:
+        assert sorted(tuple(s.shape) for s in m.outputs) == [(1, 1), (2, 1, 128)]  # state comes back as it went in
+    clip, truth = make_speech_clip((("Turn left at the next corner.", 0.7),), noise_rms=0.005, tail_s=1.0, seed=5)
+    with es.load(_silero()) as original, es.load(fp32.path) as converted:
+        want = VoiceActivityDetector(original).detect(clip)
+        got = VoiceActivityDetector(converted).detect(clip)
+    assert len(want) == len(got) == 1
+    assert abs(got[0].start - want[0].start) < 0.05 and abs(got[0].end - want[0].end) < 0.05
