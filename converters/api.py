@@ -101,6 +101,7 @@ def convert(
     validate_samples: int = 32,
     opset: int = 17,
     int8_io: bool = False,
+    tflite_sparse: bool = False,
     static: bool = False,
     allow_degraded: bool = False,
     allow_lambda: bool = False,
@@ -119,6 +120,8 @@ def convert(
     real images for zoo image models, else seeded random inputs marked synthetic.
     Raises :class:`ValidationFailedError` when an artifact misses its precision's tolerance,
     unless ``allow_degraded`` (the manifest records it either way).
+    ``tflite_sparse``: TFLite weights stored sparse (pays off after magnitude pruning; measured in
+    ``benchmarks/sparse_tflite.py``).
     ``prune``: ``"channel:0.25"``, ``"magnitude:0.5"`` or a :class:`converters.prune.PruneSpec`: prune (and
     fine-tune) first; every artifact is then validated against the *unpruned* original and the manifest
     records the pruning report (a pruned model only has to meet the spec's ``min_agreement``).
@@ -134,8 +137,14 @@ def convert(
 
     _precheck(model, targets)
     with tempfile.TemporaryDirectory(prefix="edge-sdk-convert-") as tmp:
-        ctx = RouteContext(workdir=Path(tmp), opset=opset, verbose=verbose, input_shapes=dict(input_shapes or {}))
+        ctx = RouteContext(workdir=Path(tmp), opset=opset, verbose=verbose, input_shapes=dict(input_shapes or {}),
+                           tflite_sparse=tflite_sparse)  # fmt: skip
         source = _open(model, example_inputs, ctx, allow_lambda, static)
+        if tflite_sparse and "tflite" in targets and source.kind not in TF_KINDS:
+            raise ConversionError(
+                f"--tflite-sparse needs TFLiteConverter, which takes TensorFlow sources (Keras, SavedModel, or ONNX "
+                f"via onnx2tf); this source is {source.kind}: export it to ONNX first"
+            )
         if preprocess is None:
             preprocess = source.preprocess
         base = name or _default_name(model, source)
@@ -203,6 +212,7 @@ def convert(
             {
                 "source": src_info,
                 "options": {"targets": targets, "precisions": precisions, "opset": opset, "int8_io": int8_io,
+                            "tflite_sparse": tflite_sparse,
                             "static": static, "input_shapes": {k: list(v) for k, v in (input_shapes or {}).items()}},
                 "preprocessing": preprocess.to_dict() if preprocess is not None else None,
                 "labels": "imagenet-1k" if source.labels and len(source.labels) == 1000 else None,
@@ -284,6 +294,10 @@ def _open(model: Any, example_inputs: Any, ctx: RouteContext, allow_lambda: bool
     elif ctx.input_shapes and source.kind not in ("onnx",):
         log.warning("--input-shape applies to ONNX sources; %s sources keep their traced/stored shapes", source.kind)
     return source
+
+
+#: source kinds whose TFLite goes through TFLiteConverter (ONNX via onnx2tf's SavedModel)
+TF_KINDS = ("keras", "savedmodel", "onnx")
 
 
 def _calibration(calibration: Any, source: SourceModel, preprocess: Any) -> CalibrationSet:

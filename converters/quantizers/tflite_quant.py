@@ -15,7 +15,9 @@ from edge_sdk.errors import ConversionError, first_line
 def quantize(fp32: Path, out: Path, precision: str, calibration: Any, ctx: Any, **options: Any) -> Path:
     saved = ctx.intermediates.get("savedmodel")
     if saved is not None:
-        return _with_tflite_converter(Path(saved), fp32, out, precision, calibration, options)
+        return _with_tflite_converter(
+            Path(saved), fp32, out, precision, calibration, {**options, "sparse": getattr(ctx, "tflite_sparse", False)}
+        )
     if options.get("int8_io"):
         raise ConversionError(
             "int8 inputs/outputs need a TensorFlow source (Keras, SavedModel or ONNX via onnx2tf); "
@@ -37,6 +39,8 @@ def _with_tflite_converter(saved: Path, fp32: Path, out: Path, precision: str, c
 
     conv = tf.lite.TFLiteConverter.from_saved_model(str(saved))
     conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    if options.get("sparse"):
+        conv.optimizations.append(tf.lite.Optimize.EXPERIMENTAL_SPARSITY)
     if precision == "fp16":
         conv.target_spec.supported_types = [tf.float16]
     elif precision == "int8":

@@ -27,6 +27,7 @@ class RouteContext:
     opset: int = 17
     verbose: bool = False
     input_shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    tflite_sparse: bool = False  # store (pruned) TFLite weights in the sparse format (TF sources only)
     intermediates: dict[str, Path] = field(default_factory=dict)  # e.g. "savedmodel", "onnx"
 
 

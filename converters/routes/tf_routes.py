@@ -30,6 +30,8 @@ def to_tflite(source: SourceModel, out: Path, ctx: RouteContext) -> Path:
     import tensorflow as tf
 
     converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model_dir(source, ctx)))
+    if ctx.tflite_sparse:
+        converter.optimizations = [tf.lite.Optimize.EXPERIMENTAL_SPARSITY]
     try:
         out.write_bytes(converter.convert())
     except Exception as e:

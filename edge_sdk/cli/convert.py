@@ -83,6 +83,9 @@ class ConvertCommand(Command):
         parser.add_argument("--opset", type=int, default=17, help="ONNX opset for exports (default 17)")
         parser.add_argument("--int8-io", action="store_true", help="TFLite int8: integer inputs/outputs too")
         parser.add_argument(
+            "--tflite-sparse", action="store_true", help="TFLite: store pruned weights sparse (TF/ONNX sources)"
+        )
+        parser.add_argument(
             "--static", action="store_true", help="fix dynamic input dims (--input-shape, else 1) for NPUs/delegates"
         )
         parser.add_argument("--allow-degraded", action="store_true", help="exit 0 even if validation fails")
@@ -106,6 +109,7 @@ class ConvertCommand(Command):
             **convert_options(args),
             opset=args.opset,
             int8_io=args.int8_io,
+            tflite_sparse=args.tflite_sparse,
             static=args.static,
             allow_lambda=args.unsafe_allow_lambda,
             prune=args.prune,
