@@ -195,6 +195,42 @@ def test_finetune_distillation_on_image_folder(tmp_path):
     assert info["samples"] == 16 and float((mag.model.expand[0].weight == 0).float().mean()) >= 0.5
 
 
+def test_mixup_distillation_moves_the_student_toward_the_teacher_on_blends(tmp_path):
+    """--mixup: the teacher labels every blended, flipped batch (consistent teaching); agreement must rise."""
+    import torch
+
+    from converters.datasets import write_image_folder
+    from converters.prune import PruneSpec
+    from converters.prune.finetune import finetune, recalibrate_bn
+    from edge_sdk.preprocess import PreprocessSpec
+
+    torch.manual_seed(1)
+    rng = np.random.default_rng(1)
+    write_image_folder(tmp_path / "imgs", rng.integers(0, 255, (32, 16, 16, 3), dtype=np.uint8))
+    pre = PreprocessSpec(size=(16, 16), mean=(127.0,), std=(128.0,), layout="NCHW")
+    teacher, student = tiny().eval(), tiny().eval()
+    with torch.no_grad():  # the student starts as a noisy copy of the teacher
+        for p in student.parameters():
+            p.add_(torch.randn_like(p) * p.std().clamp(min=1e-3))
+    images = rng.integers(0, 255, (64, 16, 16, 3), dtype=np.uint8)
+    probe = torch.from_numpy(np.concatenate([pre.apply(im) for im in images]))  # unseen, same distribution
+    recalibrate_bn(teacher, probe.numpy())  # a teacher whose BN statistics fit the data, as a trained one's do
+
+    def gap() -> float:
+        with torch.no_grad():
+            return float((student(probe) - teacher(probe)).abs().mean())
+
+    before = gap()
+    spec = PruneSpec(method="channel", amount=0.5, finetune=tmp_path / "imgs", epochs=12, batch_size=16,
+                     lr=3e-3, mixup=1.0)  # fmt: skip
+    info = finetune(student, teacher, spec, pre)
+    assert "mixup alpha 1.0" in info["mode"] and len(info["loss_per_epoch"]) == 12
+    assert info["loss_per_epoch"][-1] < info["loss_per_epoch"][0]
+    assert gap() < 0.9 * before
+    with pytest.raises(PruneError, match="mixup must be >= 0"):
+        PruneSpec(method="channel", amount=0.5, mixup=-1)
+
+
 # ---- ONNX -------------------------------------------------------------------------------------
 def test_onnx_magnitude_and_channel(tiny_onnx):
     import onnx

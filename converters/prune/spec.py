@@ -44,6 +44,7 @@ class PruneSpec:
     lr: float = 1e-4
     temperature: float = 3.0
     finetune_limit: int = 2000
+    mixup: float = 0.0  # > 0: distil on mixup blends (Beta(mixup, mixup)) + flips, teacher run on each batch
     min_agreement: float = 0.0
     save_source: bool = False
 
@@ -62,6 +63,8 @@ class PruneSpec:
             raise PruneError(f"round_to must be >= 1 (channels are kept in multiples of it), got {self.round_to}")
         if self.epochs < 1 or self.batch_size < 1:
             raise PruneError("fine-tuning needs epochs >= 1 and batch_size >= 1")
+        if self.mixup < 0:
+            raise PruneError(f"mixup must be >= 0 (the Beta distribution's alpha; 0 turns it off), got {self.mixup}")
         if not 0.0 <= self.min_agreement <= 1.0:
             raise PruneError(f"min_agreement {self.min_agreement} is outside [0, 1] (a top-1 agreement fraction)")
 

@@ -41,6 +41,8 @@ class PruneCommand(Command):
         ft.add_argument("--lr", type=float, default=1e-4)
         ft.add_argument("--temperature", type=float, default=3.0)
         ft.add_argument("--finetune-limit", type=int, default=2000, help="at most this many images")
+        ft.add_argument("--mixup", type=float, default=0.0,
+                        help="distil on mixup blends + flips (Beta alpha, e.g. 1.0; 0: off)")  # fmt: skip
         parser.add_argument("--to", default="onnx", help="targets, comma-separated: tflite,onnx,openvino")
         parser.add_argument("--precision", default="fp32", help="fp32,fp16,int8-dynamic,int8 (comma-separated)")
         parser.add_argument("--calib", help="calibration data for int8 (see `edge-sdk convert --help`)")
@@ -78,6 +80,7 @@ class PruneCommand(Command):
             lr=args.lr,
             temperature=args.temperature,
             finetune_limit=args.finetune_limit,
+            mixup=args.mixup,
             min_agreement=args.min_agreement,
             save_source=True,
         )
