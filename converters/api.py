@@ -142,8 +142,8 @@ def convert(
         source = _open(model, example_inputs, ctx, allow_lambda, static)
         if tflite_sparse and "tflite" in targets and source.kind not in TF_KINDS:
             raise ConversionError(
-                f"--tflite-sparse needs TFLiteConverter, which takes TensorFlow sources (Keras, SavedModel, or ONNX "
-                f"via onnx2tf); this source is {source.kind}: export it to ONNX first"
+                f"--tflite-sparse needs TFLiteConverter; a {source.kind} source is re-quantized by ai-edge-quantizer, "
+                "which has no sparse encoding: convert from the original model (Keras, SavedModel, ONNX, PyTorch)"
             )
         if preprocess is None:
             preprocess = source.preprocess
@@ -296,8 +296,8 @@ def _open(model: Any, example_inputs: Any, ctx: RouteContext, allow_lambda: bool
     return source
 
 
-#: source kinds whose TFLite goes through TFLiteConverter (ONNX via onnx2tf's SavedModel)
-TF_KINDS = ("keras", "savedmodel", "onnx")
+#: source kinds whose TFLite goes through TFLiteConverter (ONNX and PyTorch via onnx2tf's SavedModel)
+TF_KINDS = ("keras", "savedmodel", "onnx", "torch", "pt2")
 
 
 def _calibration(calibration: Any, source: SourceModel, preprocess: Any) -> CalibrationSet:

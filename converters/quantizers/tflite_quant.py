@@ -20,8 +20,8 @@ def quantize(fp32: Path, out: Path, precision: str, calibration: Any, ctx: Any, 
         )
     if options.get("int8_io"):
         raise ConversionError(
-            "int8 inputs/outputs need a TensorFlow source (Keras, SavedModel or ONNX via onnx2tf); "
-            "PyTorch/TFLite sources get int8 kernels with float I/O"
+            "int8 inputs/outputs need TFLiteConverter (Keras, SavedModel, ONNX, or PyTorch with onnx2tf "
+            "installed: make onnx2tf); a .tflite source gets int8 kernels with float I/O"
         )
     return _with_ai_edge_quantizer(fp32, out, precision, calibration)
 

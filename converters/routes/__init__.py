@@ -55,16 +55,17 @@ _T = "converters.routes.torch_routes"
 _TF = "converters.routes.tf_routes"
 _ONNX = "converters.routes.onnx_routes"
 _TFL = "converters.routes.tflite_routes"
+_T2TFL = "torch.onnx.export + onnx2tf + TFLiteConverter (litert-torch without onnx2tf)"
 
 ROUTES: dict[tuple[str, str], Route] = {
     (r.source, r.target): r
     for r in [
         Route("torch", "onnx", f"{_T}:to_onnx", tool="torch.onnx.export"),
         Route("torch", "openvino", f"{_T}:to_openvino", tool="openvino.convert_model"),
-        Route("torch", "tflite", f"{_T}:to_tflite", tool="litert_torch.convert"),
+        Route("torch", "tflite", f"{_T}:to_tflite", via=("onnx", "savedmodel"), tool=_T2TFL),
         Route("pt2", "onnx", f"{_T}:to_onnx", tool="torch.onnx.export"),
         Route("pt2", "openvino", f"{_T}:to_openvino", tool="openvino.convert_model"),
-        Route("pt2", "tflite", f"{_T}:to_tflite", tool="litert_torch.convert"),
+        Route("pt2", "tflite", f"{_T}:to_tflite", via=("onnx", "savedmodel"), tool=_T2TFL),
         Route("keras", "tflite", f"{_TF}:to_tflite", via=("savedmodel",), tool="tf.lite.TFLiteConverter"),
         Route("keras", "onnx", f"{_TF}:to_onnx", via=("savedmodel",), tool="tf2onnx"),
         Route("keras", "openvino", f"{_TF}:to_openvino", via=("savedmodel",), tool="openvino.convert_model"),
