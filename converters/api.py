@@ -6,11 +6,9 @@ import logging
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Sequence
-
-import numpy as np
 
 from converters.atomic import ensure_writable_dir, publish, remove_stale_temp_files, staging_dir
 from converters.calibration import CalibrationSet, load_calibration
@@ -19,7 +17,7 @@ from converters.metrics import OutputMetrics
 from converters.quantizers import NEEDS_CALIBRATION, TOOLS, check_precision, quantize
 from converters.routes import TARGET_SUFFIX, RouteContext, find_route
 from converters.sources import SourceModel, file_sha256, open_source
-from converters.stateful import roll_state
+from converters.stateful import roll_state, with_default_extras
 from converters.validate import HeldOut, run_reference, synthetic_held_out, validate_artifact
 from edge_sdk._quiet import native_output, quiet_third_party
 from edge_sdk.errors import ConversionError, ValidationFailedError
@@ -192,7 +190,8 @@ def convert(
                         path=final,
                         size_bytes=sum(p.stat().st_size for p in _companions(final, final).values()),
                         sha256=file_sha256(final),
-                        route=" -> ".join([source.kind, *route.via, target]) + f" ({route.tool})",
+                        route=(f"{source.kind} -> {target} ({ctx.used_tool[target]})" if target in ctx.used_tool
+                               else " -> ".join([source.kind, *route.via, target]) + f" ({route.tool})"),
                         quantizer="-" if prec == "fp32" else TOOLS[target][prec],
                         metrics=metrics,
                         failures=fails,
@@ -307,21 +306,21 @@ def _calibration(calibration: Any, source: SourceModel, preprocess: Any) -> Cali
             "or --calib synthetic to accept random data explicitly (the result is then marked synthetic)"
         )
     cs = load_calibration(calibration, source.inputs, preprocess=preprocess)
-    cs.samples = roll_state(source, cs.samples, cs.groups)
-    return cs
+    samples = with_default_extras(source, cs.samples) if cs.kind == "wav" else cs.samples
+    return replace(cs, samples=roll_state(source, samples, cs.groups))
 
 
 def _held_out(held_out: Any, source: SourceModel, preprocess: Any, n: int) -> HeldOut:
     if held_out is not None:
         cs = load_calibration(held_out, source.inputs, preprocess=preprocess, limit=n)
-        return HeldOut(roll_state(source, cs.samples, cs.groups), cs.origin, cs.synthetic)
+        samples = with_default_extras(source, cs.samples) if cs.kind == "wav" else cs.samples
+        return HeldOut(roll_state(source, samples, cs.groups), cs.origin, cs.synthetic)
     if isinstance(preprocess, AudioSpec):
         from converters import datasets
 
         windows = datasets.held_out_speech(preprocess, n)
         if windows:
-            extra = [np.zeros(s.concrete_shape(), s.dtype) for s in source.inputs[1:]]
-            samples = roll_state(source, [[w, *extra] for w in windows], [0] * len(windows))
+            samples = roll_state(source, with_default_extras(source, [[w] for w in windows]), [0] * len(windows))
             return HeldOut(samples, "held-out speech (espeak-ng), state carried", False)
     if preprocess is not None and hasattr(preprocess, "size") and len(source.inputs) == 1:
         from converters import datasets

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -77,8 +77,7 @@ def load_calibration(
 ) -> CalibrationSet:
     """Turn what the user passed as ``calibration`` into a :class:`CalibrationSet` for ``inputs``."""
     cs = calib if isinstance(calib, CalibrationSet) else _load(calib, inputs, preprocess, limit, seed)
-    cs.input_names = cs.input_names or [s.name for s in inputs]
-    return cs
+    return cs if cs.input_names else replace(cs, input_names=[s.name for s in inputs])
 
 
 def _load(calib: Any, inputs: Sequence[TensorSpec], preprocess: Any, limit: int, seed: int) -> CalibrationSet:
@@ -217,9 +216,12 @@ def _from_wavs(
     from edge_sdk.preprocess import AudioSpec
 
     spec = inputs[0]
-    if spec.shape[-1] is None:
+    if isinstance(preprocess, AudioSpec):
+        audio_spec = preprocess
+    elif spec.shape[-1] is None:
         raise CalibrationError(f"input '{spec.name}' has a dynamic last dim; pass --input-shape to fix the window")
-    audio_spec = preprocess if isinstance(preprocess, AudioSpec) else AudioSpec(window=int(spec.shape[-1]))
+    else:
+        audio_spec = AudioSpec(window=int(spec.shape[-1]))
     samples: list[list[np.ndarray]] = []
     groups: list[int] = []
     for k, f in enumerate(files):
@@ -230,7 +232,9 @@ def _from_wavs(
         if isinstance(preprocess, AudioSpec) and rate != audio_spec.sample_rate:
             audio = resample(audio, rate, audio_spec.sample_rate)
         for frame in audio_spec.frames(audio):
-            samples.append([_fit(frame.reshape(spec.concrete_shape()), spec, f.name)])
+            shape = spec.concrete_shape()
+            x = frame.reshape(shape) if frame.size == int(np.prod(shape)) else frame
+            samples.append([_fit(x, spec, f"audio window of {f.name}")])
             groups.append(k)
             if len(samples) >= limit:
                 break

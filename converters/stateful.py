@@ -32,6 +32,24 @@ def state_links(source: SourceModel, reference: list[np.ndarray]) -> list[tuple[
     return links
 
 
+def default_extras(source: SourceModel) -> list[np.ndarray]:
+    """Values for inputs after the first when the data gives only the first (audio windows): the
+    source's example input (e.g. Silero's ``sr`` = 16000; zeros for a state), else zeros."""
+    extras = []
+    for i, spec in enumerate(source.inputs[1:], start=1):
+        if i < len(source.example_inputs):
+            extras.append(np.asarray(source.example_inputs[i]))
+        else:
+            extras.append(np.zeros(spec.concrete_shape(), spec.dtype))
+    return extras
+
+
+def with_default_extras(source: SourceModel, samples: list[list[np.ndarray]]) -> list[list[np.ndarray]]:
+    """``samples`` with every input after the first replaced by :func:`default_extras`."""
+    extras = default_extras(source)
+    return [[s[0], *extras] for s in samples]
+
+
 def roll_state(source: SourceModel, samples: list[list[np.ndarray]], groups: list[int]) -> list[list[np.ndarray]]:
     """``samples`` with each state input replaced by what the original produced on the previous window.
 

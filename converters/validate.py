@@ -57,8 +57,7 @@ def validate_artifact(
     source_names = [i.name for i in source.inputs]
     with edge_sdk.load(artifact) as model:
         outs_per_sample = [
-            list(model.run(adapt_feeds(s, model.inputs, source_names), dequantize=True).values())
-            for s in held.samples
+            list(model.run(adapt_feeds(s, model.inputs, source_names), dequantize=True).values()) for s in held.samples
         ]
         names = [s.name for s in model.outputs]
     candidate = [np.concatenate([o[i] for o in outs_per_sample]) for i in range(len(names))]

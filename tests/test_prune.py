@@ -195,8 +195,9 @@ def test_finetune_distillation_on_image_folder(tmp_path):
     assert info["samples"] == 16 and float((mag.model.expand[0].weight == 0).float().mean()) >= 0.5
 
 
-def test_mixup_distillation_moves_the_student_toward_the_teacher_on_blends(tmp_path):
-    """--mixup: the teacher labels every blended, flipped batch (consistent teaching); agreement must rise."""
+def test_mixup_distillation_moves_the_student_toward_the_teacher_on_blends(tmp_path, monkeypatch):
+    """--mixup: the teacher labels every blended, flipped batch (consistent teaching); the student's logits
+    move toward the teacher's on unseen images."""
     import torch
 
     from converters.datasets import write_image_folder
@@ -223,8 +224,16 @@ def test_mixup_distillation_moves_the_student_toward_the_teacher_on_blends(tmp_p
     before = gap()
     spec = PruneSpec(method="channel", amount=0.5, finetune=tmp_path / "imgs", epochs=12, batch_size=16,
                      lr=3e-3, mixup=1.0)  # fmt: skip
+    import converters.prune.finetune as ft
+
+    calls = []
+    monkeypatch.setattr(ft, "_predict", lambda *a, **k: pytest.fail("mixup must not use precomputed teacher logits"))
+    real_teacher_logits = ft._teacher_logits
+    monkeypatch.setattr(ft, "_teacher_logits", lambda t, xb: calls.append(xb.clone()) or real_teacher_logits(t, xb))
     info = finetune(student, teacher, spec, pre)
     assert "mixup alpha 1.0" in info["mode"] and len(info["loss_per_epoch"]) == 12
+    assert len(calls) == 12 * 2  # the teacher labels every batch (32 images / 16) of every epoch ...
+    assert not torch.equal(calls[0], calls[2])  # ... and each epoch's blends are new inputs
     assert info["loss_per_epoch"][-1] < info["loss_per_epoch"][0]
     assert gap() < 0.9 * before
     with pytest.raises(PruneError, match="mixup must be >= 0"):

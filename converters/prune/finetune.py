@@ -127,6 +127,8 @@ def finetune(
     x, y, origin = load_images(spec.finetune, preprocess, labels, spec.finetune_limit)
     torch.manual_seed(0)
     online = y is None and spec.mixup > 0  # consistent teaching: the teacher sees the same blended batch
+    if spec.mixup > 0 and y is not None:
+        log.warning("--mixup applies to distillation only; %s has class folders: plain cross-entropy", origin)
     teacher_logits = _predict(teacher, x) if y is None and not online else None
     if online:
         teacher.eval()
@@ -195,7 +197,7 @@ def finetune(
 def _mixup_batch(xb: Any, rng: np.random.Generator, alpha: float) -> Any:
     """Each image blended with another of the batch (weight ~ Beta(alpha, alpha)), half of them flipped.
 
-    With few distinct images (8 photos here) blends give the student new inputs every step; the
+    With few distinct images (e.g. crops of a handful of photos) blends give the student new inputs every step; the
     teacher labels each blend, so the student learns the teacher's function, not its labels.
     """
     import torch

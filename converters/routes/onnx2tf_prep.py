@@ -21,8 +21,11 @@ came out as ``(1, 2, 128)``), so a state output can be fed straight back as the 
 
 from __future__ import annotations
 
+import logging
 import subprocess
 from pathlib import Path
+
+log = logging.getLogger("edge_sdk.convert")
 
 #: ops that read their input as a feature map (N, C, spatial...): inputs feeding them are transposed
 SPATIAL_OPS = {
@@ -31,11 +34,35 @@ SPATIAL_OPS = {
 }  # fmt: skip
 
 
-def simplify(src: Path, dst: Path, onnxsim: Path) -> Path:
-    """``src`` constant-folded by onnxsim (slices left unfused) into ``dst``; ``src`` if onnxsim fails."""
+#: ops a feature map passes through unchanged in layout (normalisation, casts, activations, padding)
+PASS_THROUGH_OPS = {
+    "Add", "Sub", "Mul", "Div", "Cast", "Pad", "Identity", "Clip", "Relu", "Sigmoid", "Tanh", "LeakyRelu",
+    "HardSigmoid", "HardSwish", "Neg", "Abs", "Sqrt", "Pow", "QuantizeLinear", "DequantizeLinear",
+}  # fmt: skip
+SIMPLIFY_TIMEOUT_S = 600
+
+
+def simplify(src: Path, dst: Path, onnxsim: Path) -> Path | None:
+    """``src`` constant-folded by onnxsim (slices left unfused) into ``dst``; None if onnxsim is missing or fails."""
+    if not onnxsim.is_file():
+        return None
     cmd = [str(onnxsim), str(src), str(dst), "--skip-optimization", "fuse_consecutive_slices"]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    return dst if proc.returncode == 0 and dst.exists() else src
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=SIMPLIFY_TIMEOUT_S)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return dst if proc.returncode == 0 and dst.exists() else None
+
+
+def static_shapes(model: object) -> dict[str, list[int]]:
+    """Tensor name -> dims (0 where unknown) for every value whose rank is known (no shape field: left out)."""
+    graph = model.graph  # type: ignore[attr-defined]
+    shapes = {}
+    for v in [*graph.value_info, *graph.output, *graph.input]:
+        t = v.type.tensor_type
+        if t.HasField("shape"):
+            shapes[v.name] = [d.dim_value if d.HasField("dim_value") else 0 for d in t.shape.dim]
+    return shapes
 
 
 def squeezes_to_reshapes(src: Path, dst: Path) -> list[str]:
@@ -46,10 +73,7 @@ def squeezes_to_reshapes(src: Path, dst: Path) -> list[str]:
 
     model = shape_inference.infer_shapes(onnx.load(str(src)))
     graph = model.graph
-    shapes = {}
-    for v in [*graph.value_info, *graph.output, *graph.input]:
-        dims = [d.dim_value if d.HasField("dim_value") else 0 for d in v.type.tensor_type.shape.dim]
-        shapes[v.name] = dims
+    shapes = static_shapes(model)
     rewritten, nodes = [], []
     for node in graph.node:
         shape = shapes.get(node.output[0]) if node.output else None
@@ -67,20 +91,39 @@ def squeezes_to_reshapes(src: Path, dst: Path) -> list[str]:
 
 
 def layout_kept_inputs(path: Path) -> list[str]:
-    """Inputs of rank >= 3 that no spatial op reads directly: onnx2tf must not transpose them."""
+    """Inputs of rank >= 3 that reach no spatial op (directly or through normalisation, casts, activations,
+    padding): onnx2tf must not transpose them as if they were images."""
     import onnx
 
     model = onnx.load(str(path), load_external_data=False)
     graph = model.graph
     initializers = {t.name for t in graph.initializer}
+    readers: dict[str, list] = {}
+    for n in graph.node:
+        for name in n.input:
+            readers.setdefault(name, []).append(n)
     kept = []
     for inp in graph.input:
         if inp.name in initializers or len(inp.type.tensor_type.shape.dim) < 3:
             continue
-        readers = {n.op_type for n in graph.node if inp.name in n.input}
-        if not readers & SPATIAL_OPS:
+        if not _reaches_spatial_op(inp.name, readers):
             kept.append(inp.name)
     return kept
+
+
+def _reaches_spatial_op(name: str, readers: dict[str, list], depth: int = 8) -> bool:
+    frontier, seen = [name], {name}
+    for _ in range(depth):
+        following = []
+        for tensor in frontier:
+            for node in readers.get(tensor, []):
+                if node.op_type in SPATIAL_OPS:
+                    return True
+                if node.op_type in PASS_THROUGH_OPS:
+                    following += [o for o in node.output if o not in seen]
+        seen.update(following)
+        frontier = following
+    return False
 
 
 #: longest recurrent sequence unrolled into plain ops (beyond it the graph would grow too much)
@@ -97,24 +140,23 @@ def unrollable_rnns(path: Path) -> bool:
     from onnx import shape_inference
 
     model = shape_inference.infer_shapes(onnx.load(str(path)))
-    graph = model.graph
-    shapes = {
-        v.name: [d.dim_value if d.HasField("dim_value") else 0 for d in v.type.tensor_type.shape.dim]
-        for v in [*graph.value_info, *graph.input]
-    }
-    rnns = [n for n in graph.node if n.op_type in ("LSTM", "GRU", "RNN")]
-    steps = [shapes.get(n.input[0], [0])[0] for n in rnns]
+    shapes = static_shapes(model)
+    rnns = [n for n in model.graph.node if n.op_type in ("LSTM", "GRU", "RNN")]
+    steps = []
+    for n in rnns:
+        batch_first = any(a.name == "layout" and a.i == 1 for a in n.attribute)  # (batch, seq, ...) when 1
+        dims = shapes.get(n.input[0], [])
+        steps.append(dims[1 if batch_first else 0] if len(dims) >= 2 else 0)
     return bool(rnns) and all(0 < s <= MAX_UNROLLED_STEPS for s in steps)
 
 
-def _onnx_outputs(path: Path) -> list[tuple[str, list[int]]]:
+def _onnx_outputs(path: Path) -> list[tuple[str, list[int] | None]]:
+    """(name, dims) of each graph output; dims None when the output declares no shape."""
     import onnx
 
     model = onnx.load(str(path), load_external_data=False)
-    out = []
-    for o in model.graph.output:
-        out.append((o.name, [d.dim_value if d.HasField("dim_value") else 0 for d in o.type.tensor_type.shape.dim]))
-    return out
+    shapes = static_shapes(model)
+    return [(o.name, shapes.get(o.name)) for o in model.graph.output]
 
 
 def _squeezed(shape: list[int] | tuple[int, ...]) -> list[int]:
@@ -127,8 +169,17 @@ def restore_onnx_outputs(saved: Path, onnx_path: Path, dst: Path) -> Path:
     onnx2tf names outputs ``output_0..N`` in ONNX order. An output whose shape differs from
     the ONNX one only by where its size-1 axes sit is reshaped back (the same bytes); a real
     NCHW -> NHWC permutation of a feature map is left as onnx2tf made it. Returns ``saved``
-    unchanged when its outputs cannot be matched one to one.
+    unchanged when its outputs cannot be matched one to one or the rewrite fails (it is best effort:
+    the validation pairs outputs by shape and values either way).
     """
+    try:
+        return _restore_onnx_outputs(saved, onnx_path, dst)
+    except Exception as e:  # noqa: BLE001 - a TF load/save failure must not end a working conversion
+        log.warning("could not restore ONNX output names on the onnx2tf SavedModel (%s); keeping output_0..N", e)
+        return saved
+
+
+def _restore_onnx_outputs(saved: Path, onnx_path: Path, dst: Path) -> Path:
     import tensorflow as tf
 
     loaded = tf.saved_model.load(str(saved))
@@ -141,8 +192,8 @@ def restore_onnx_outputs(saved: Path, onnx_path: Path, dst: Path) -> Path:
     plan = []
     for key, (name, shape) in zip(keys, wanted):
         have = produced[key].shape.as_list()
-        static = all(d > 0 for d in shape) and None not in have
-        fix = static and have != shape and _squeezed(have) == _squeezed(shape)
+        static = shape is not None and all(d > 0 for d in shape) and None not in have
+        fix = static and have != shape and _squeezed(have) == _squeezed(shape)  # type: ignore[arg-type]
         plan.append((key, name, shape if fix else None))
     specs = fn.structured_input_signature[1]
     input_names = sorted(specs)

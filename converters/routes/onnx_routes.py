@@ -11,6 +11,7 @@ litert-torch (no If/Loop, drags torchvision) and onnx-tf (unmaintained since 202
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import subprocess
@@ -22,6 +23,8 @@ import numpy as np
 from converters.routes import RouteContext
 from converters.sources import SourceModel
 from edge_sdk.errors import ConversionError, UnsupportedOperatorError, first_line
+
+log = logging.getLogger("edge_sdk.convert")
 
 #: onnx2tf reads this file from its working directory for its own output check (else downloads it)
 ONNX2TF_SAMPLE = "calibration_image_sample_data_20x128x128x3_float32.npy"
@@ -165,12 +168,16 @@ def _run_onnx2tf(path: Path, ctx: RouteContext) -> Path:
     run_dir = ctx.workdir / "onnx2tf_run"
     run_dir.mkdir(parents=True, exist_ok=True)
     simplified = onnx2tf_prep.simplify(path, run_dir / "simplified.onnx", exe.parent / "onnxsim")
+    if simplified is None:
+        log.warning("onnxsim (beside onnx2tf) is missing or failed on %s: onnx2tf simplifies it itself", path.name)
     prepared = run_dir / "prepared.onnx"
-    onnx2tf_prep.squeezes_to_reshapes(simplified, prepared)
+    onnx2tf_prep.squeezes_to_reshapes(simplified or path, prepared)
     rng = np.random.default_rng(0)
     np.save(run_dir / ONNX2TF_SAMPLE, rng.random((20, 128, 128, 3), dtype=np.float32))
     saved = ctx.workdir / "onnx2tf_saved_model"
-    cmd = [str(exe), "-i", str(prepared), "-o", str(saved), "-osd", "-n", "-nuo"]
+    cmd = [str(exe), "-i", str(prepared), "-o", str(saved), "-osd", "-n"]
+    if simplified is not None:
+        cmd.append("-nuo")  # already simplified, without the slice fusion onnx2tf mistranslates
     kept = onnx2tf_prep.layout_kept_inputs(prepared)
     if kept:
         cmd += ["-kat", *kept]

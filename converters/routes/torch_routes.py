@@ -85,6 +85,7 @@ def to_tflite(source: SourceModel, out: Path, ctx: RouteContext) -> Path:
         if ctx.tflite_sparse:
             raise
         log.warning("onnx2tf is not installed (make onnx2tf): PyTorch -> TFLite falls back to litert-torch")
+        ctx.used_tool["tflite"] = "litert_torch.convert (fallback: onnx2tf not installed)"
         return to_tflite_litert(source, out, ctx)
     onnx_path = ctx.intermediates.get("onnx")
     if onnx_path is None or not Path(onnx_path).exists():
