@@ -190,8 +190,11 @@ def convert(
                         path=final,
                         size_bytes=sum(p.stat().st_size for p in _companions(final, final).values()),
                         sha256=file_sha256(final),
-                        route=(f"{source.kind} -> {target} ({ctx.used_tool[target]})" if target in ctx.used_tool
-                               else " -> ".join([source.kind, *route.via, target]) + f" ({route.tool})"),
+                        route=(
+                            f"{source.kind} -> {target} ({ctx.used_tool[target]})"
+                            if target in ctx.used_tool
+                            else " -> ".join([source.kind, *route.via, target]) + f" ({route.tool})"
+                        ),
                         quantizer="-" if prec == "fp32" else TOOLS[target][prec],
                         metrics=metrics,
                         failures=fails,
