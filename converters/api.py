@@ -108,6 +108,7 @@ def convert(
     verbose: bool = False,
     progress: bool | None = None,
     prune: Any = None,
+    qat: Any = None,
 ) -> ConversionResult:
     """Convert ``model`` to each target at each precision, validate each artifact, write a manifest.
 
@@ -123,6 +124,8 @@ def convert(
     ``prune``: ``"channel:0.25"``, ``"magnitude:0.5"`` or a :class:`converters.prune.PruneSpec`: prune (and
     fine-tune) first; every artifact is then validated against the *unpruned* original and the manifest
     records the pruning report (a pruned model only has to meet the spec's ``min_agreement``).
+    ``qat``: a :class:`converters.quantizers.openvino_qat.QATSpec` (or a dict of its fields): OpenVINO
+    int8 of a PyTorch source is then fine-tuned quantization-aware (NNCF + distillation) before export.
     """
     quiet_third_party(verbose)
     targets = [to] if isinstance(to, str) else list(to)
@@ -138,6 +141,7 @@ def convert(
         ctx = RouteContext(workdir=Path(tmp), opset=opset, verbose=verbose, input_shapes=dict(input_shapes or {}),
                            tflite_sparse=tflite_sparse)  # fmt: skip
         source = _open(model, example_inputs, ctx, allow_lambda, static)
+        qat_spec = _qat_spec(qat, source, targets, precisions)
         if tflite_sparse and "tflite" in targets and source.kind not in TF_KINDS:
             raise ConversionError(
                 f"--tflite-sparse needs TFLiteConverter; a {source.kind} source is re-quantized by ai-edge-quantizer, "
@@ -163,6 +167,7 @@ def convert(
             source, pruning = prune_source(original, spec, ctx, held=held, save_to=save_to, preprocess=preprocess)
             tolerances = {**spec.tolerances(), **(tolerances or {})}
         reports: list[ArtifactReport] = []
+        qat_info: dict[str, Any] | None = None
         jobs = [(t, p) for t in targets for p in precisions]
         fp32_files: dict[str, Path] = {}
         with staging_dir(out_dir) as stage:
@@ -178,6 +183,10 @@ def convert(
                             fp32_files[target] = _make_static(fp32_files[target], ctx)
                     if prec == "fp32":
                         _copy_model(fp32_files[target], staged)
+                    elif qat_spec is not None and (target, prec) == ("openvino", "int8"):
+                        from converters.quantizers.openvino_qat import quantize_qat
+
+                        _, qat_info = quantize_qat(source, staged, calib, qat_spec, preprocess)
                     else:
                         quantize(target, fp32_files[target], staged, prec, calib, ctx, int8_io=int8_io)
                 metrics, fails = validate_artifact(original, staged, held, prec, tolerances)
@@ -195,7 +204,7 @@ def convert(
                             if target in ctx.used_tool
                             else " -> ".join([source.kind, *route.via, target]) + f" ({route.tool})"
                         ),
-                        quantizer="-" if prec == "fp32" else TOOLS[target][prec],
+                        quantizer="-" if prec == "fp32" else _quantizer_name(target, prec, qat_spec),
                         metrics=metrics,
                         failures=fails,
                         seconds=time.monotonic() - start,
@@ -222,6 +231,7 @@ def convert(
                 "calibration": calib.describe() if calib else None,
                 "validation": held.describe(),
                 "pruning": pruning,
+                "qat": qat_info,
                 "artifacts": reports,
             },
         )  # fmt: skip
@@ -296,6 +306,26 @@ def _open(model: Any, example_inputs: Any, ctx: RouteContext, allow_lambda: bool
     elif ctx.input_shapes and source.kind not in ("onnx",):
         log.warning("--input-shape applies to ONNX sources; %s sources keep their traced/stored shapes", source.kind)
     return source
+
+
+def _qat_spec(qat: Any, source: SourceModel, targets: Sequence[str], precisions: Sequence[str]) -> Any:
+    """The QATSpec to use, or None; refuses QAT where it cannot apply (before any work)."""
+    if qat is None:
+        return None
+    from converters.quantizers.openvino_qat import QATSpec
+
+    spec = qat if isinstance(qat, QATSpec) else QATSpec(**qat)
+    if "openvino" not in targets or "int8" not in precisions:
+        raise ConversionError("QAT applies to OpenVINO int8: add --to openvino --precision int8")
+    if source.kind not in ("torch", "pt2"):
+        raise ConversionError(f"QAT fine-tunes a PyTorch model (module or .pt2); this source is {source.kind}")
+    return spec
+
+
+def _quantizer_name(target: str, precision: str, qat_spec: Any) -> str:
+    if qat_spec is not None and (target, precision) == ("openvino", "int8"):
+        return f"nncf.quantize (PyTorch) + distillation QAT ({qat_spec.epochs} epochs)"
+    return TOOLS[target][precision]
 
 
 #: source kinds whose TFLite goes through TFLiteConverter (ONNX and PyTorch via onnx2tf's SavedModel)

@@ -392,3 +392,29 @@ def test_magnitude_pruned_keras_to_sparse_tflite_is_smaller_and_computes_the_sam
     r = cli("convert", str(d.path), "--to", "tflite", "--tflite-sparse", "-o", str(tmp_path / "t"))
     assert r.returncode != 0 and "--tflite-sparse needs TFLiteConverter" in r.stderr
     assert "convert from the original model" in r.stderr
+
+
+def test_openvino_int8_with_quantization_aware_fine_tuning(tmp_path):
+    """qat=: NNCF quantizes the PyTorch module, distillation fine-tunes it, the IR is int8 and validated."""
+    import json
+
+    from converters import convert
+    from converters.datasets import write_image_folder
+    from edge_sdk.errors import ConversionError
+    from edge_sdk.preprocess import PreprocessSpec
+    from edge_sdk.summary import summarize
+
+    rng = np.random.default_rng(2)
+    write_image_folder(tmp_path / "imgs", rng.integers(0, 255, (32, 16, 16, 3), dtype=np.uint8))
+    pre = PreprocessSpec(size=(16, 16), mean=(127.0,), std=(128.0,), layout="NCHW")
+    result = convert(tiny(), example_inputs=(X,), to="openvino", precision="int8", calibration=tmp_path / "imgs",
+                     preprocess=pre, qat={"finetune": tmp_path / "imgs", "epochs": 1, "batch_size": 16},
+                     output_dir=tmp_path / "o", validate_samples=8, allow_degraded=True)  # fmt: skip
+    art = result.artifact("openvino", "int8")
+    assert "QAT (1 epochs)" in art.quantizer and min(m.cosine for m in art.metrics) > 0.9
+    assert summarize(art.path).quantization.startswith("int8"), summarize(art.path).quantization
+    qat = json.loads(result.manifest_path.read_text())["qat"]
+    assert qat["epochs"] == 1 and qat["samples"] == 32 and "mixup" in qat["mode"]
+    with pytest.raises(ConversionError, match="QAT applies to OpenVINO int8"):
+        convert(tiny(), example_inputs=(X,), to="onnx", precision="int8", calibration="synthetic",
+                qat={"finetune": tmp_path / "imgs"}, output_dir=tmp_path / "x")  # fmt: skip

@@ -118,8 +118,12 @@ def finetune(
     spec: PruneSpec,
     preprocess: Any,
     labels: Sequence[str] | None = None,
+    recalibrate: bool = True,
 ) -> dict[str, Any]:
-    """Train ``student`` in place on ``spec.finetune`` for ``spec.epochs``; returns what was done and how long."""
+    """Train ``student`` in place on ``spec.finetune`` for ``spec.epochs``; returns what was done and how long.
+
+    ``recalibrate``: re-estimate BN statistics on the data before and after (needed after pruning; off for
+    quantization-aware fine-tuning, whose student keeps the original's statistics)."""
     import torch
     import torch.nn.functional as F
 
@@ -132,7 +136,8 @@ def finetune(
     teacher_logits = _predict(teacher, x) if y is None and not online else None
     if online:
         teacher.eval()
-    recalibrate_bn(student, x[:512])
+    if recalibrate:
+        recalibrate_bn(student, x[:512])
     channels_last = x.ndim == 4  # ~30% faster convolutions (depthwise backward above all) on CPU
     if channels_last:
         student.to(memory_format=torch.channels_last)
@@ -177,7 +182,8 @@ def finetune(
         losses.append(total / len(x))
         log.info("fine-tune epoch %d/%d: loss %.4f", epoch + 1, spec.epochs, losses[-1])
     student.to(memory_format=torch.contiguous_format)
-    recalibrate_bn(student, x[:512])
+    if recalibrate:
+        recalibrate_bn(student, x[:512])
     student.eval()
     return {
         "mode": ("distillation (KL on logits / T)" + (f", mixup alpha {spec.mixup} + flips" if online else ""))

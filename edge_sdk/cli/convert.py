@@ -88,6 +88,18 @@ class ConvertCommand(Command):
         parser.add_argument(
             "--static", action="store_true", help="fix dynamic input dims (--input-shape, else 1) for NPUs/delegates"
         )
+        parser.add_argument(
+            "--qat-epochs",
+            type=int,
+            default=0,
+            help="OpenVINO int8 of a PyTorch model: quantization-aware fine-tuning epochs (0: off)",
+        )
+        parser.add_argument(
+            "--qat-data",
+            default="photos:1600",
+            help="unlabelled images for QAT distillation: folder or photos:N (default photos:1600)",
+        )
+        parser.add_argument("--qat-lr", type=float, default=1e-5, help="QAT learning rate (default 1e-5)")
         parser.add_argument("--allow-degraded", action="store_true", help="exit 0 even if validation fails")
         parser.add_argument("--unsafe-allow-lambda", action="store_true", help="load Keras Lambda layers (runs code)")
         parser.add_argument("--bench", action="store_true", help="benchmark each artifact (edge-sdk bench)")
@@ -113,6 +125,7 @@ class ConvertCommand(Command):
             static=args.static,
             allow_lambda=args.unsafe_allow_lambda,
             prune=args.prune,
+            qat={"finetune": args.qat_data, "epochs": args.qat_epochs, "lr": args.qat_lr} if args.qat_epochs else None,
         )
         if args.bench:
             _bench(result, args.verbose)
