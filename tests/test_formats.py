@@ -151,3 +151,18 @@ def test_onnx_external_data_missing_or_short(tmp_path):
 def test_size_limit_is_enforced(mlp_onnx):
     with pytest.raises(ModelFileError, match="above the 100-byte limit"):
         es.load(mlp_onnx, max_bytes=100)
+
+
+def test_every_format_is_recognised_after_one_handler_was_imported_directly(three_formats):
+    """Importing the ONNX wire parser first (as the converters do) must not leave TFLite/IR unrecognised."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from edge_sdk.formats.onnx_format import read_wire_model; "
+        "from edge_sdk.formats import detect_format; "
+        "print(' '.join(detect_format(p) for p in sys.argv[1:]))"
+    )
+    paths = [str(three_formats[k]) for k in ("tflite", "openvino", "onnx")]
+    out = subprocess.run([sys.executable, "-c", code, *paths], capture_output=True, text=True, timeout=120)
+    assert out.stdout.split() == ["tflite", "openvino", "onnx"], out.stderr[-500:]

@@ -55,8 +55,10 @@ def format_names() -> list[str]:
 
 
 def _ensure_registered() -> None:
-    if not _REGISTRY:
-        from edge_sdk.formats import onnx_format, openvino_format, tflite_format  # noqa: F401
+    """Import every built-in handler (each registers itself). Not skipped when the registry is merely
+    non-empty: importing one handler module directly (``onnx_format`` for its wire parser) registers
+    that one alone."""
+    from edge_sdk.formats import onnx_format, openvino_format, tflite_format  # noqa: F401
 
 
 def _check_regular_file(path: Path, max_bytes: int) -> int:
