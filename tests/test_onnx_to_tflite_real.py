@@ -147,3 +147,52 @@ def test_silero_vad_to_tflite_detects_the_same_speech_as_the_original(tmp_path):
         got = VoiceActivityDetector(converted).detect(clip)
     assert len(want) == len(got) == 1
     assert abs(got[0].start - want[0].start) < 0.05 and abs(got[0].end - want[0].end) < 0.05
+
+
+def _lstm_net(path: Path, steps: int, batch_first: bool = False) -> Path:
+    """x (steps, 1, 4) [or (1, steps, 4) batch-first] -> LSTM(hidden 3) -> Y."""
+    rng = np.random.default_rng(0)
+    w = numpy_helper.from_array(rng.standard_normal((1, 12, 4)).astype(np.float32), "W")
+    r = numpy_helper.from_array(rng.standard_normal((1, 12, 3)).astype(np.float32), "R")
+    shape = [1, steps, 4] if batch_first else [steps, 1, 4]
+    node = helper.make_node("LSTM", ["x", "W", "R"], ["Y"], hidden_size=3, layout=int(batch_first))
+    graph = helper.make_graph([node], "lstm", [helper.make_tensor_value_info("x", TensorProto.FLOAT, shape)],
+                              [helper.make_tensor_value_info("Y", TensorProto.FLOAT, None)], [w, r])  # fmt: skip
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)]), str(path))
+    return path
+
+
+def test_only_short_static_recurrences_are_unrolled(tmp_path):
+    assert onnx2tf_prep.unrollable_rnns(_lstm_net(tmp_path / "a.onnx", 4))
+    assert not onnx2tf_prep.unrollable_rnns(_lstm_net(tmp_path / "b.onnx", 500))  # too long to unroll
+    # batch-first: the step count is dim 1, not the batch size (1) in dim 0
+    assert not onnx2tf_prep.unrollable_rnns(_lstm_net(tmp_path / "c.onnx", 500, batch_first=True))
+
+
+def test_onnx_output_names_and_size_one_axis_moves_are_restored(tmp_path):
+    """onnx2tf's output_0/output_1 get the ONNX names back; (1, 2, 8) -> (2, 1, 8) is undone, a real permutation
+    of a feature map is not touched."""
+    import tensorflow as tf
+
+    class Fake(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec((2, 1, 8), tf.float32, name="state")])
+        def serve(self, state):
+            return {"output_0": tf.reshape(state, (1, 2, 8)) + 1.0, "output_1": tf.zeros((1, 4, 4, 3))}
+
+    fake = Fake()
+    saved = tmp_path / "onnx2tf"
+    tf.saved_model.save(fake, str(saved), signatures={"serving_default": fake.serve.get_concrete_function()})
+    outputs = [helper.make_tensor_value_info("stateN", TensorProto.FLOAT, [2, 1, 8]),
+               helper.make_tensor_value_info("heat", TensorProto.FLOAT, [1, 3, 4, 4])]  # fmt: skip
+    graph = helper.make_graph([], "g", [helper.make_tensor_value_info("state", TensorProto.FLOAT, [2, 1, 8])], outputs)
+    onnx.save(helper.make_model(graph), str(tmp_path / "m.onnx"))
+    restored = onnx2tf_prep.restore_onnx_outputs(saved, tmp_path / "m.onnx", tmp_path / "restored")
+    fn = tf.saved_model.load(str(restored)).signatures["serving_default"]
+    out = fn(state=tf.ones((2, 1, 8)))
+    assert sorted(out) == ["heat", "stateN"]
+    assert out["stateN"].shape == (2, 1, 8) and float(out["stateN"][0, 0, 0]) == 2.0
+    assert out["heat"].shape == (1, 4, 4, 3)  # NHWC stays as onnx2tf made it
+    # outputs that cannot be matched one to one: the SavedModel is returned untouched
+    graph.output.pop()
+    onnx.save(helper.make_model(graph), str(tmp_path / "m1.onnx"))
+    assert onnx2tf_prep.restore_onnx_outputs(saved, tmp_path / "m1.onnx", tmp_path / "r1") == saved
