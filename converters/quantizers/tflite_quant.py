@@ -1,7 +1,7 @@
-"""TFLite precision. From a SavedModel (Keras, SavedModel and ONNX-via-onnx2tf sources) with
-TFLiteConverter: fp16, dynamic-range int8, full int8 with a representative dataset and int8
-or float I/O. From a float .tflite only (PyTorch via litert-torch, TFLite sources) with
-ai-edge-quantizer: fp16 weights, dynamic int8, static int8 (float I/O)."""
+"""TFLite precision. From a SavedModel (Keras, SavedModel, and ONNX / PyTorch via onnx2tf) with
+TFLiteConverter: fp16, dynamic-range int8, full int8 with a representative dataset, int8 or float
+I/O, optional sparse weights. From a float .tflite only (TFLite sources, or PyTorch through the
+litert-torch fallback) with ai-edge-quantizer: fp16 weights, dynamic int8, static int8 (float I/O)."""
 
 from __future__ import annotations
 
