@@ -339,15 +339,20 @@ def _calibration(calibration: Any, source: SourceModel, preprocess: Any) -> Cali
             "or --calib synthetic to accept random data explicitly (the result is then marked synthetic)"
         )
     cs = load_calibration(calibration, source.inputs, preprocess=preprocess)
+    return replace(cs, samples=_as_streamed(source, cs))
+
+
+def _as_streamed(source: SourceModel, cs: CalibrationSet) -> list[list[Any]]:
+    """``cs``'s samples as the model sees them in use: audio windows get the source's extra inputs, and a
+    recurrent state is carried window to window (see :mod:`converters.stateful`)."""
     samples = with_default_extras(source, cs.samples) if cs.kind == "wav" else cs.samples
-    return replace(cs, samples=roll_state(source, samples, cs.groups))
+    return roll_state(source, samples, cs.groups)
 
 
 def _held_out(held_out: Any, source: SourceModel, preprocess: Any, n: int) -> HeldOut:
     if held_out is not None:
         cs = load_calibration(held_out, source.inputs, preprocess=preprocess, limit=n)
-        samples = with_default_extras(source, cs.samples) if cs.kind == "wav" else cs.samples
-        return HeldOut(roll_state(source, samples, cs.groups), cs.origin, cs.synthetic)
+        return HeldOut(_as_streamed(source, cs), cs.origin, cs.synthetic)
     if isinstance(preprocess, AudioSpec):
         from converters import datasets
 

@@ -236,14 +236,10 @@ HELD_OUT_UTTERANCES = (
 def held_out_speech(spec: object, n: int) -> list[np.ndarray] | None:
     """``n`` windows of real speech (espeak-ng) framed by an AudioSpec; None when espeak-ng is missing."""
     from edge_sdk.audio.default_media import make_speech_clip
-    from edge_sdk.audio.resample import resample
     from edge_sdk.errors import ToolMissingError
 
     try:
-        clip, _ = make_speech_clip(HELD_OUT_UTTERANCES, seed=7)
+        clip, _ = make_speech_clip(HELD_OUT_UTTERANCES, seed=7, sample_rate=getattr(spec, "sample_rate", 16000))
     except ToolMissingError:
         return None
-    rate = getattr(spec, "sample_rate", 16000)
-    if rate != 16000:
-        clip = resample(clip, 16000, rate)
     return list(spec.frames(clip))[:n]  # type: ignore[attr-defined]

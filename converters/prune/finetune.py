@@ -163,11 +163,8 @@ def finetune(
                 xb = _mixup_batch(xb, rng, spec.mixup)
             out = student(xb.to(memory_format=torch.channels_last) if channels_last else xb)
             out = out[0] if isinstance(out, (list, tuple)) else out
-            if online:
-                target = _teacher_logits(teacher, xb)
-                loss = F.kl_div(F.log_softmax(out / T, 1), F.softmax(target / T, 1), reduction="batchmean") * T * T
-            elif y is None:
-                target = torch.from_numpy(teacher_logits[idx])
+            if y is None:
+                target = _teacher_logits(teacher, xb) if online else torch.from_numpy(teacher_logits[idx])
                 loss = F.kl_div(F.log_softmax(out / T, 1), F.softmax(target / T, 1), reduction="batchmean") * T * T
             else:
                 loss = F.cross_entropy(out, torch.from_numpy(y[idx]))

@@ -41,16 +41,15 @@ class QATSpec:
 def quantize_qat(
     source: Any, out: Path, calibration: Any, spec: QATSpec, preprocess: Any
 ) -> tuple[Path, dict[str, Any]]:
-    """NNCF-quantize ``source``'s module on ``calibration``, distil for ``spec.epochs``, save the int8 IR."""
+    """NNCF-quantize ``source``'s module (a PyTorch source: ``convert`` checks) on ``calibration``, distil for
+    ``spec.epochs``, save the int8 IR."""
     import nncf
-    import openvino as ov
     import torch
 
     from converters.prune.finetune import finetune
+    from converters.routes.torch_routes import module_and_args, save_as_ir
 
-    if source.kind not in ("torch", "pt2"):
-        raise ConversionError(f"QAT fine-tunes a PyTorch model; this source is {source.kind}")
-    teacher = (source.obj.module() if source.kind == "pt2" else source.obj).eval()
+    teacher = module_and_args(source)[0].eval()
     samples = [tuple(torch.from_numpy(x) for x in s) for s in calibration.samples]
     try:
         student = nncf.quantize(
@@ -61,13 +60,5 @@ def quantize_qat(
     except Exception as e:
         raise ConversionError(f"nncf.quantize of the PyTorch model failed: {first_line(e)}") from None
     info = finetune(student, teacher, spec, preprocess, recalibrate=False)
-    example = tuple(torch.from_numpy(a.copy()) for a in source.example_inputs)
-    try:
-        model = ov.convert_model(student.eval(), example_input=example)
-    except Exception as e:
-        raise ConversionError(f"openvino.convert_model of the QAT model failed: {first_line(e)}") from None
-    model.reshape({port: list(a.shape) for port, a in zip(model.inputs, source.example_inputs)})
-    for port, s in zip(model.inputs, source.inputs):
-        port.get_tensor().set_names({s.name})
-    ov.save_model(model, str(out), compress_to_fp16=False)
+    save_as_ir(student.eval(), source, out)  # the fake-quantize modules become the IR's int8 ops
     return out, {**info, "quantizer": "nncf.quantize (PyTorch) + distillation QAT"}

@@ -55,14 +55,10 @@ def simplify(src: Path, dst: Path, onnxsim: Path) -> Path | None:
 
 
 def static_shapes(model: object) -> dict[str, list[int]]:
-    """Tensor name -> dims (0 where unknown) for every value whose rank is known (no shape field: left out)."""
-    graph = model.graph  # type: ignore[attr-defined]
-    shapes = {}
-    for v in [*graph.value_info, *graph.output, *graph.input]:
-        t = v.type.tensor_type
-        if t.HasField("shape"):
-            shapes[v.name] = [d.dim_value if d.HasField("dim_value") else 0 for d in t.shape.dim]
-    return shapes
+    """Tensor name -> dims, 0 where unknown (:func:`edge_sdk.summary.onnx_summary.tensor_shapes`)."""
+    from edge_sdk.summary.onnx_summary import tensor_shapes
+
+    return {name: [d or 0 for d in dims] for name, dims in tensor_shapes(model).items()}
 
 
 def squeezes_to_reshapes(src: Path, dst: Path) -> list[str]:

@@ -14,7 +14,8 @@ from edge_sdk.errors import ConversionError, first_line
 log = logging.getLogger("edge_sdk.convert")
 
 
-def _module_and_args(source: SourceModel) -> tuple[Any, tuple[Any, ...]]:
+def module_and_args(source: SourceModel) -> tuple[Any, tuple[Any, ...]]:
+    """The nn.Module (a .pt2 program's module) and its example inputs as tensors."""
     import torch
 
     module = source.obj.module() if source.kind == "pt2" else source.obj
@@ -25,7 +26,7 @@ def _module_and_args(source: SourceModel) -> tuple[Any, tuple[Any, ...]]:
 def to_onnx(source: SourceModel, out: Path, ctx: RouteContext) -> Path:
     import torch
 
-    module, args = _module_and_args(source)
+    module, args = module_and_args(source)
     names = [s.name for s in source.inputs]
     try:
         with warnings.catch_warnings():
@@ -52,18 +53,26 @@ def to_onnx(source: SourceModel, out: Path, ctx: RouteContext) -> Path:
 
 
 def to_openvino(source: SourceModel, out: Path, ctx: RouteContext) -> Path:
-    import openvino as ov
+    module, _ = module_and_args(source)
+    return save_as_ir(source.obj if source.kind == "pt2" else module, source, out)
 
-    module, args = _module_and_args(source)
+
+def save_as_ir(model: Any, source: SourceModel, out: Path) -> Path:
+    """``model`` (a torch module or program traced with ``source``'s example inputs) as an fp32 IR at ``out``,
+    input shapes fixed to the example's and inputs named as the source's."""
+    import openvino as ov
+    import torch
+
+    args = tuple(torch.from_numpy(a.copy()) for a in source.example_inputs)
     try:
-        model = ov.convert_model(source.obj if source.kind == "pt2" else module, example_input=args)
+        ir = ov.convert_model(model, example_input=args)
     except Exception as e:
         raise ConversionError(f"openvino.convert_model failed on the PyTorch model: {first_line(e)}") from None
     # convert_model leaves every dim dynamic; the traced example fixes them (NPUs and bench need static shapes)
-    model.reshape({port: list(a.shape) for port, a in zip(model.inputs, source.example_inputs)})
-    for port, spec in zip(model.inputs, source.inputs):
+    ir.reshape({port: list(a.shape) for port, a in zip(ir.inputs, source.example_inputs)})
+    for port, spec in zip(ir.inputs, source.inputs):
         port.get_tensor().set_names({spec.name})
-    ov.save_model(model, str(out), compress_to_fp16=False)
+    ov.save_model(ir, str(out), compress_to_fp16=False)
     return out
 
 
@@ -97,7 +106,7 @@ def to_tflite_litert(source: SourceModel, out: Path, ctx: RouteContext) -> Path:
     """PyTorch -> TFLite with litert-torch directly (quantized afterwards by ai-edge-quantizer)."""
     import litert_torch
 
-    module, args = _module_and_args(source)
+    module, args = module_and_args(source)
     try:
         edge_model = litert_torch.convert(module.eval(), args)
         edge_model.export(str(out))

@@ -61,6 +61,16 @@ def summarize(model_file: ModelFile) -> ModelSummary:
     return summary
 
 
+def tensor_shapes(model: Any) -> dict[str, list[int | None]]:
+    """Tensor name -> dims (None where unknown) of every graph value whose rank is known."""
+    shapes: dict[str, list[int | None]] = {}
+    for vi in list(model.graph.value_info) + list(model.graph.input) + list(model.graph.output):
+        t = vi.type.tensor_type
+        if t.HasField("shape"):
+            shapes[vi.name] = [d.dim_value if d.HasField("dim_value") else None for d in t.shape.dim]
+    return shapes
+
+
 def _macs(model_file: ModelFile) -> tuple[int | None, str]:
     try:
         import onnx
@@ -70,11 +80,7 @@ def _macs(model_file: ModelFile) -> tuple[int | None, str]:
     model = _infer_shapes(model)
     if model is None:
         return None, "shape inference failed"
-    shapes: dict[str, list[Any]] = {}
-    for vi in list(model.graph.value_info) + list(model.graph.input) + list(model.graph.output):
-        t = vi.type.tensor_type
-        if t.HasField("shape"):
-            shapes[vi.name] = [d.dim_value if d.HasField("dim_value") else None for d in t.shape.dim]
+    shapes: dict[str, list[Any]] = tensor_shapes(model)
     for init in model.graph.initializer:
         shapes[init.name] = list(init.dims)
     total = 0
