@@ -124,8 +124,8 @@ def convert(
     ``prune``: ``"channel:0.25"``, ``"magnitude:0.5"`` or a :class:`converters.prune.PruneSpec`: prune (and
     fine-tune) first; every artifact is then validated against the *unpruned* original and the manifest
     records the pruning report (a pruned model only has to meet the spec's ``min_agreement``).
-    ``qat``: a :class:`converters.quantizers.openvino_qat.QATSpec` (or a dict of its fields): OpenVINO
-    int8 of a PyTorch source is then fine-tuned quantization-aware (NNCF + distillation) before export.
+    ``qat``: a :class:`converters.quantizers.qat.QATSpec` (or a dict of its fields): int8 of a PyTorch
+    source is then fine-tuned quantization-aware (NNCF + distillation) once, for every target.
     """
     quiet_third_party(verbose)
     targets = [to] if isinstance(to, str) else list(to)
@@ -141,7 +141,7 @@ def convert(
         ctx = RouteContext(workdir=Path(tmp), opset=opset, verbose=verbose, input_shapes=dict(input_shapes or {}),
                            tflite_sparse=tflite_sparse)  # fmt: skip
         source = _open(model, example_inputs, ctx, allow_lambda, static)
-        qat_spec = _qat_spec(qat, source, targets, precisions)
+        qat_spec = _qat_spec(qat, source, precisions)
         if tflite_sparse and "tflite" in targets and source.kind not in TF_KINDS:
             raise ConversionError(
                 f"--tflite-sparse needs TFLiteConverter; a {source.kind} source is re-quantized by ai-edge-quantizer, "
@@ -168,6 +168,7 @@ def convert(
             tolerances = {**spec.tolerances(), **(tolerances or {})}
         reports: list[ArtifactReport] = []
         qat_info: dict[str, Any] | None = None
+        qat_model: Any = None
         jobs = [(t, p) for t in targets for p in precisions]
         fp32_files: dict[str, Path] = {}
         with staging_dir(out_dir) as stage:
@@ -183,10 +184,18 @@ def convert(
                             fp32_files[target] = _make_static(fp32_files[target], ctx)
                     if prec == "fp32":
                         _copy_model(fp32_files[target], staged)
-                    elif qat_spec is not None and (target, prec) == ("openvino", "int8"):
-                        from converters.quantizers.openvino_qat import quantize_qat
+                    elif qat_spec is not None and prec == "int8":
+                        from converters.quantizers.qat import save_openvino, train_qat
 
-                        _, qat_info = quantize_qat(source, staged, calib, qat_spec, preprocess)
+                        if qat_model is None:  # one fine-tuning serves every target
+                            qat_model = train_qat(source, calib, qat_spec, preprocess)
+                            qat_info = qat_model.info
+                        if target == "openvino":
+                            save_openvino(qat_model, source, staged)
+                        else:  # the target's own quantizer, on the weights fine-tuned for the int8 grid
+                            work = ctx.workdir / f"{base}_qat_fp32{TARGET_SUFFIX[target]}"
+                            adapted = route.load()(qat_model.adapted, work, ctx)
+                            quantize(target, adapted, staged, prec, calib, ctx, int8_io=int8_io)
                     else:
                         quantize(target, fp32_files[target], staged, prec, calib, ctx, int8_io=int8_io)
                 metrics, fails = validate_artifact(original, staged, held, prec, tolerances)
@@ -308,24 +317,26 @@ def _open(model: Any, example_inputs: Any, ctx: RouteContext, allow_lambda: bool
     return source
 
 
-def _qat_spec(qat: Any, source: SourceModel, targets: Sequence[str], precisions: Sequence[str]) -> Any:
+def _qat_spec(qat: Any, source: SourceModel, precisions: Sequence[str]) -> Any:
     """The QATSpec to use, or None; refuses QAT where it cannot apply (before any work)."""
     if qat is None:
         return None
-    from converters.quantizers.openvino_qat import QATSpec
+    from converters.quantizers.qat import QATSpec
 
     spec = qat if isinstance(qat, QATSpec) else QATSpec(**qat)
-    if "openvino" not in targets or "int8" not in precisions:
-        raise ConversionError("QAT applies to OpenVINO int8: add --to openvino --precision int8")
+    if "int8" not in precisions:
+        raise ConversionError("QAT fine-tunes for static int8: add --precision int8")
     if source.kind not in ("torch", "pt2"):
         raise ConversionError(f"QAT fine-tunes a PyTorch model (module or .pt2); this source is {source.kind}")
     return spec
 
 
 def _quantizer_name(target: str, precision: str, qat_spec: Any) -> str:
-    if qat_spec is not None and (target, precision) == ("openvino", "int8"):
+    if qat_spec is None or precision != "int8":
+        return TOOLS[target][precision]
+    if target == "openvino":
         return f"nncf.quantize (PyTorch) + distillation QAT ({qat_spec.epochs} epochs)"
-    return TOOLS[target][precision]
+    return f"{TOOLS[target][precision]} of distillation-QAT weights ({qat_spec.epochs} epochs)"
 
 
 #: source kinds whose TFLite goes through TFLiteConverter (ONNX and PyTorch via onnx2tf's SavedModel)

@@ -394,8 +394,8 @@ def test_magnitude_pruned_keras_to_sparse_tflite_is_smaller_and_computes_the_sam
     assert "convert from the original model" in r.stderr
 
 
-def test_openvino_int8_with_quantization_aware_fine_tuning(tmp_path):
-    """qat=: NNCF quantizes the PyTorch module, distillation fine-tunes it, the IR is int8 and validated."""
+def test_int8_with_quantization_aware_fine_tuning_on_every_target(tmp_path):
+    """qat=: one NNCF fine-tuning; OpenVINO gets the fine-tuned IR, ONNX its QDQ quantizer on the adapted weights."""
     import json
 
     from converters import convert
@@ -407,14 +407,44 @@ def test_openvino_int8_with_quantization_aware_fine_tuning(tmp_path):
     rng = np.random.default_rng(2)
     write_image_folder(tmp_path / "imgs", rng.integers(0, 255, (32, 16, 16, 3), dtype=np.uint8))
     pre = PreprocessSpec(size=(16, 16), mean=(127.0,), std=(128.0,), layout="NCHW")
-    result = convert(tiny(), example_inputs=(X,), to="openvino", precision="int8", calibration=tmp_path / "imgs",
-                     preprocess=pre, qat={"finetune": tmp_path / "imgs", "epochs": 1, "batch_size": 16},
+    result = convert(tiny(), example_inputs=(X,), to=["openvino", "onnx"], precision="int8",
+                     calibration=tmp_path / "imgs", preprocess=pre,
+                     qat={"finetune": tmp_path / "imgs", "epochs": 1, "batch_size": 16},
                      output_dir=tmp_path / "o", validate_samples=8, allow_degraded=True)  # fmt: skip
-    art = result.artifact("openvino", "int8")
-    assert "QAT (1 epochs)" in art.quantizer and min(m.cosine for m in art.metrics) > 0.9
-    assert summarize(art.path).quantization.startswith("int8"), summarize(art.path).quantization
+    ov_art, onnx_art = result.artifact("openvino", "int8"), result.artifact("onnx", "int8")
+    assert "QAT (1 epochs)" in ov_art.quantizer and min(m.cosine for m in ov_art.metrics) > 0.9
+    assert "distillation-QAT weights (1 epochs)" in onnx_art.quantizer and min(m.cosine for m in onnx_art.metrics) > 0.9
+    for art in (ov_art, onnx_art):
+        assert summarize(art.path).quantization.startswith("int8"), (art.path, summarize(art.path).quantization)
     qat = json.loads(result.manifest_path.read_text())["qat"]
     assert qat["epochs"] == 1 and qat["samples"] == 32 and "mixup" in qat["mode"]
-    with pytest.raises(ConversionError, match="QAT applies to OpenVINO int8"):
-        convert(tiny(), example_inputs=(X,), to="onnx", precision="int8", calibration="synthetic",
+    with pytest.raises(ConversionError, match="QAT fine-tunes for static int8: add --precision int8"):
+        convert(tiny(), example_inputs=(X,), to="onnx", precision="fp16",
                 qat={"finetune": tmp_path / "imgs"}, output_dir=tmp_path / "x")  # fmt: skip
+
+
+def test_qat_adapted_weights_sit_on_their_int8_grid():
+    """The float module ONNX/TFLite quantize after QAT carries the fine-tuned weights snapped to int8 levels,
+    so a per-channel symmetric quantizer (scale = max|w| / 127) reproduces them exactly."""
+    import copy
+
+    import nncf
+    import torch
+
+    from converters.quantizers.qat import _snapped_float_module
+
+    teacher = tiny().eval()
+    student = nncf.quantize(copy.deepcopy(teacher), nncf.Dataset([X] * 4), subset_size=4)
+    with torch.no_grad():
+        for p in student.parameters():
+            if p.is_floating_point() and p.dim() > 1:
+                p.mul_(1.05)  # stands in for training: weights moved off the original's (and off its int8 grid)
+    adapted = _snapped_float_module(student, teacher, X)
+    # the first conv is skipped: NNCF's overflow fix gives it a 7-bit grid, which ORT/TFLite re-round finer
+    convs = [m for m in adapted.modules() if isinstance(m, torch.nn.Conv2d)][1:]
+    assert len(convs) == 6
+    for conv, original in zip(convs, [m for m in teacher.modules() if isinstance(m, torch.nn.Conv2d)][1:]):
+        w = conv.weight.detach().flatten(1)
+        assert not torch.equal(conv.weight, original.weight)  # the student's weights, not the teacher's
+        levels = w / (w.abs().amax(1, keepdim=True) / 127)
+        assert torch.allclose(levels, levels.round(), atol=1e-3), (levels - levels.round()).abs().max()

@@ -92,7 +92,7 @@ class ConvertCommand(Command):
             "--qat-epochs",
             type=int,
             default=0,
-            help="OpenVINO int8 of a PyTorch model: quantization-aware fine-tuning epochs (0: off)",
+            help="int8 of a PyTorch model: quantization-aware fine-tuning epochs, one run for all targets (0: off)",
         )
         parser.add_argument(
             "--qat-data",
