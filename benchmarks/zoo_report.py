@@ -5,7 +5,8 @@ validated on >= 200 held-out crops), each artifact checked on `chelsea` (cat, 28
 (espresso, 967), latency via `edge-sdk bench`; and CenterFace at 480x640 -> TFLite, OpenVINO, int8 ONNX,
 each artifact's face box on `astronaut` compared with the original's (IoU).
 
-    .venv/bin/python benchmarks/zoo_report.py [--out .cache/zoo_report] [--samples 200] [--skip-effnet]
+    .venv/bin/python benchmarks/zoo_report.py [--out .cache/zoo_report] [--samples 200] [--qat-epochs N]
+                                              [--skip-effnet] [--skip-centerface]
 """
 
 from __future__ import annotations
@@ -25,10 +26,12 @@ from edge_sdk.postprocess.boxes import iou
 from edge_sdk.postprocess.centerface import decode
 
 
-def effnet(out: Path, samples: int) -> list[dict]:
+def effnet(out: Path, samples: int, qat_epochs: int = 0) -> list[dict]:
+    qat = {"finetune": "photos:1600", "epochs": qat_epochs} if qat_epochs else None
     result = convert(
         "zoo:efficientnet-lite0", to=["tflite", "onnx", "openvino"], precision=["fp32", "fp16", "int8"],
         calibration="photos:300", validate_samples=samples, output_dir=out, allow_degraded=True, progress=True,
+        qat=qat,
     )  # fmt: skip
     spec = zoo.get("efficientnet-lite0").preprocess()
     cat, coffee = (spec.apply(datasets.named_image(n)) for n in ("chelsea", "coffee"))
@@ -42,7 +45,8 @@ def effnet(out: Path, samples: int) -> list[dict]:
         rows.append({
             "artifact": a.path.name, "size_mb": a.size_bytes / 2**20, "top1": a.metrics[0].top1_agreement,
             "cosine": a.metrics[0].cosine, "chelsea": preds[0], "coffee": preds[1], "p50_ms": bench.p50_ms,
-            "backend": bench.backend, "ok": 281 <= preds[0] <= 285 and preds[1] == 967,
+            "backend": bench.backend, "ok": 281 <= preds[0] <= 285 and preds[1] == 967, "quantizer": a.quantizer,
+            "confident": a.metrics[0].top1_agreement_confident,
         })  # fmt: skip
     return rows
 
@@ -93,12 +97,13 @@ def main() -> int:
     ap.add_argument("--samples", type=int, default=200)
     ap.add_argument("--skip-effnet", action="store_true")
     ap.add_argument("--skip-centerface", action="store_true")
+    ap.add_argument("--qat-epochs", type=int, default=0, help="int8 through quantization-aware fine-tuning (0: PTQ)")
     args = ap.parse_args()
     out = Path(args.out)
     t0 = time.time()
     report = {}
     if not args.skip_effnet:
-        report["efficientnet-lite0"] = effnet(out / "effnet", args.samples)
+        report["efficientnet-lite0"] = effnet(out / "effnet", args.samples, args.qat_epochs)
     if not args.skip_centerface:
         report["centerface"] = centerface(out / "centerface")
     print(json.dumps(report, indent=1))

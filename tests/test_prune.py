@@ -448,3 +448,12 @@ def test_qat_adapted_weights_sit_on_their_int8_grid():
         assert not torch.equal(conv.weight, original.weight)  # the student's weights, not the teacher's
         levels = w / (w.abs().amax(1, keepdim=True) / 127)
         assert torch.allclose(levels, levels.round(), atol=1e-3), (levels - levels.round()).abs().max()
+
+
+def test_cli_refuses_qat_for_a_source_it_cannot_fine_tune(tiny_onnx, tmp_path, cli):
+    """--qat-epochs on an ONNX file: a one-line error naming the source kind, before any conversion work."""
+    r = cli("convert", str(tiny_onnx), "--to", "onnx", "--precision", "int8", "--calib", "synthetic",
+            "--qat-epochs", "1", "-o", str(tmp_path / "o"))  # fmt: skip
+    assert r.returncode != 0 and "Traceback" not in r.stderr
+    assert "QAT fine-tunes a PyTorch model (module or .pt2); this source is onnx" in r.stderr
+    assert not list((tmp_path / "o").glob("*.onnx"))
