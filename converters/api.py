@@ -185,17 +185,12 @@ def convert(
                     if prec == "fp32":
                         _copy_model(fp32_files[target], staged)
                     elif qat_spec is not None and prec == "int8":
-                        from converters.quantizers.qat import save_openvino, train_qat
+                        from converters.quantizers.qat import quantize_for_target, train_qat
 
                         if qat_model is None:  # one fine-tuning serves every target
                             qat_model = train_qat(source, calib, qat_spec, preprocess)
                             qat_info = qat_model.info
-                        if target == "openvino":
-                            save_openvino(qat_model, source, staged)
-                        else:  # the target's own quantizer, on the weights fine-tuned for the int8 grid
-                            work = ctx.workdir / f"{base}_qat_fp32{TARGET_SUFFIX[target]}"
-                            adapted = route.load()(qat_model.adapted, work, ctx)
-                            quantize(target, adapted, staged, prec, calib, ctx, int8_io=int8_io)
+                        quantize_for_target(qat_model, route, source, staged, calib, ctx, int8_io=int8_io)
                     else:
                         quantize(target, fp32_files[target], staged, prec, calib, ctx, int8_io=int8_io)
                 metrics, fails = validate_artifact(original, staged, held, prec, tolerances)

@@ -423,6 +423,39 @@ def test_int8_with_quantization_aware_fine_tuning_on_every_target(tmp_path):
                 qat={"finetune": tmp_path / "imgs"}, output_dir=tmp_path / "x")  # fmt: skip
 
 
+def test_qat_tflite_and_onnx_quantize_the_fine_tuned_weights_not_the_original(tmp_path):
+    """With QAT, TFLite int8 comes from the adapted weights (its own onnx2tf export), like ONNX int8 does:
+    after a fine-tuning that moves the weights, it agrees with QAT's ONNX int8, not with post-training TFLite."""
+    import edge_sdk as es
+    from converters import convert
+    from converters.datasets import write_image_folder
+    from converters.layout import adapt_array
+    from converters.routes.onnx_routes import onnx2tf_executable
+    from edge_sdk.preprocess import PreprocessSpec
+
+    try:
+        onnx2tf_executable()
+    except Exception as e:  # the Makefile's test target installs it
+        pytest.skip(str(e))
+    write_image_folder(tmp_path / "imgs", np.random.default_rng(3).integers(0, 255, (32, 16, 16, 3), dtype=np.uint8))
+    pre = PreprocessSpec(size=(16, 16), mean=(127.0,), std=(128.0,), layout="NCHW")
+    common = dict(example_inputs=(X,), precision="int8", calibration=tmp_path / "imgs", preprocess=pre,
+                  validate_samples=4, allow_degraded=True)  # fmt: skip
+    qat = convert(tiny(), to=["tflite", "onnx"], output_dir=tmp_path / "qat", **common,
+                  qat={"finetune": tmp_path / "imgs", "epochs": 2, "batch_size": 16, "lr": 1e-2})  # fmt: skip
+    ptq = convert(tiny(), to=["tflite"], output_dir=tmp_path / "ptq", **common)
+
+    def run(path):
+        with es.load(path, dequantize=True) as m:
+            return np.ravel(m(adapt_array(X.numpy(), m.inputs[0])))
+
+    t_qat, o_qat, t_ptq = (
+        run(r.artifact(t, "int8").path) for r, t in ((qat, "tflite"), (qat, "onnx"), (ptq, "tflite"))
+    )  # noqa: E501
+    same, other = _cos(t_qat, o_qat), _cos(t_qat, t_ptq)
+    assert same > 0.99 and same > other + 0.01, (same, other)
+
+
 def test_qat_adapted_weights_sit_on_their_int8_grid():
     """The float module ONNX/TFLite quantize after QAT carries the fine-tuned weights snapped to int8 levels,
     so a per-channel symmetric quantizer (scale = max|w| / 127) reproduces them exactly."""

@@ -17,7 +17,7 @@ One fine-tuning serves every target:
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +51,7 @@ class QATModel:
     student: Any
     adapted: Any  # converters.sources.SourceModel of the weight-snapped float module
     info: dict[str, Any]
+    intermediates: dict[str, Path] = field(default_factory=dict)  # the adapted model's exports (ONNX, SavedModel)
 
 
 def train_qat(source: Any, calibration: Any, spec: QATSpec, preprocess: Any) -> QATModel:
@@ -80,12 +81,23 @@ def train_qat(source: Any, calibration: Any, spec: QATSpec, preprocess: Any) -> 
     return QATModel(student, adapted_source, {**info, "quantizer": "nncf.quantize (PyTorch) + distillation QAT"})
 
 
-def save_openvino(qat: QATModel, source: Any, out: Path) -> Path:
-    """The fine-tuned student as an int8 IR (its fake-quantize modules become the IR's int8 ops)."""
+def quantize_for_target(qat: QATModel, route: Any, source: Any, out: Path, calibration: Any, ctx: Any,
+                        **options: Any) -> Path:  # fmt: skip
+    """The int8 artifact for ``route``'s target at ``out``, from the one fine-tuning in ``qat``.
+
+    OpenVINO: the fine-tuned student itself (its fake-quantize modules become the IR's int8 ops). Others:
+    the target's own static quantizer on the adapted module, exported in a context of its own so that no
+    export of the original (``ctx.intermediates``) is reused."""
+    from converters.quantizers import quantize
+    from converters.routes import TARGET_SUFFIX
     from converters.routes.torch_routes import save_as_ir
 
-    save_as_ir(qat.student, source, out)
-    return out
+    if route.target == "openvino":
+        return save_as_ir(qat.student, source, out)
+    own = replace(ctx, workdir=ctx.workdir / "qat", intermediates=qat.intermediates)
+    own.workdir.mkdir(exist_ok=True)
+    fp32 = route.load()(qat.adapted, own.workdir / f"adapted_fp32{TARGET_SUFFIX[route.target]}", own)
+    return quantize(route.target, fp32, out, "int8", calibration, own, **options)
 
 
 def _snapped_float_module(student: Any, teacher: Any, example_input: Any) -> Any:
