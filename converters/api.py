@@ -167,7 +167,6 @@ def convert(
             source, pruning = prune_source(original, spec, ctx, held=held, save_to=save_to, preprocess=preprocess)
             tolerances = {**spec.tolerances(), **(tolerances or {})}
         reports: list[ArtifactReport] = []
-        qat_info: dict[str, Any] | None = None
         qat_model: Any = None
         jobs = [(t, p) for t in targets for p in precisions]
         fp32_files: dict[str, Path] = {}
@@ -177,22 +176,22 @@ def convert(
                 route = find_route(source.kind, target)
                 staged = stage / f"{base}_{prec}{TARGET_SUFFIX[target]}"
                 with native_output(verbose):
-                    if target not in fp32_files:
-                        fp32_path = ctx.workdir / f"{base}_fp32{TARGET_SUFFIX[target]}"
-                        fp32_files[target] = route.load()(source, fp32_path, ctx)
-                        if static:
-                            fp32_files[target] = _make_static(fp32_files[target], ctx)
-                    if prec == "fp32":
-                        _copy_model(fp32_files[target], staged)
-                    elif qat_spec is not None and prec == "int8":
+                    if qat_spec is not None and prec == "int8":  # the original's export is not needed for it
                         from converters.quantizers.qat import quantize_for_target, train_qat
 
                         if qat_model is None:  # one fine-tuning serves every target
                             qat_model = train_qat(source, calib, qat_spec, preprocess)
-                            qat_info = qat_model.info
                         quantize_for_target(qat_model, route, source, staged, calib, ctx, int8_io=int8_io)
                     else:
-                        quantize(target, fp32_files[target], staged, prec, calib, ctx, int8_io=int8_io)
+                        if target not in fp32_files:
+                            fp32_path = ctx.workdir / f"{base}_fp32{TARGET_SUFFIX[target]}"
+                            fp32_files[target] = route.load()(source, fp32_path, ctx)
+                            if static:
+                                fp32_files[target] = _make_static(fp32_files[target], ctx)
+                        if prec == "fp32":
+                            _copy_model(fp32_files[target], staged)
+                        else:
+                            quantize(target, fp32_files[target], staged, prec, calib, ctx, int8_io=int8_io)
                 metrics, fails = validate_artifact(original, staged, held, prec, tolerances)
                 final = out_dir / staged.name
                 publish(_companions(staged, final))
@@ -235,7 +234,7 @@ def convert(
                 "calibration": calib.describe() if calib else None,
                 "validation": held.describe(),
                 "pruning": pruning,
-                "qat": qat_info,
+                "qat": qat_model.info if qat_model is not None else None,
                 "artifacts": reports,
             },
         )  # fmt: skip
