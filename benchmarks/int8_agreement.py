@@ -15,6 +15,7 @@ import math
 import sys
 
 import numpy as np
+from _report import emit
 
 
 def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -52,15 +53,11 @@ def main() -> int:
         rows.append({"artifact": path, "first_200": float(same[:200].mean()), "all": float(same.mean()),
                      "n": len(same), "ci95": [round(lo, 4), round(hi, 4)]})  # fmt: skip
         print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
-    if args.json:
-        print(json.dumps(rows, indent=1))
-    else:
-        print(f"| artifact | first 200 crops | all {args.samples} crops | 95% interval |")
-        print("|---|---:|---:|---|")
-        for r in rows:
-            print(
-                f"| {r['artifact']} | {r['first_200']:.1%} | {r['all']:.1%} | {r['ci95'][0]:.1%}-{r['ci95'][1]:.1%} |"
-            )
+    emit(rows, args.json, [
+        ("artifact", lambda r: r["artifact"]), ("first 200 crops", lambda r: f"{r['first_200']:.1%}"),
+        (f"all {args.samples} crops", lambda r: f"{r['all']:.1%}"),
+        ("95% interval", lambda r: f"{r['ci95'][0]:.1%}-{r['ci95'][1]:.1%}"),
+    ])  # fmt: skip
     return 0
 
 

@@ -16,6 +16,8 @@ import json
 import sys
 from pathlib import Path
 
+from _report import emit
+
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -45,14 +47,12 @@ def main() -> int:
                          "size_mb": art.size_bytes / 2**20, "seconds": round(art.seconds, 1),
                          "quantizer": art.quantizer})  # fmt: skip
             print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
-    if args.json:
-        print(json.dumps(rows, indent=1))
-    else:
-        print("| int8 | target | top-1 agreement | confident | cosine | MB | seconds |")
-        print("|---|---|---|---|---|---|---|")
-        for r in rows:
-            print(f"| {r['variant']} | {r['target']} | {r['top1_agreement']:.1%} | {r['confident']:.1%} "
-                  f"| {r['cosine']:.4f} | {r['size_mb']:.1f} | {r['seconds']} |")  # fmt: skip
+    emit(rows, args.json, [
+        ("int8", lambda r: r["variant"]), ("target", lambda r: r["target"]),
+        ("top-1 agreement", lambda r: f"{r['top1_agreement']:.1%}"), ("confident", lambda r: f"{r['confident']:.1%}"),
+        ("cosine", lambda r: f"{r['cosine']:.4f}"), ("MB", lambda r: f"{r['size_mb']:.1f}"),
+        ("seconds", lambda r: str(r["seconds"])),
+    ])  # fmt: skip
     return 0
 
 

@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from _report import emit
 
 
 def _model(size: int):  # noqa: ANN202
@@ -73,15 +74,14 @@ def main() -> int:
             "latency_ratio": sparse_ms / dense_ms, "sparse_cosine_vs_keras": files[True][1],
         })  # fmt: skip
         print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
-    if args.json:
-        print(json.dumps(rows, indent=1))
-    else:
-        print("| magnitude | dense MB (gzip) | sparse MB (gzip) | dense p50 ms | sparse p50 ms | ratio | cosine |")
-        print("|---|---|---|---|---|---|---|")
-        for r in rows:
-            print(f"| {r['amount']:.0%} | {r['dense_mb']:.2f} ({r['dense_gzip_mb']:.2f}) | {r['sparse_mb']:.2f} "
-                  f"({r['sparse_gzip_mb']:.2f}) | {r['dense_p50_ms']:.2f} | {r['sparse_p50_ms']:.2f} | "
-                  f"{r['latency_ratio']:.2f} | {r['sparse_cosine_vs_keras']:.5f} |")  # fmt: skip
+    emit(rows, args.json, [
+        ("magnitude", lambda r: f"{r['amount']:.0%}"),
+        ("dense MB (gzip)", lambda r: f"{r['dense_mb']:.2f} ({r['dense_gzip_mb']:.2f})"),
+        ("sparse MB (gzip)", lambda r: f"{r['sparse_mb']:.2f} ({r['sparse_gzip_mb']:.2f})"),
+        ("dense p50 ms", lambda r: f"{r['dense_p50_ms']:.2f}"),
+        ("sparse p50 ms", lambda r: f"{r['sparse_p50_ms']:.2f}"),
+        ("ratio", lambda r: f"{r['latency_ratio']:.2f}"), ("cosine", lambda r: f"{r['sparse_cosine_vs_keras']:.5f}"),
+    ])  # fmt: skip
     return 0
 
 
