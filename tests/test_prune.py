@@ -409,7 +409,7 @@ def test_int8_with_quantization_aware_fine_tuning_on_every_target(tmp_path):
     pre = PreprocessSpec(size=(16, 16), mean=(127.0,), std=(128.0,), layout="NCHW")
     result = convert(tiny(), example_inputs=(X,), to=["openvino", "onnx"], precision="int8",
                      calibration=tmp_path / "imgs", preprocess=pre,
-                     qat={"finetune": tmp_path / "imgs", "epochs": 1, "batch_size": 16},
+                     qat={"finetune": tmp_path / "imgs", "epochs": 1, "batch_size": 16, "loss": "mse"},
                      output_dir=tmp_path / "o", validate_samples=8, allow_degraded=True)  # fmt: skip
     ov_art, onnx_art = result.artifact("openvino", "int8"), result.artifact("onnx", "int8")
     assert "QAT (1 epochs)" in ov_art.quantizer and min(m.cosine for m in ov_art.metrics) > 0.9
@@ -417,10 +417,30 @@ def test_int8_with_quantization_aware_fine_tuning_on_every_target(tmp_path):
     for art in (ov_art, onnx_art):
         assert summarize(art.path).quantization.startswith("int8"), (art.path, summarize(art.path).quantization)
     qat = json.loads(result.manifest_path.read_text())["qat"]
-    assert qat["epochs"] == 1 and qat["samples"] == 32 and "mixup" in qat["mode"]
+    assert qat["epochs"] == 1 and qat["samples"] == 32
+    assert qat["mode"] == "distillation (MSE on logits), mixup alpha 1.0 + flips", qat["mode"]
     with pytest.raises(ConversionError, match="QAT fine-tunes for static int8: add --precision int8"):
         convert(tiny(), example_inputs=(X,), to="onnx", precision="fp16",
                 qat={"finetune": tmp_path / "imgs"}, output_dir=tmp_path / "x")  # fmt: skip
+    with pytest.raises(ConversionError, match="distillation loss 'l1' is unknown; use one of kl, mse"):
+        convert(tiny(), example_inputs=(X,), to="onnx", precision="int8",
+                qat={"finetune": tmp_path / "imgs", "loss": "l1"}, output_dir=tmp_path / "x")  # fmt: skip
+
+
+def test_distillation_keeps_a_clean_share_of_each_batch_and_matches_logits_with_mse():
+    """clean_fraction=1: every image is the original (maybe flipped), never a blend; mse: the logits' squared error."""
+    import torch
+
+    from converters.prune.finetune import _distillation_loss, _mixup_batch
+
+    xb = torch.arange(4 * 2 * 2 * 2, dtype=torch.float32).reshape(4, 2, 2, 2)
+    out = _mixup_batch(xb, np.random.default_rng(0), 1.0, clean_fraction=1.0)
+    assert all(torch.equal(o, x) or torch.equal(o, x.flip(-1)) for o, x in zip(out, xb))
+    blended = _mixup_batch(xb, np.random.default_rng(0), 1.0, clean_fraction=0.0)
+    assert not all(torch.equal(o, x) or torch.equal(o, x.flip(-1)) for o, x in zip(blended, xb))
+    a, b = torch.tensor([[2.0, 1.9, -1.0]]), torch.tensor([[1.9, 2.0, -1.0]])
+    assert float(_distillation_loss(a, b, "mse", 1.0)) == pytest.approx(0.02 / 3)
+    assert float(_distillation_loss(a, a, "kl", 1.0)) == pytest.approx(0.0, abs=1e-7)
 
 
 def test_qat_tflite_and_onnx_quantize_the_fine_tuned_weights_not_the_original(tmp_path):

@@ -1,5 +1,6 @@
 """Recover a pruned PyTorch model's accuracy: distillation from the original on unlabelled images
-(KL divergence on temperature-softened logits), or ordinary cross-entropy when the folder is labelled
+(KL divergence on temperature-softened logits, or mean squared error on the logits themselves), or
+ordinary cross-entropy when the folder is labelled
 (one sub-folder per class, named by index or label). Batch-norm statistics are re-estimated on the
 data before and after training (cheap, and most of the recovery after channel pruning)."""
 
@@ -160,12 +161,12 @@ def finetune(
             idx = order[i : i + spec.batch_size]
             xb = torch.from_numpy(x[idx])
             if online:
-                xb = _mixup_batch(xb, rng, spec.mixup)
+                xb = _mixup_batch(xb, rng, spec.mixup, spec.clean_fraction)
             out = student(xb.to(memory_format=torch.channels_last) if channels_last else xb)
             out = out[0] if isinstance(out, (list, tuple)) else out
             if y is None:
                 target = _teacher_logits(teacher, xb) if online else torch.from_numpy(teacher_logits[idx])
-                loss = F.kl_div(F.log_softmax(out / T, 1), F.softmax(target / T, 1), reduction="batchmean") * T * T
+                loss = _distillation_loss(out, target, spec.loss, T)
             else:
                 loss = F.cross_entropy(out, torch.from_numpy(y[idx]))
             opt.zero_grad()
@@ -183,7 +184,7 @@ def finetune(
         recalibrate_bn(student, x[:512])
     student.eval()
     return {
-        "mode": ("distillation (KL on logits / T)" + (f", mixup alpha {spec.mixup} + flips" if online else ""))
+        "mode": (_distillation_name(spec) + (f", mixup alpha {spec.mixup} + flips" if online else ""))
         if y is None
         else "labelled (cross-entropy)",
         "data": origin,
@@ -197,11 +198,30 @@ def finetune(
     }
 
 
-def _mixup_batch(xb: Any, rng: np.random.Generator, alpha: float) -> Any:
-    """Each image blended with another of the batch (weight ~ Beta(alpha, alpha)), half of them flipped.
+def _distillation_loss(out: Any, target: Any, kind: str, T: float) -> Any:
+    """``kl``: KL divergence of temperature-softened distributions (matches probabilities; near-ties of a
+    low-confidence input carry little weight). ``mse``: squared error of the logits themselves (every
+    logit gap counts, so near-ties keep their order: what top-1 agreement after quantization needs)."""
+    import torch.nn.functional as F
+
+    if kind == "mse":
+        return F.mse_loss(out, target)
+    return F.kl_div(F.log_softmax(out / T, 1), F.softmax(target / T, 1), reduction="batchmean") * T * T
+
+
+def _distillation_name(spec: Any) -> str:
+    if spec.loss == "mse":
+        return "distillation (MSE on logits)"
+    return "distillation (KL on logits / T)"
+
+
+def _mixup_batch(xb: Any, rng: np.random.Generator, alpha: float, clean_fraction: float = 0.0) -> Any:
+    """Each image blended with another of the batch (weight ~ Beta(alpha, alpha)), half of them flipped;
+    a ``clean_fraction`` of the batch stays unblended (only flipped).
 
     With few distinct images (e.g. crops of a handful of photos) blends give the student new inputs every step; the
-    teacher labels each blend, so the student learns the teacher's function, not its labels.
+    teacher labels each blend, so the student learns the teacher's function, not its labels. Clean images keep
+    the inputs the model will see in use in every batch.
     """
     import torch
 
@@ -211,7 +231,11 @@ def _mixup_batch(xb: Any, rng: np.random.Generator, alpha: float) -> Any:
     lam = torch.from_numpy(rng.beta(alpha, alpha, n).astype(np.float32))
     lam = lam.view(n, *([1] * (xb.ndim - 1)))
     partner = torch.from_numpy(rng.permutation(n))
-    return lam * xb + (1 - lam) * xb[partner]
+    blended = lam * xb + (1 - lam) * xb[partner]
+    if clean_fraction <= 0:
+        return blended
+    keep = torch.from_numpy(rng.random(n) < clean_fraction).view(n, *([1] * (xb.ndim - 1)))
+    return torch.where(keep, xb, blended)
 
 
 def _teacher_logits(teacher: Any, xb: Any) -> Any:

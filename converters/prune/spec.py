@@ -8,6 +8,7 @@ from typing import Any, Sequence
 from edge_sdk.errors import PruneError
 
 METHODS = ("magnitude", "channel")
+DISTILLATION_LOSSES = ("kl", "mse")
 SCOPES = ("layer", "global")
 
 
@@ -45,6 +46,8 @@ class PruneSpec:
     temperature: float = 3.0
     finetune_limit: int = 2000
     mixup: float = 0.0  # > 0: distil on mixup blends (Beta(mixup, mixup)) + flips, teacher run on each batch
+    clean_fraction: float = 0.0  # with mixup: this share of each batch stays unblended
+    loss: str = "kl"  # distillation loss: kl (softened probabilities) or mse (logits)
     min_agreement: float = 0.0
     save_source: bool = False
 
@@ -65,6 +68,7 @@ class PruneSpec:
             raise PruneError("fine-tuning needs epochs >= 1 and batch_size >= 1")
         if self.mixup < 0:
             raise PruneError(f"mixup must be >= 0 (the Beta distribution's alpha; 0 turns it off), got {self.mixup}")
+        check_distillation(self.loss, self.clean_fraction, PruneError)
         if not 0.0 <= self.min_agreement <= 1.0:
             raise PruneError(f"min_agreement {self.min_agreement} is outside [0, 1] (a top-1 agreement fraction)")
 
@@ -207,3 +211,11 @@ def weights_gzip_size(arrays: Sequence[Any]) -> int:
 
     raw = b"".join(np.ascontiguousarray(np.asarray(a, dtype=np.float32)).tobytes() for a in arrays)
     return len(gzip.compress(raw, compresslevel=6))
+
+
+def check_distillation(loss: str, clean_fraction: float, error: type[Exception]) -> None:
+    """Raise ``error`` naming the bad distillation option (shared by pruning and QAT specs)."""
+    if loss not in DISTILLATION_LOSSES:
+        raise error(f"distillation loss '{loss}' is unknown; use one of {', '.join(DISTILLATION_LOSSES)}")
+    if not 0.0 <= clean_fraction <= 1.0:
+        raise error(f"clean_fraction {clean_fraction} is outside [0, 1] (the share of each batch left unblended)")

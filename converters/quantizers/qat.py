@@ -4,7 +4,8 @@ Post-training quantization leaves some models a few points short (EfficientNet-L
 agreement; near-ties flip). NNCF's recipe closes the gap: quantize the PyTorch module (fake-quantize
 modules where the int8 graph will have them), fine-tune it for a few epochs with a small learning rate
 so its weights adapt to the int8 grid, then export. With no labels, the float original is the teacher
-(distillation on mixup blends of unlabelled images, labelled by the teacher on every batch).
+(distillation on mixup blends of unlabelled images, labelled by the teacher on every batch; ``loss="mse"``
+matches logits instead of probabilities and ``clean_fraction`` keeps part of each batch unblended).
 
 One fine-tuning serves every target:
 - OpenVINO: the fine-tuned module itself becomes the IR; its int8 ops carry NNCF's learned scales.
@@ -34,6 +35,8 @@ class QATSpec:
     batch_size: int = 32
     temperature: float = 1.0
     mixup: float = 1.0
+    clean_fraction: float = 0.0  # share of each batch left unblended (0: blends only)
+    loss: str = "kl"  # or "mse" on the logits (measured: no better on EfficientNet-Lite0, see README)
     finetune_limit: int = 2000
     method: str = "qat"
 
@@ -42,6 +45,9 @@ class QATSpec:
             raise ConversionError(f"QAT needs epochs >= 1, got {self.epochs}")
         if self.finetune is None:
             raise ConversionError("QAT needs unlabelled images: pass --qat-data DIR or photos:N")
+        from converters.prune.spec import check_distillation
+
+        check_distillation(self.loss, self.clean_fraction, ConversionError)
 
 
 @dataclass

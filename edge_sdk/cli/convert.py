@@ -100,6 +100,9 @@ class ConvertCommand(Command):
             help="unlabelled images for QAT distillation: folder or photos:N (default photos:1600)",
         )
         parser.add_argument("--qat-lr", type=float, default=1e-5, help="QAT learning rate (default 1e-5)")
+        parser.add_argument(
+            "--qat-loss", choices=("kl", "mse"), default="kl", help="QAT distillation: kl (probabilities), mse (logits)"
+        )
         parser.add_argument("--allow-degraded", action="store_true", help="exit 0 even if validation fails")
         parser.add_argument("--unsafe-allow-lambda", action="store_true", help="load Keras Lambda layers (runs code)")
         parser.add_argument("--bench", action="store_true", help="benchmark each artifact (edge-sdk bench)")
@@ -125,7 +128,7 @@ class ConvertCommand(Command):
             static=args.static,
             allow_lambda=args.unsafe_allow_lambda,
             prune=args.prune,
-            qat={"finetune": args.qat_data, "epochs": args.qat_epochs, "lr": args.qat_lr} if args.qat_epochs else None,
+            qat=_qat_options(args),
         )
         if args.bench:
             _bench(result, args.verbose)
@@ -143,6 +146,13 @@ class ConvertCommand(Command):
                 f"{len(bad)} artifact(s) outside tolerance: {', '.join(bad)}; pass --allow-degraded to accept"
             )
         return 0
+
+
+def _qat_options(args: argparse.Namespace) -> dict | None:
+    """``convert``'s ``qat=`` from the --qat-* flags, or None when --qat-epochs is 0."""
+    if not args.qat_epochs:
+        return None
+    return {"finetune": args.qat_data, "epochs": args.qat_epochs, "lr": args.qat_lr, "loss": args.qat_loss}
 
 
 def _raise_interrupt(signum: int, frame: Any) -> None:
