@@ -34,6 +34,15 @@ def three_formats(model_dir: Path) -> dict[str, Path]:
     return builders.keras_three_formats(model_dir / "keras_net")
 
 
+@pytest.fixture(scope="session")
+def tiny_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The pruning/QAT tests' tiny PyTorch model (dead second halves) as ONNX."""
+    pytest.importorskip("torch")
+    from tiny_torch import tiny_onnx_file
+
+    return tiny_onnx_file(tmp_path_factory.mktemp("tiny_prunable") / "tiny.onnx")
+
+
 def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
     """Run ``edge-sdk`` as a user would (a new process), capturing its output."""
     full_env = {**os.environ, **(env or {})}

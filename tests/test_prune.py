@@ -15,65 +15,7 @@ from edge_sdk.errors import PruneError
 torch = pytest.importorskip("torch")
 nn = torch.nn
 
-
-class Tiny(nn.Module):
-    """Stem, an inverted-residual block (expand, depthwise, project, add), a concat of two branches, a head."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1, bias=False), nn.BatchNorm2d(16), nn.ReLU())
-        self.expand = nn.Sequential(nn.Conv2d(16, 32, 1, bias=False), nn.BatchNorm2d(32), nn.ReLU6())
-        self.dw = nn.Sequential(nn.Conv2d(32, 32, 3, padding=1, groups=32, bias=False), nn.BatchNorm2d(32), nn.ReLU6())
-        self.project = nn.Sequential(nn.Conv2d(32, 16, 1, bias=False), nn.BatchNorm2d(16))
-        self.left = nn.Conv2d(16, 24, 3, padding=1)
-        self.right = nn.Conv2d(16, 24, 1)
-        self.head = nn.Sequential(nn.Conv2d(48, 64, 1), nn.ReLU())
-        self.fc = nn.Linear(64, 10)
-
-    def forward(self, x):
-        x = self.stem(x)
-        x = x + self.project(self.dw(self.expand(x)))
-        x = torch.cat([torch.relu(self.left(x)), torch.relu(self.right(x))], 1)
-        return self.fc(self.head(x).mean((2, 3)))
-
-
-def tiny(redundant: bool = False) -> Tiny:
-    """A seeded Tiny; ``redundant``: the second half of every prunable channel group is dead (zero weights,
-    zero batch-norm scale and shift), so channel pruning at 0.5 must remove exactly those and change nothing."""
-    torch.manual_seed(0)
-    m = Tiny().eval()
-    with torch.no_grad():
-        for bn in m.modules():
-            if isinstance(bn, nn.BatchNorm2d):
-                bn.running_mean.uniform_(-0.1, 0.1)
-                bn.running_var.uniform_(0.5, 1.5)
-        if redundant:
-            for conv, bns in ((m.expand[0], (m.expand[1], m.dw[1])), (m.left, ()), (m.right, ()), (m.head[0], ())):
-                half = conv.out_channels // 2
-                conv.weight[half:] = 0
-                if conv.bias is not None:
-                    conv.bias[half:] = 0
-                for bn in bns:
-                    bn.weight[half:] = 0
-                    bn.bias[half:] = 0
-                    bn.running_mean[half:] = 0
-    return m
-
-
-X = torch.from_numpy(np.random.default_rng(1).standard_normal((1, 3, 16, 16)).astype(np.float32))
-
-
-def _cos(a, b) -> float:
-    a, b = np.ravel(a), np.ravel(b)
-    return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
-
-
-@pytest.fixture(scope="module")
-def tiny_onnx(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("prune") / "tiny.onnx"
-    torch.onnx.export(tiny(True), (X,), str(path), input_names=["input"], output_names=["logits"],
-                      opset_version=17, dynamo=False)  # fmt: skip
-    return path
+from tiny_torch import X, cosine, tiny  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -120,7 +62,7 @@ def test_torch_magnitude_per_layer_and_global():
     assert float((m.expand[0].weight == 0).float().mean()) == 0.0, "the original module was modified"
     assert r.weights_gzip_after < r.weights_gzip_before
     small = prune(m, method="magnitude", amount=0.1, example_inputs=(X,), min_params=0)
-    assert _cos(small.model(X).detach(), m(X).detach()) > 0.98
+    assert cosine(small.model(X).detach(), m(X).detach()) > 0.98
     g = prune(m, method="magnitude", amount=0.5, scope="global", example_inputs=(X,), skip=["head.0"], min_params=0)
     pruned = [x for x in g.layers if not x.skipped]
     assert {x.name for x in pruned} == {"expand.0", "project.0", "left", "right"}
@@ -253,7 +195,7 @@ def test_onnx_magnitude_and_channel(tiny_onnx):
     mag = prune(tiny_onnx, method="magnitude", amount=0.8, min_params=0)
     assert mag.framework == "onnx" and mag.weights_gzip_after < 0.7 * mag.weights_gzip_before
     assert [x.sparsity_after for x in mag.layers if not x.skipped] == pytest.approx([0.8] * 5, abs=0.01)
-    assert _cos(run(prune(tiny_onnx, method="magnitude", amount=0.1, min_params=0).model), ref) > 0.98
+    assert cosine(run(prune(tiny_onnx, method="magnitude", amount=0.1, min_params=0).model), ref) > 0.98
     ch = prune(tiny_onnx, method="channel", amount=0.5, round_to=1, min_params=0)
     onnx.checker.check_model(ch.model)
     after = {x.name: (x.channels_before, x.channels_after) for x in ch.layers}
@@ -394,39 +336,6 @@ def test_magnitude_pruned_keras_to_sparse_tflite_is_smaller_and_computes_the_sam
     assert "convert from the original model" in r.stderr
 
 
-def test_int8_with_quantization_aware_fine_tuning_on_every_target(tmp_path):
-    """qat=: one NNCF fine-tuning; OpenVINO gets the fine-tuned IR, ONNX its QDQ quantizer on the adapted weights."""
-    import json
-
-    from converters import convert
-    from converters.datasets import write_image_folder
-    from edge_sdk.errors import ConversionError
-    from edge_sdk.preprocess import PreprocessSpec
-    from edge_sdk.summary import summarize
-
-    rng = np.random.default_rng(2)
-    write_image_folder(tmp_path / "imgs", rng.integers(0, 255, (32, 16, 16, 3), dtype=np.uint8))
-    pre = PreprocessSpec(size=(16, 16), mean=(127.0,), std=(128.0,), layout="NCHW")
-    result = convert(tiny(), example_inputs=(X,), to=["openvino", "onnx"], precision="int8",
-                     calibration=tmp_path / "imgs", preprocess=pre,
-                     qat={"finetune": tmp_path / "imgs", "epochs": 1, "batch_size": 16, "loss": "mse"},
-                     output_dir=tmp_path / "o", validate_samples=8, allow_degraded=True)  # fmt: skip
-    ov_art, onnx_art = result.artifact("openvino", "int8"), result.artifact("onnx", "int8")
-    assert "QAT (1 epochs)" in ov_art.quantizer and min(m.cosine for m in ov_art.metrics) > 0.9
-    assert "distillation-QAT weights (1 epochs)" in onnx_art.quantizer and min(m.cosine for m in onnx_art.metrics) > 0.9
-    for art in (ov_art, onnx_art):
-        assert summarize(art.path).quantization.startswith("int8"), (art.path, summarize(art.path).quantization)
-    qat = json.loads(result.manifest_path.read_text())["qat"]
-    assert qat["epochs"] == 1 and qat["samples"] == 32
-    assert qat["mode"] == "distillation (MSE on logits), mixup alpha 1.0 + flips", qat["mode"]
-    with pytest.raises(ConversionError, match="QAT fine-tunes for static int8: add --precision int8"):
-        convert(tiny(), example_inputs=(X,), to="onnx", precision="fp16",
-                qat={"finetune": tmp_path / "imgs"}, output_dir=tmp_path / "x")  # fmt: skip
-    with pytest.raises(ConversionError, match="distillation loss 'l1' is unknown; use one of kl, mse"):
-        convert(tiny(), example_inputs=(X,), to="onnx", precision="int8",
-                qat={"finetune": tmp_path / "imgs", "loss": "l1"}, output_dir=tmp_path / "x")  # fmt: skip
-
-
 def test_distillation_keeps_a_clean_share_of_each_batch_and_matches_logits_with_mse():
     """clean_fraction=1: every image is the original (maybe flipped), never a blend; mse: the logits' squared error."""
     import torch
@@ -441,72 +350,3 @@ def test_distillation_keeps_a_clean_share_of_each_batch_and_matches_logits_with_
     a, b = torch.tensor([[2.0, 1.9, -1.0]]), torch.tensor([[1.9, 2.0, -1.0]])
     assert float(_distillation_loss(a, b, "mse", 1.0)) == pytest.approx(0.02 / 3)
     assert float(_distillation_loss(a, a, "kl", 1.0)) == pytest.approx(0.0, abs=1e-7)
-
-
-def test_qat_tflite_and_onnx_quantize_the_fine_tuned_weights_not_the_original(tmp_path):
-    """With QAT, TFLite int8 comes from the adapted weights (its own onnx2tf export), like ONNX int8 does:
-    after a fine-tuning that moves the weights, it agrees with QAT's ONNX int8, not with post-training TFLite."""
-    import edge_sdk as es
-    from converters import convert
-    from converters.datasets import write_image_folder
-    from converters.layout import adapt_array
-    from converters.routes.onnx_routes import onnx2tf_executable
-    from edge_sdk.preprocess import PreprocessSpec
-
-    try:
-        onnx2tf_executable()
-    except Exception as e:  # the Makefile's test target installs it
-        pytest.skip(str(e))
-    write_image_folder(tmp_path / "imgs", np.random.default_rng(3).integers(0, 255, (32, 16, 16, 3), dtype=np.uint8))
-    pre = PreprocessSpec(size=(16, 16), mean=(127.0,), std=(128.0,), layout="NCHW")
-    common = dict(example_inputs=(X,), precision="int8", calibration=tmp_path / "imgs", preprocess=pre,
-                  validate_samples=4, allow_degraded=True)  # fmt: skip
-    qat = convert(tiny(), to=["tflite", "onnx"], output_dir=tmp_path / "qat", **common,
-                  qat={"finetune": tmp_path / "imgs", "epochs": 2, "batch_size": 16, "lr": 1e-2})  # fmt: skip
-    ptq = convert(tiny(), to=["tflite"], output_dir=tmp_path / "ptq", **common)
-
-    def run(path):
-        with es.load(path, dequantize=True) as m:
-            return np.ravel(m(adapt_array(X.numpy(), m.inputs[0])))
-
-    t_qat, o_qat, t_ptq = (
-        run(r.artifact(t, "int8").path) for r, t in ((qat, "tflite"), (qat, "onnx"), (ptq, "tflite"))
-    )  # noqa: E501
-    same, other = _cos(t_qat, o_qat), _cos(t_qat, t_ptq)
-    assert same > 0.99 and same > other + 0.01, (same, other)
-
-
-def test_qat_adapted_weights_sit_on_their_int8_grid():
-    """The float module ONNX/TFLite quantize after QAT carries the fine-tuned weights snapped to int8 levels,
-    so a per-channel symmetric quantizer (scale = max|w| / 127) reproduces them exactly."""
-    import copy
-
-    import nncf
-    import torch
-
-    from converters.quantizers.qat import _snapped_float_module
-
-    teacher = tiny().eval()
-    student = nncf.quantize(copy.deepcopy(teacher), nncf.Dataset([X] * 4), subset_size=4)
-    with torch.no_grad():
-        for p in student.parameters():
-            if p.is_floating_point() and p.dim() > 1:
-                p.mul_(1.05)  # stands in for training: weights moved off the original's (and off its int8 grid)
-    adapted = _snapped_float_module(student, teacher, X)
-    # the first conv is skipped: NNCF's overflow fix gives it a 7-bit grid, which ORT/TFLite re-round finer
-    convs = [m for m in adapted.modules() if isinstance(m, torch.nn.Conv2d)][1:]
-    assert len(convs) == 6
-    for conv, original in zip(convs, [m for m in teacher.modules() if isinstance(m, torch.nn.Conv2d)][1:]):
-        w = conv.weight.detach().flatten(1)
-        assert not torch.equal(conv.weight, original.weight)  # the student's weights, not the teacher's
-        levels = w / (w.abs().amax(1, keepdim=True) / 127)
-        assert torch.allclose(levels, levels.round(), atol=1e-3), (levels - levels.round()).abs().max()
-
-
-def test_cli_refuses_qat_for_a_source_it_cannot_fine_tune(tiny_onnx, tmp_path, cli):
-    """--qat-epochs on an ONNX file: a one-line error naming the source kind, before any conversion work."""
-    r = cli("convert", str(tiny_onnx), "--to", "onnx", "--precision", "int8", "--calib", "synthetic",
-            "--qat-epochs", "1", "-o", str(tmp_path / "o"))  # fmt: skip
-    assert r.returncode != 0 and "Traceback" not in r.stderr
-    assert "QAT fine-tunes a PyTorch model (module or .pt2); this source is onnx" in r.stderr
-    assert not list((tmp_path / "o").glob("*.onnx"))

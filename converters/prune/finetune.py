@@ -14,7 +14,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from converters.calibration import IMAGE_SUFFIXES, decode_image
-from converters.prune.spec import PruneSpec
+from converters.prune.spec import DISTILLATION_LOSSES, PruneSpec
 from edge_sdk.errors import PruneError
 
 log = logging.getLogger("edge_sdk")
@@ -183,10 +183,10 @@ def finetune(
     if recalibrate:
         recalibrate_bn(student, x[:512])
     student.eval()
+    blends = f", mixup alpha {spec.mixup} + flips" if online else ""
+    mode = f"distillation ({DISTILLATION_LOSSES[spec.loss]}){blends}"
     return {
-        "mode": (_distillation_name(spec) + (f", mixup alpha {spec.mixup} + flips" if online else ""))
-        if y is None
-        else "labelled (cross-entropy)",
+        "mode": mode if y is None else "labelled (cross-entropy)",
         "data": origin,
         "samples": int(len(x)),
         "epochs": spec.epochs,
@@ -207,12 +207,6 @@ def _distillation_loss(out: Any, target: Any, kind: str, T: float) -> Any:
     if kind == "mse":
         return F.mse_loss(out, target)
     return F.kl_div(F.log_softmax(out / T, 1), F.softmax(target / T, 1), reduction="batchmean") * T * T
-
-
-def _distillation_name(spec: Any) -> str:
-    if spec.loss == "mse":
-        return "distillation (MSE on logits)"
-    return "distillation (KL on logits / T)"
 
 
 def _mixup_batch(xb: Any, rng: np.random.Generator, alpha: float, clean_fraction: float = 0.0) -> Any:

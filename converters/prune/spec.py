@@ -8,7 +8,7 @@ from typing import Any, Sequence
 from edge_sdk.errors import PruneError
 
 METHODS = ("magnitude", "channel")
-DISTILLATION_LOSSES = ("kl", "mse")
+DISTILLATION_LOSSES = {"kl": "KL on logits / T", "mse": "MSE on logits"}  # name -> what the manifest says
 SCOPES = ("layer", "global")
 
 

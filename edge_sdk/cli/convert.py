@@ -100,9 +100,7 @@ class ConvertCommand(Command):
             help="unlabelled images for QAT distillation: folder or photos:N (default photos:1600)",
         )
         parser.add_argument("--qat-lr", type=float, default=1e-5, help="QAT learning rate (default 1e-5)")
-        parser.add_argument(
-            "--qat-loss", choices=("kl", "mse"), default="kl", help="QAT distillation: kl (probabilities), mse (logits)"
-        )
+        parser.add_argument("--qat-loss", default="kl", help="QAT distillation: kl (probabilities) or mse (logits)")
         parser.add_argument("--allow-degraded", action="store_true", help="exit 0 even if validation fails")
         parser.add_argument("--unsafe-allow-lambda", action="store_true", help="load Keras Lambda layers (runs code)")
         parser.add_argument("--bench", action="store_true", help="benchmark each artifact (edge-sdk bench)")
