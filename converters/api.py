@@ -109,6 +109,7 @@ def convert(
     progress: bool | None = None,
     prune: Any = None,
     qat: Any = None,
+    weight_rounding: str = "nearest",
 ) -> ConversionResult:
     """Convert ``model`` to each target at each precision, validate each artifact, write a manifest.
 
@@ -126,6 +127,9 @@ def convert(
     records the pruning report (a pruned model only has to meet the spec's ``min_agreement``).
     ``qat``: a :class:`converters.quantizers.qat.QATSpec` (or a dict of its fields): int8 of a PyTorch
     source is then fine-tuned quantization-aware (NNCF + distillation) once, for every target.
+    ``weight_rounding``: ``"gptq"`` rounds a PyTorch source's weights onto their int8 grid once with GPTQ on the
+    calibration data (error-compensating, :mod:`converters.quantizers.gptq`) before every target's quantizer;
+    ``"nearest"`` (default) leaves rounding to each quantizer.
     """
     quiet_third_party(verbose)
     targets = [to] if isinstance(to, str) else list(to)
@@ -142,6 +146,7 @@ def convert(
                            tflite_sparse=tflite_sparse)  # fmt: skip
         source = _open(model, example_inputs, ctx, allow_lambda, static)
         qat_spec = _qat_spec(qat, source, precisions)
+        _check_rounding(weight_rounding, source, precisions, qat_spec)
         if tflite_sparse and "tflite" in targets and source.kind not in TF_KINDS:
             raise ConversionError(
                 f"--tflite-sparse needs TFLiteConverter; a {source.kind} source is re-quantized by ai-edge-quantizer, "
@@ -176,11 +181,12 @@ def convert(
                 route = find_route(source.kind, target)
                 staged = stage / f"{base}_{prec}{TARGET_SUFFIX[target]}"
                 with native_output(verbose):
-                    if qat_spec is not None and prec == "int8":  # the original's export is not needed for it
-                        from converters.quantizers.qat import quantize_for_target, train_qat
+                    adapt = qat_spec is not None or weight_rounding != "nearest"
+                    if adapt and prec == "int8":  # the original's export is not needed for it
+                        from converters.quantizers.qat import quantize_for_target
 
-                        if qat_model is None:  # one fine-tuning serves every target
-                            qat_model = train_qat(source, calib, qat_spec, preprocess)
+                        if qat_model is None:  # one adaptation serves every target
+                            qat_model = _adapt_for_int8(source, calib, qat_spec, preprocess)
                         quantize_for_target(qat_model, route, source, staged, calib, ctx, int8_io=int8_io)
                     else:
                         if target not in fp32_files:
@@ -207,7 +213,7 @@ def convert(
                             if target in ctx.used_tool
                             else " -> ".join([source.kind, *route.via, target]) + f" ({route.tool})"
                         ),
-                        quantizer="-" if prec == "fp32" else _quantizer_name(target, prec, qat_spec),
+                        quantizer="-" if prec == "fp32" else _quantizer_name(target, prec, qat_spec, weight_rounding),
                         metrics=metrics,
                         failures=fails,
                         seconds=time.monotonic() - start,
@@ -234,7 +240,8 @@ def convert(
                 "calibration": calib.describe() if calib else None,
                 "validation": held.describe(),
                 "pruning": pruning,
-                "qat": qat_model.info if qat_model is not None else None,
+                "qat": qat_model.info if qat_model is not None and qat_spec is not None else None,
+                "weight_rounding": qat_model.info if qat_model is not None and qat_spec is None else None,
                 "artifacts": reports,
             },
         )  # fmt: skip
@@ -325,7 +332,37 @@ def _qat_spec(qat: Any, source: SourceModel, precisions: Sequence[str]) -> Any:
     return spec
 
 
-def _quantizer_name(target: str, precision: str, qat_spec: Any) -> str:
+def _check_rounding(rounding: str, source: SourceModel, precisions: Sequence[str], qat_spec: Any) -> None:
+    """Refuse a weight rounding that cannot apply, before any work."""
+    from converters.quantizers.gptq import ROUNDINGS
+
+    if rounding not in ROUNDINGS:
+        raise ConversionError(f"weight rounding '{rounding}' is unknown; use one of {', '.join(ROUNDINGS)}")
+    if rounding == "nearest":
+        return
+    if "int8" not in precisions:
+        raise ConversionError(f"{rounding} weight rounding is for static int8: add --precision int8")
+    if source.kind not in ("torch", "pt2"):
+        raise ConversionError(f"{rounding} weight rounding needs a PyTorch model (module or .pt2); this source is "
+                              f"{source.kind}")  # fmt: skip
+    if qat_spec is not None:
+        raise ConversionError(f"{rounding} weight rounding and QAT both set the int8 weights: use one of them")
+
+
+def _adapt_for_int8(source: SourceModel, calib: Any, qat_spec: Any, preprocess: Any) -> Any:
+    """The one int8 adaptation every target's int8 comes from: QAT, else GPTQ weight rounding."""
+    if qat_spec is not None:
+        from converters.quantizers.qat import train_qat
+
+        return train_qat(source, calib, qat_spec, preprocess)
+    from converters.quantizers.gptq import gptq_source
+
+    return gptq_source(source, calib)
+
+
+def _quantizer_name(target: str, precision: str, qat_spec: Any, rounding: str = "nearest") -> str:
+    if precision == "int8" and qat_spec is None and rounding != "nearest":
+        return f"{TOOLS[target][precision]} of {rounding.upper()}-rounded weights"
     if qat_spec is None or precision != "int8":
         return TOOLS[target][precision]
     if target == "openvino":

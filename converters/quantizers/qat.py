@@ -52,7 +52,8 @@ class QATSpec:
 
 @dataclass
 class QATModel:
-    """One fine-tuning's results: the fake-quantized student, the adapted float source, what was done."""
+    """A model adapted once for int8 on every target: the adapted float source (weights on their int8 grid),
+    QAT's fake-quantized student (None for GPTQ rounding alone), what was done."""
 
     student: Any
     adapted: Any  # converters.sources.SourceModel of the weight-snapped float module
@@ -68,7 +69,6 @@ def train_qat(source: Any, calibration: Any, spec: QATSpec, preprocess: Any) -> 
 
     from converters.prune.finetune import finetune
     from converters.routes.torch_routes import module_and_args
-    from converters.sources import open_source
 
     teacher = module_and_args(source)[0].eval()
     samples = [tuple(torch.from_numpy(x) for x in s) for s in calibration.samples]
@@ -79,26 +79,30 @@ def train_qat(source: Any, calibration: Any, spec: QATSpec, preprocess: Any) -> 
         raise ConversionError(f"nncf.quantize of the PyTorch model failed: {first_line(e)}") from None
     info = finetune(student, teacher, spec, preprocess, recalibrate=False)
     student.eval()
-    adapted = _snapped_float_module(student, teacher, first(samples[0]))
-    opened = open_source(adapted, example_inputs=source.example_inputs)
-    adapted_source = replace(  # same inputs, outputs, preprocessing and labels as the source
-        source, kind="torch", obj=adapted, run=opened.run, description=f"{source.description} (QAT-adapted)"
-    )
-    return QATModel(student, adapted_source, {**info, "quantizer": "nncf.quantize (PyTorch) + distillation QAT"})
+    adapted = adapted_source(source, _snapped_float_module(student, teacher, first(samples[0])), "QAT-adapted")
+    return QATModel(student, adapted, {**info, "quantizer": "nncf.quantize (PyTorch) + distillation QAT"})
+
+
+def adapted_source(source: Any, module: Any, how: str) -> Any:
+    """``source`` with its module replaced by ``module`` (same inputs, outputs, preprocessing and labels)."""
+    from converters.sources import open_source
+
+    opened = open_source(module, example_inputs=source.example_inputs)
+    return replace(source, kind="torch", obj=module, run=opened.run, description=f"{source.description} ({how})")
 
 
 def quantize_for_target(qat: QATModel, route: Any, source: Any, out: Path, calibration: Any, ctx: Any,
                         **options: Any) -> Path:  # fmt: skip
     """The int8 artifact for ``route``'s target at ``out``, from the one fine-tuning in ``qat``.
 
-    OpenVINO: the fine-tuned student itself (its fake-quantize modules become the IR's int8 ops). Others:
-    the target's own static quantizer on the adapted module, exported in a context of its own so that no
-    export of the original (``ctx.intermediates``) is reused."""
+    OpenVINO after QAT: the fine-tuned student itself (its fake-quantize modules become the IR's int8 ops).
+    Otherwise the target's own static quantizer on the adapted module, exported in a context of its own so
+    that no export of the original (``ctx.intermediates``) is reused."""
     from converters.quantizers import quantize
     from converters.routes import TARGET_SUFFIX
     from converters.routes.torch_routes import save_as_ir
 
-    if route.target == "openvino":
+    if route.target == "openvino" and qat.student is not None:
         return save_as_ir(qat.student, source, out)
     own = replace(ctx, workdir=ctx.workdir / "qat", intermediates=qat.intermediates)
     own.workdir.mkdir(exist_ok=True)

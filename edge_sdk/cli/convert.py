@@ -101,6 +101,11 @@ class ConvertCommand(Command):
         )
         parser.add_argument("--qat-lr", type=float, default=1e-5, help="QAT learning rate (default 1e-5)")
         parser.add_argument("--qat-loss", default="kl", help="QAT distillation: kl (probabilities) or mse (logits)")
+        parser.add_argument(
+            "--int8-rounding",
+            default="nearest",
+            help="int8 of a PyTorch model: nearest (default) or gptq (error-compensating weight rounding, once)",
+        )
         parser.add_argument("--allow-degraded", action="store_true", help="exit 0 even if validation fails")
         parser.add_argument("--unsafe-allow-lambda", action="store_true", help="load Keras Lambda layers (runs code)")
         parser.add_argument("--bench", action="store_true", help="benchmark each artifact (edge-sdk bench)")
@@ -127,6 +132,7 @@ class ConvertCommand(Command):
             allow_lambda=args.unsafe_allow_lambda,
             prune=args.prune,
             qat=_qat_options(args),
+            weight_rounding=args.int8_rounding,
         )
         if args.bench:
             _bench(result, args.verbose)

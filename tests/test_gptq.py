@@ -1,0 +1,106 @@
+"""GPTQ weight rounding (``weight_rounding="gptq"`` / ``--int8-rounding gptq``): weights land exactly on the
+grid every runtime's quantizer uses, the layer outputs are closer to the float ones than nearest rounding
+gets, the runtime's int8 weights are the GPTQ ones, and it is refused where it cannot apply."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from tiny_torch import X, tiny  # noqa: E402
+
+
+def _smooth_images(n: int, seed: int) -> np.ndarray:
+    """Blurred noise (neighbouring pixels correlate, as in photos, which is what GPTQ exploits)."""
+    rng = np.random.default_rng(seed)
+    x = torch.from_numpy(rng.standard_normal((n, 3, 20, 20)).astype(np.float32))
+    return torch.nn.functional.avg_pool2d(x, 5, 1)[:, :, :16, :16].numpy() * 2
+
+
+def _nearest(module):
+    """Per-channel symmetric round-to-nearest of every weight (what each quantizer does by itself)."""
+    out = copy.deepcopy(module)
+    with torch.no_grad():
+        for m in out.modules():
+            if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)):
+                w = m.weight
+                step = w.abs().amax(dim=tuple(range(1, w.dim())), keepdim=True) / 127
+                m.weight.copy_(torch.round(w / step) * step)
+    return out
+
+
+def test_gptq_weights_are_on_the_int8_grid_and_closer_than_nearest_rounding():
+    from converters.quantizers.gptq import check_on_grid, round_weights
+
+    original = tiny()
+    calib = _smooth_images(64, 0)
+    held = torch.from_numpy(_smooth_images(64, 1))
+    rounded = copy.deepcopy(original)
+    info = round_weights(rounded, [(c[None],) for c in calib], batch_size=16)
+    assert info["layers"] == 8 and info["skipped"] == [], info
+    assert check_on_grid(original) != [] and check_on_grid(rounded) == []
+    with torch.no_grad():
+        ref = original(held)
+        gptq_err = float(((rounded(held) - ref) ** 2).mean())
+        nearest_err = float(((_nearest(original)(held) - ref) ** 2).mean())
+    assert gptq_err < 0.5 * nearest_err, (gptq_err, nearest_err)
+
+
+def test_onnx_runtime_int8_weights_are_the_gptq_weights(tmp_path):
+    """ORT's per-channel quantizer re-derives each scale from the BN-folded weights; for GPTQ-rounded weights
+    it must land on exactly the same values (no second rounding), for every quantized weight."""
+    import onnx
+    from onnx import numpy_helper
+
+    from converters.calibration import CalibrationSet
+    from converters.quantizers.gptq import round_weights
+    from converters.quantizers.onnx_quant import quantize
+    from converters.routes import RouteContext
+
+    calib = _smooth_images(32, 3)
+    model = tiny()
+    round_weights(model, [(c[None],) for c in calib], batch_size=16)
+    fp32 = tmp_path / "gptq.onnx"
+    torch.onnx.export(model, (X,), str(fp32), input_names=["input"], output_names=["logits"], opset_version=17,
+                      dynamo=False)  # fmt: skip
+    samples = CalibrationSet([[c[None]] for c in calib], "arrays", "test", input_names=["input"])
+    int8 = quantize(fp32, tmp_path / "gptq_int8.onnx", "int8", samples, RouteContext(workdir=tmp_path))
+    floats = {t.name: numpy_helper.to_array(t) for t in onnx.load(str(fp32)).graph.initializer}
+    inits = {t.name: numpy_helper.to_array(t) for t in onnx.load(str(int8)).graph.initializer}
+    checked = 0
+    for node in onnx.load(str(int8)).graph.node:
+        weight = node.input[0].removesuffix("_quantized")
+        if (
+            node.op_type != "DequantizeLinear"
+            or weight == node.input[0]
+            or weight not in floats
+            or floats[weight].ndim < 2
+        ):
+            continue
+        q, scale = inits[node.input[0]].astype(np.float64), inits[node.input[1]].astype(np.float64)
+        dequantized = q * scale.reshape(-1, *[1] * (q.ndim - 1))
+        np.testing.assert_allclose(dequantized, floats[weight], rtol=1e-5, atol=1e-7, err_msg=weight)
+        checked += 1
+    assert checked == 8, checked  # every Conv (BN folded) and the Linear; biases are int32, not rounded here
+
+
+def test_gptq_rounding_is_refused_where_it_cannot_apply(tmp_path, tiny_onnx):
+    from converters import convert
+    from edge_sdk.errors import ConversionError
+
+    with pytest.raises(ConversionError, match="weight rounding 'stochastic' is unknown; use one of nearest, gptq"):
+        convert(tiny(), example_inputs=(X,), to="onnx", precision="int8", calibration="synthetic",
+                weight_rounding="stochastic", output_dir=tmp_path / "a")  # fmt: skip
+    with pytest.raises(ConversionError, match="gptq weight rounding is for static int8: add --precision int8"):
+        convert(tiny(), example_inputs=(X,), to="onnx", precision="fp16", weight_rounding="gptq",
+                output_dir=tmp_path / "b")  # fmt: skip
+    with pytest.raises(ConversionError, match="needs a PyTorch model .* this source is onnx"):
+        convert(tiny_onnx, to="onnx", precision="int8", calibration="synthetic", weight_rounding="gptq",
+                output_dir=tmp_path / "c")  # fmt: skip
+    with pytest.raises(ConversionError, match="weight rounding and QAT both set the int8 weights: use one of them"):
+        convert(tiny(), example_inputs=(X,), to="onnx", precision="int8", calibration="synthetic",
+                weight_rounding="gptq", qat={"finetune": "photos:8"}, output_dir=tmp_path / "d")  # fmt: skip
