@@ -104,3 +104,12 @@ def test_gptq_rounding_is_refused_where_it_cannot_apply(tmp_path, tiny_onnx):
     with pytest.raises(ConversionError, match="weight rounding and QAT both set the int8 weights: use one of them"):
         convert(tiny(), example_inputs=(X,), to="onnx", precision="int8", calibration="synthetic",
                 weight_rounding="gptq", qat={"finetune": "photos:8"}, output_dir=tmp_path / "d")  # fmt: skip
+
+
+def test_cli_int8_rounding_flag_reaches_convert(tiny_onnx, tmp_path, cli):
+    """--int8-rounding gptq on an ONNX file: a one-line error naming the source kind, no file written."""
+    r = cli("convert", str(tiny_onnx), "--to", "onnx", "--precision", "int8", "--calib", "synthetic",
+            "--int8-rounding", "gptq", "-o", str(tmp_path / "o"))  # fmt: skip
+    assert r.returncode != 0 and "Traceback" not in r.stderr
+    assert "gptq weight rounding needs a PyTorch model (module or .pt2); this source is onnx" in r.stderr
+    assert not list((tmp_path / "o").glob("*.onnx"))

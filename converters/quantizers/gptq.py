@@ -23,6 +23,7 @@ import time
 from typing import Any, Callable, Sequence
 
 from edge_sdk.errors import ConversionError, first_line
+from edge_sdk.progress import Progress
 
 LEVELS = 127  # symmetric narrow int8 range: what TFLite, ONNX Runtime and NNCF use for weights
 DAMP = 0.01  # Hessian damping, relative to its mean diagonal (the GPTQ paper's default)
@@ -33,7 +34,7 @@ class _Collected(Exception):
     """Raised by the input hook to stop a forward pass once the layer's inputs are seen."""
 
 
-def gptq_round(module: Any, batches: Sequence[Any], *, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+def gptq_round(module: Any, batches: Sequence[Any], *, progress: bool | None = None) -> dict[str, Any]:
     """Round ``module``'s Conv2d/Linear weights in place onto their int8 grid with GPTQ on ``batches``
     (model inputs: a tensor or a tuple of tensors each); return what was done, for the manifest."""
     import torch
@@ -42,9 +43,7 @@ def gptq_round(module: Any, batches: Sequence[Any], *, progress: Callable[[str],
     module.eval()
     order, calls = _execution_order(module, batches[0])
     done, skipped = 0, []
-    for name, layer in order:
-        if progress:
-            progress(name)
+    for name, layer in Progress(order, len(order), "gptq", progress):  # a bar on a terminal: minutes on CPU
         patches = _patch_fn(layer, batches[0], module)
         if patches is None:
             skipped.append(name)
