@@ -6,7 +6,7 @@ validated on >= 200 held-out crops), each artifact checked on `chelsea` (cat, 28
 each artifact's face box on `astronaut` compared with the original's (IoU).
 
     .venv/bin/python benchmarks/zoo_report.py [--out .cache/zoo_report] [--samples 200] [--qat-epochs N]
-                                              [--skip-effnet] [--skip-centerface]
+                                              [--int8-rounding gptq] [--skip-effnet] [--skip-centerface]
 """
 
 from __future__ import annotations
@@ -26,12 +26,12 @@ from edge_sdk.postprocess.boxes import iou
 from edge_sdk.postprocess.centerface import decode
 
 
-def effnet(out: Path, samples: int, qat_epochs: int = 0) -> list[dict]:
+def effnet(out: Path, samples: int, qat_epochs: int = 0, rounding: str = "nearest") -> list[dict]:
     qat = {"finetune": "photos:1600", "epochs": qat_epochs} if qat_epochs else None
     result = convert(
         "zoo:efficientnet-lite0", to=["tflite", "onnx", "openvino"], precision=["fp32", "fp16", "int8"],
         calibration="photos:300", validate_samples=samples, output_dir=out, allow_degraded=True, progress=True,
-        qat=qat,
+        qat=qat, weight_rounding=rounding,
     )  # fmt: skip
     spec = zoo.get("efficientnet-lite0").preprocess()
     cat, coffee = (spec.apply(datasets.named_image(n)) for n in ("chelsea", "coffee"))
@@ -98,12 +98,13 @@ def main() -> int:
     ap.add_argument("--skip-effnet", action="store_true")
     ap.add_argument("--skip-centerface", action="store_true")
     ap.add_argument("--qat-epochs", type=int, default=0, help="int8 through quantization-aware fine-tuning (0: PTQ)")
+    ap.add_argument("--int8-rounding", default="nearest", help="int8 weight rounding: nearest or gptq")
     args = ap.parse_args()
     out = Path(args.out)
     t0 = time.time()
     report = {}
     if not args.skip_effnet:
-        report["efficientnet-lite0"] = effnet(out / "effnet", args.samples, args.qat_epochs)
+        report["efficientnet-lite0"] = effnet(out / "effnet", args.samples, args.qat_epochs, args.int8_rounding)
     if not args.skip_centerface:
         report["centerface"] = centerface(out / "centerface")
     print(json.dumps(report, indent=1))
