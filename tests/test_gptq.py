@@ -113,3 +113,27 @@ def test_cli_int8_rounding_flag_reaches_convert(tiny_onnx, tmp_path, cli):
     assert r.returncode != 0 and "Traceback" not in r.stderr
     assert "gptq weight rounding needs a PyTorch model (module or .pt2); this source is onnx" in r.stderr
     assert not list((tmp_path / "o").glob("*.onnx"))
+
+
+def test_openvino_int8_keeps_the_gptq_weights_including_the_first_layer(tmp_path):
+    """NNCF would re-round the first conv to 7 bits (its overflow fix); GPTQ's weights must reach the IR as they
+    are: every quantized conv's int8 constant has a channel at 127 steps and dequantizes to the folded weights'
+    grid (checked on the stem, the layer the overflow fix touches)."""
+    import openvino as ov
+
+    from converters import convert
+    from converters.datasets import write_image_folder
+    from edge_sdk.preprocess import PreprocessSpec
+
+    imgs = ((_smooth_images(32, 3).transpose(0, 2, 3, 1) * 40) + 128).clip(0, 255).astype(np.uint8)
+    write_image_folder(tmp_path / "imgs", imgs)
+    pre = PreprocessSpec(size=(16, 16), mean=(127.0,), std=(128.0,), layout="NCHW")
+    result = convert(tiny(), example_inputs=(X,), to="openvino", precision="int8", weight_rounding="gptq",
+                     calibration=tmp_path / "imgs", preprocess=pre, output_dir=tmp_path / "o", validate_samples=8,
+                     allow_degraded=True)  # fmt: skip
+    model = ov.Core().read_model(str(result.artifact("openvino", "int8").path))
+    int8 = [op.get_data() for op in model.get_ops() if op.get_type_name() == "Constant"
+            and op.get_element_type() == ov.Type.i8 and len(op.get_output_shape(0)) == 4]  # fmt: skip
+    stem = [w for w in int8 if tuple(w.shape) == (16, 3, 3, 3)]
+    assert len(stem) == 1, [w.shape for w in int8]
+    assert np.abs(stem[0].astype(int)).reshape(16, -1).max(1).tolist() == [127] * 16  # 8 bits, not NNCF's 7

@@ -107,8 +107,8 @@ def quantize_for_target(qat: QATModel, route: Any, source: Any, out: Path, calib
     own = replace(ctx, workdir=ctx.workdir / "qat", intermediates=qat.intermediates)
     own.workdir.mkdir(exist_ok=True)
     fp32 = route.load()(qat.adapted, own.workdir / f"adapted_fp32{TARGET_SUFFIX[route.target]}", own)
-    if route.target == "openvino":  # GPTQ-rounded weights: NNCF's full bias correction (see openvino_quant)
-        options = {**options, "accurate": True}
+    if route.target == "openvino":  # weights already on their grid: NNCF must not re-round them (openvino_quant)
+        options = {**options, "exact_weights": True}
     return quantize(route.target, fp32, out, "int8", calibration, own, **options)
 
 
