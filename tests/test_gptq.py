@@ -116,9 +116,8 @@ def test_cli_int8_rounding_flag_reaches_convert(tiny_onnx, tmp_path, cli):
 
 
 def test_openvino_int8_keeps_the_gptq_weights_including_the_first_layer(tmp_path):
-    """NNCF would re-round the first conv to 7 bits (its overflow fix); GPTQ's weights must reach the IR as they
-    are: every quantized conv's int8 constant has a channel at 127 steps and dequantizes to the folded weights'
-    grid (checked on the stem, the layer the overflow fix touches)."""
+    """NNCF would re-round the first conv to 7 bits (its overflow fix: 63 steps at most); GPTQ's 8-bit stem
+    weights must reach the IR as they are, every channel's largest at 127 steps."""
     import openvino as ov
 
     from converters import convert

@@ -225,12 +225,13 @@ def _gptq_grouped(rows: Any, h: Any, groups: int) -> Any:
     perm = torch.cat([first[:, None], ar[ar != first[:, None]].reshape(rows.shape[0], k - 1)], 1)
     w = torch.gather(rows, 1, perm)
     hp = torch.gather(torch.gather(hs, 1, perm[:, :, None].expand(-1, -1, k)), 2, perm[:, None, :].expand(-1, k, -1))
-    rounded = _gptq_columns_batched(w, hp, _grid(rows))
+    rounded = _gptq_columns(w, hp, _grid(rows))
     return torch.empty_like(rounded).scatter_(1, perm, rounded)
 
 
 def _gptq_columns(w: Any, h: Any, step: Any) -> Any:
-    """Round ``w`` (rows, cols) column by column, pushing each column's error onto the later ones."""
+    """Round ``w`` (rows, cols) column by column, pushing each column's error onto the later ones; ``h`` is
+    one (cols, cols) Hessian shared by all rows, or (rows, cols, cols), one per row."""
     import torch
 
     w = w.clone()
@@ -239,23 +240,8 @@ def _gptq_columns(w: Any, h: Any, step: Any) -> Any:
     for i in range(w.shape[1]):
         q = torch.clamp(torch.round(w[:, i] / step[:, 0]), -LEVELS, LEVELS) * step[:, 0]
         out[:, i] = q
-        err = (w[:, i] - q) / factor[i, i]
-        w[:, i + 1 :] -= err[:, None] * factor[i, i + 1 :][None, :]
-    return out
-
-
-def _gptq_columns_batched(w: Any, h: Any, step: Any) -> Any:
-    """``_gptq_columns`` with a Hessian per row: ``h`` is (rows, cols, cols)."""
-    import torch
-
-    w = w.clone()
-    factor = _inverse_factor(h)
-    out = torch.zeros_like(w)
-    for i in range(w.shape[1]):
-        q = torch.clamp(torch.round(w[:, i] / step[:, 0]), -LEVELS, LEVELS) * step[:, 0]
-        out[:, i] = q
-        err = (w[:, i] - q) / factor[:, i, i]
-        w[:, i + 1 :] -= err[:, None] * factor[:, i, i + 1 :]
+        err = (w[:, i] - q) / factor[..., i, i]
+        w[:, i + 1 :] -= err[:, None] * factor[..., i, i + 1 :]
     return out
 
 
