@@ -172,7 +172,7 @@ def convert(
             source, pruning = prune_source(original, spec, ctx, held=held, save_to=save_to, preprocess=preprocess)
             tolerances = {**spec.tolerances(), **(tolerances or {})}
         reports: list[ArtifactReport] = []
-        qat_model: Any = None
+        adaptation: Any = None
         jobs = [(t, p) for t in targets for p in precisions]
         fp32_files: dict[str, Path] = {}
         with staging_dir(out_dir) as stage:
@@ -185,9 +185,9 @@ def convert(
                     if adapt and prec == "int8":  # the original's export is not needed for it
                         from converters.quantizers.qat import quantize_for_target
 
-                        if qat_model is None:  # one adaptation serves every target
-                            qat_model = _adapt_for_int8(source, calib, qat_spec, preprocess)
-                        quantize_for_target(qat_model, route, source, staged, calib, ctx, int8_io=int8_io)
+                        if adaptation is None:  # one adaptation serves every target
+                            adaptation = _adapt_for_int8(source, calib, qat_spec, preprocess)
+                        quantize_for_target(adaptation, route, source, staged, calib, ctx, int8_io=int8_io)
                     else:
                         if target not in fp32_files:
                             fp32_path = ctx.workdir / f"{base}_fp32{TARGET_SUFFIX[target]}"
@@ -240,8 +240,8 @@ def convert(
                 "calibration": calib.describe() if calib else None,
                 "validation": held.describe(),
                 "pruning": pruning,
-                "qat": qat_model.info if qat_model is not None and qat_spec is not None else None,
-                "weight_rounding": qat_model.info if qat_model is not None and qat_spec is None else None,
+                "qat": adaptation.info if qat_spec is not None and adaptation is not None else None,
+                "weight_rounding": adaptation.info if qat_spec is None and adaptation is not None else None,
                 "artifacts": reports,
             },
         )  # fmt: skip

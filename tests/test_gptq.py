@@ -136,3 +136,19 @@ def test_openvino_int8_keeps_the_gptq_weights_including_the_first_layer(tmp_path
     stem = [w for w in int8 if tuple(w.shape) == (16, 3, 3, 3)]
     assert len(stem) == 1, [w.shape for w in int8]
     assert np.abs(stem[0].astype(int)).reshape(16, -1).max(1).tolist() == [127] * 16  # 8 bits, not NNCF's 7
+
+
+def test_a_conv_whose_output_the_patches_do_not_reproduce_is_left_alone():
+    """A Conv2d subclass with a forward of its own (here: reflect padding inside forward) would give GPTQ the
+    wrong input statistics: it is listed as skipped and its weights are not touched."""
+    from converters.quantizers.gptq import round_weights
+
+    class ReflectConv(torch.nn.Conv2d):
+        def forward(self, x):
+            return torch.nn.functional.conv2d(torch.nn.functional.pad(x, (1, 1, 1, 1), mode="reflect"), self.weight)
+
+    model = torch.nn.Sequential(ReflectConv(3, 8, 3, bias=False), torch.nn.ReLU(), torch.nn.Conv2d(8, 4, 1)).eval()
+    before = model[0].weight.detach().clone()
+    info = round_weights(model, [(c[None],) for c in _smooth_images(8, 0)], batch_size=4)
+    assert info["skipped"] == ["0"] and info["layers"] == 1, info
+    assert torch.equal(model[0].weight, before)

@@ -44,11 +44,11 @@ def gptq_round(module: Any, batches: Sequence[Any], *, progress: bool | None = N
     order, calls = _execution_order(module, batches[0])
     done, skipped = 0, []
     for name, layer in Progress(order, len(order), "gptq", progress):  # a bar on a terminal: minutes on CPU
-        patches = _patch_fn(layer, batches[0], module)
-        if patches is None:
+        patches = _patch_fn(layer)
+        hessian = None if patches is None else _hessian(module, layer, batches, patches, stop=calls[name] == 1)
+        if hessian is None:
             skipped.append(name)
             continue
-        hessian = _hessian(module, layer, batches, patches, stop=calls[name] == 1)
         with torch.no_grad():
             weight = layer.weight.detach().to(torch.float64)
             rows = weight.reshape(weight.shape[0], -1)
@@ -97,9 +97,9 @@ def _forward(module: Any, batch: Any) -> Any:
         return module(*batch) if isinstance(batch, (tuple, list)) else module(batch)
 
 
-def _patch_fn(layer: Any, batch: Any, module: Any) -> Callable[[Any], Any] | None:
+def _patch_fn(layer: Any) -> Callable[[Any], Any] | None:
     """A function from the layer's input to its (rows = samples, columns = weight inputs) patches, or None
-    when the conv's own output cannot be reproduced from such patches (checked on the first batch)."""
+    for a conv whose patches cannot be built (padding modes other than zeros, "same" padding strings)."""
     import torch
     import torch.nn.functional as F
 
@@ -114,44 +114,38 @@ def _patch_fn(layer: Any, batch: Any, module: Any) -> Callable[[Any], Any] | Non
         x = pad(x) if pad is not None else x
         return F.unfold(x, layer.kernel_size, dilation=layer.dilation, padding=padding, stride=layer.stride)
 
-    captured: list[Any] = []
-    handles = [layer.register_forward_hook(lambda m, i, o: captured.append((i[0], o)))]
-    try:
-        _forward_until(module, batch, captured)
-    finally:
-        handles[0].remove()
-    x, out = captured[0]
-    cols = patches(x[:1])  # (1, C*k*k, L)
+    return patches
+
+
+def _reproduces(layer: Any, patches: Callable[[Any], Any], x: Any, out: Any) -> bool:
+    """Whether the layer's weights times ``patches(x)`` give its actual output ``out`` (one sample): so a conv
+    with a forward of its own (extra padding, a different op) is never rounded on the wrong statistics."""
+    import torch
+
+    if isinstance(layer, torch.nn.Linear):
+        return True
+    cols = patches(x)  # (1, C*k*k, L)
     w = layer.weight.reshape(layer.groups, layer.out_channels // layer.groups, -1)
     g = cols.reshape(1, layer.groups, -1, cols.shape[-1])
     rebuilt = torch.einsum("gok,ngkl->ngol", w, g).reshape(1, layer.out_channels, -1)
     bias = layer.bias.reshape(1, -1, 1) if layer.bias is not None else 0
-    expected = out[:1].reshape(1, layer.out_channels, -1)
-    if rebuilt.shape != expected.shape or not torch.allclose(rebuilt + bias, expected, rtol=1e-3, atol=1e-4):
-        return None
-    return patches
-
-
-def _forward_until(module: Any, batch: Any, captured: list[Any]) -> None:
-    import torch
-
-    with torch.no_grad():
-        first = batch[0][:1] if isinstance(batch, (tuple, list)) else batch[:1]
-        rest = tuple(b[:1] for b in batch[1:]) if isinstance(batch, (tuple, list)) else ()
-        module(first, *rest)
-    if not captured:
-        raise ConversionError("GPTQ: a layer seen in the first forward pass was not called again")
+    expected = out.reshape(1, layer.out_channels, -1)
+    return rebuilt.shape == expected.shape and torch.allclose(rebuilt + bias, expected, rtol=1e-3, atol=1e-4)
 
 
 def _hessian(module: Any, layer: Any, batches: Sequence[Any], patches: Callable[[Any], Any], *, stop: bool) -> Any:
-    """E[x x^T] of the layer's inputs over ``batches``: (cols, cols), or (groups, cols, cols) for grouped convs."""
+    """E[x x^T] of the layer's inputs over ``batches``: (cols, cols), or (groups, cols, cols) for grouped convs;
+    None when the patches do not reproduce the layer's output (checked on its first call)."""
     import torch
 
     grouped = isinstance(layer, torch.nn.Conv2d) and layer.groups > 1
-    acc: dict[str, Any] = {"h": 0.0, "n": 0}
+    acc: dict[str, Any] = {"h": 0.0, "n": 0, "ok": True}
 
-    def hook(_mod: Any, inputs: Any) -> None:
+    def hook(_mod: Any, inputs: Any, output: Any) -> None:
         x = inputs[0].detach().float()
+        if acc["n"] == 0 and not _reproduces(layer, patches, x[:1], output[:1]):
+            acc["ok"] = False
+            raise _Collected
         for i in range(0, x.shape[0], CHUNK):
             cols = patches(x[i : i + CHUNK])
             if grouped:  # (N, G*k, L) -> per group (k, k)
@@ -165,13 +159,14 @@ def _hessian(module: Any, layer: Any, batches: Sequence[Any], patches: Callable[
         if stop:
             raise _Collected
 
-    handle = layer.register_forward_pre_hook(hook)
+    handle = layer.register_forward_hook(hook)
     try:
         for batch in batches:
             try:
                 _forward(module, batch)
             except _Collected:
-                pass
+                if not acc["ok"]:
+                    return None
     finally:
         handle.remove()
     return acc["h"] / max(acc["n"], 1)
@@ -278,17 +273,17 @@ def round_weights(module: Any, samples: Sequence[Any], batch_size: int = 32, **k
         raise ConversionError(f"GPTQ weight rounding failed: {first_line(e)}") from None
 
 
-ROUNDINGS = {"nearest": "each runtime's quantizer rounds every weight to nearest", "gptq": "GPTQ (this module)"}
+ROUNDINGS = ("nearest", "gptq")  # nearest: each runtime's quantizer rounds every weight by itself
 
 
 def gptq_source(source: Any, calibration: Any) -> Any:
-    """A :class:`converters.quantizers.qat.QATModel` (no student) whose adapted source is a copy of
+    """A :class:`converters.quantizers.qat.Int8Adaptation` (no student) whose adapted source is a copy of
     ``source``'s PyTorch module with GPTQ-rounded weights, rounded on ``calibration``'s samples."""
     import copy
 
-    from converters.quantizers.qat import QATModel, adapted_source
+    from converters.quantizers.qat import Int8Adaptation, adapted_source
     from converters.routes.torch_routes import module_and_args
 
     module = copy.deepcopy(module_and_args(source)[0]).eval()
     info = round_weights(module, calibration.samples)
-    return QATModel(None, adapted_source(source, module, "GPTQ-rounded"), info)
+    return Int8Adaptation(None, adapted_source(source, module, "GPTQ-rounded"), info)

@@ -51,7 +51,7 @@ class QATSpec:
 
 
 @dataclass
-class QATModel:
+class Int8Adaptation:
     """A model adapted once for int8 on every target: the adapted float source (weights on their int8 grid),
     QAT's fake-quantized student (None for GPTQ rounding alone), what was done."""
 
@@ -61,7 +61,7 @@ class QATModel:
     intermediates: dict[str, Path] = field(default_factory=dict)  # the adapted model's exports (ONNX, SavedModel)
 
 
-def train_qat(source: Any, calibration: Any, spec: QATSpec, preprocess: Any) -> QATModel:
+def train_qat(source: Any, calibration: Any, spec: QATSpec, preprocess: Any) -> Int8Adaptation:
     """NNCF-quantize ``source``'s module (a PyTorch source: ``convert`` checks) on ``calibration``, distil
     for ``spec.epochs``; return the student and the adapted float source."""
     import nncf
@@ -80,7 +80,7 @@ def train_qat(source: Any, calibration: Any, spec: QATSpec, preprocess: Any) -> 
     info = finetune(student, teacher, spec, preprocess, recalibrate=False)
     student.eval()
     adapted = adapted_source(source, _snapped_float_module(student, teacher, first(samples[0])), "QAT-adapted")
-    return QATModel(student, adapted, {**info, "quantizer": "nncf.quantize (PyTorch) + distillation QAT"})
+    return Int8Adaptation(student, adapted, {**info, "quantizer": "nncf.quantize (PyTorch) + distillation QAT"})
 
 
 def adapted_source(source: Any, module: Any, how: str) -> Any:
@@ -91,9 +91,9 @@ def adapted_source(source: Any, module: Any, how: str) -> Any:
     return replace(source, kind="torch", obj=module, run=opened.run, description=f"{source.description} ({how})")
 
 
-def quantize_for_target(qat: QATModel, route: Any, source: Any, out: Path, calibration: Any, ctx: Any,
+def quantize_for_target(adaptation: Int8Adaptation, route: Any, source: Any, out: Path, calibration: Any, ctx: Any,
                         **options: Any) -> Path:  # fmt: skip
-    """The int8 artifact for ``route``'s target at ``out``, from the one fine-tuning in ``qat``.
+    """The int8 artifact for ``route``'s target at ``out``, from the one ``adaptation`` (QAT or GPTQ).
 
     OpenVINO after QAT: the fine-tuned student itself (its fake-quantize modules become the IR's int8 ops).
     Otherwise the target's own static quantizer on the adapted module, exported in a context of its own so
@@ -102,11 +102,11 @@ def quantize_for_target(qat: QATModel, route: Any, source: Any, out: Path, calib
     from converters.routes import TARGET_SUFFIX
     from converters.routes.torch_routes import save_as_ir
 
-    if route.target == "openvino" and qat.student is not None:
-        return save_as_ir(qat.student, source, out)
-    own = replace(ctx, workdir=ctx.workdir / "qat", intermediates=qat.intermediates)
+    if route.target == "openvino" and adaptation.student is not None:
+        return save_as_ir(adaptation.student, source, out)
+    own = replace(ctx, workdir=ctx.workdir / "adapted", intermediates=adaptation.intermediates)
     own.workdir.mkdir(exist_ok=True)
-    fp32 = route.load()(qat.adapted, own.workdir / f"adapted_fp32{TARGET_SUFFIX[route.target]}", own)
+    fp32 = route.load()(adaptation.adapted, own.workdir / f"adapted_fp32{TARGET_SUFFIX[route.target]}", own)
     if route.target == "openvino":  # weights already on their grid: NNCF must not re-round them (openvino_quant)
         options = {**options, "exact_weights": True}
     return quantize(route.target, fp32, out, "int8", calibration, own, **options)
