@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import logging
 import shutil
-import tempfile
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Sequence
 
-from converters.atomic import ensure_writable_dir, publish, remove_stale_temp_files, staging_dir
+from converters.atomic import ensure_writable_dir, publish, remove_stale_temp_files, staging_dir, temp_workdir
 from converters.calibration import CalibrationSet, load_calibration
 from converters.manifest import write_manifest
 from converters.metrics import OutputMetrics
@@ -141,7 +140,7 @@ def convert(
         raise ConversionError(f"unknown target(s) {unknown}; targets are {', '.join(TARGET_SUFFIX)}")
 
     _precheck(model, targets)
-    with tempfile.TemporaryDirectory(prefix="edge-sdk-convert-") as tmp:
+    with temp_workdir("edge-sdk-convert-") as tmp:
         ctx = RouteContext(workdir=Path(tmp), opset=opset, verbose=verbose, input_shapes=dict(input_shapes or {}),
                            tflite_sparse=tflite_sparse)  # fmt: skip
         source = _open(model, example_inputs, ctx, allow_lambda, static)

@@ -3,6 +3,8 @@
 A crash or Ctrl-C mid-write leaves the temp file's name, never a half-written
 model under the final name; ``staging_dir`` does the same for multi-file
 outputs (OpenVINO .xml + .bin, SavedModel folders) and removes its leftovers.
+Every temp path is tracked while it lives, so :func:`exit_cleanly_on_sigterm`
+can remove them and end the process at once when it is told to stop.
 """
 
 from __future__ import annotations
@@ -10,11 +12,53 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
 import tempfile
 from pathlib import Path
+from types import FrameType
 from typing import Iterator
 
 from edge_sdk.errors import OutputDirError
+
+_LIVE_TEMP_PATHS: set[Path] = set()  # temp files/folders this process has not yet renamed or removed
+
+
+@contextlib.contextmanager
+def _tracked(path: Path) -> Iterator[Path]:
+    _LIVE_TEMP_PATHS.add(path)
+    try:
+        yield path
+    finally:
+        _LIVE_TEMP_PATHS.discard(path)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def exit_cleanly_on_sigterm() -> None:
+    """On SIGTERM remove this process's live temp files and exit at once (status 143).
+
+    Raising an exception from the handler is not enough: a library that swallows it (a broad
+    ``except`` or a ``__del__`` it lands in) lets the run go on and write its manifest.
+    """
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        for path in list(_LIVE_TEMP_PATHS):
+            _remove(path)
+        os._exit(128 + signum)
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+@contextlib.contextmanager
+def temp_workdir(prefix: str) -> Iterator[Path]:
+    """A private scratch folder (system temp), removed on exit and on SIGTERM."""
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp, _tracked(Path(tmp)) as path:
+        yield path
 
 
 def ensure_writable_dir(path: str | os.PathLike[str]) -> Path:
@@ -47,6 +91,7 @@ def open_atomic(path: Path) -> Iterator[Path]:
     fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
     os.close(fd)
     tmp = Path(tmp_name)
+    _LIVE_TEMP_PATHS.add(tmp)
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a model file is as readable as any other
@@ -56,6 +101,8 @@ def open_atomic(path: Path) -> Iterator[Path]:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    finally:
+        _LIVE_TEMP_PATHS.discard(tmp)
 
 
 @contextlib.contextmanager
@@ -67,7 +114,8 @@ def staging_dir(parent: Path) -> Iterator[Path]:
     parent.mkdir(parents=True, exist_ok=True)
     stage = Path(tempfile.mkdtemp(dir=parent, prefix=".edge-sdk-stage-"))
     try:
-        yield stage
+        with _tracked(stage):
+            yield stage
     finally:
         shutil.rmtree(stage, ignore_errors=True)
 

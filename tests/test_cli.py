@@ -132,3 +132,29 @@ def test_onnx_macs_follow_shapes_computed_at_run_time(tmp_path):
     ov.save_model(ov.convert_model(str(onnx_path)), str(tmp_path / "same.xml"))
     expected = 16 * 16 * 8 * 3 * 3 * 3
     assert summarize(onnx_path).macs == expected == summarize(tmp_path / "same.xml").macs
+
+
+def test_incomplete_shape_inference_writes_nothing_into_the_current_folder(tmp_path, monkeypatch):
+    """ORT's symbolic inference saves ``sym_shape_infer_temp.onnx`` into the cwd when a custom op stops it."""
+    from onnx import TensorProto, helper
+
+    from edge_sdk.summary import summarize
+    from edge_sdk.summary.onnx_summary import ort_symbolic_shapes
+
+    weight = helper.make_tensor("w", TensorProto.FLOAT, [8, 3, 3, 3], [0.1] * 216)
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["x", "w"], ["c"]), helper.make_node("Mystery", ["c"], ["y"], domain="com.vendor")],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 10, 10])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        [weight],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.vendor", 1)])
+    path = tmp_path / "custom.onnx"
+    path.write_bytes(model.SerializeToString())
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    assert ort_symbolic_shapes(model)[1] is False
+    assert summarize(path).macs == 8 * 8 * 8 * 3 * 3 * 3  # onnx's inference still sizes the Conv
+    assert list(cwd.iterdir()) == []

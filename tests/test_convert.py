@@ -222,12 +222,15 @@ def test_interrupted_conversion_leaves_no_partial_files(keras_file, tmp_path, si
     out = tmp_path / "o"
     cmd = [sys.executable, "-m", "edge_sdk.cli.main", "convert", str(keras_file), "--to", "tflite,onnx,openvino",
            "--precision", "fp32,fp16,int8", "--calib", "synthetic", "-o", str(out)]  # fmt: skip
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    scratch = tmp_path / "scratch"  # the run's private temp folder lives here
+    scratch.mkdir()
+    env = {**os.environ, "TMPDIR": str(scratch)}
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and not list(out.glob("*.tflite")):
         time.sleep(0.05)
     os.kill(proc.pid, sig)
-    proc.wait(timeout=60)
+    assert proc.wait(timeout=60) == (128 + sig if sig == signal.SIGTERM else -sig)
     visible = [p for p in out.iterdir() if not p.name.startswith(".")]
     assert "manifest.json" not in {p.name for p in visible}, "killed before the end, so no manifest"
     for p in visible:  # every file under its final name is complete: it loads
@@ -235,6 +238,7 @@ def test_interrupted_conversion_leaves_no_partial_files(keras_file, tmp_path, si
             es.load(p)
     if sig == signal.SIGTERM:
         assert not [p for p in out.iterdir() if p.name.startswith(".")], "SIGTERM must clean temp files"
+        assert not [p.name for p in scratch.glob("edge-sdk-*")], "SIGTERM must remove the work folder"
     # the next run cleans whatever a SIGKILL left, and completes
     convert(keras_file, to="onnx", output_dir=out)
     assert not [p for p in out.iterdir() if p.name.startswith(".")]

@@ -73,9 +73,9 @@ def prune(
     source = open_source(model, example_inputs=example_inputs)
     if source.kind == "pt2":
         return _dispatch("torch", spec)(source.obj.module(), spec, source.example_inputs)
-    import tempfile
+    from converters.atomic import temp_workdir
 
-    with tempfile.TemporaryDirectory(prefix="edge-sdk-prune-") as tmp:
+    with temp_workdir("edge-sdk-prune-") as tmp:
         onnx_path = _to_onnx(source, Path(tmp))
         return _dispatch("onnx", spec)(onnx_path, spec, None)
 

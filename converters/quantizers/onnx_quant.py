@@ -8,6 +8,7 @@ from typing import Any
 
 from converters.layout import adapt_feeds
 from edge_sdk.errors import ConversionError, first_line
+from edge_sdk.summary.onnx_summary import ort_symbolic_shapes
 
 
 def quantize(fp32: Path, out: Path, precision: str, calibration: Any, ctx: Any, **options: Any) -> Path:
@@ -32,7 +33,9 @@ def quantize(fp32: Path, out: Path, precision: str, calibration: Any, ctx: Any, 
 
     fp32 = _at_least_opset(fp32, 13, ctx)  # per-channel QDQ needs DequantizeLinear's axis (opset 13)
     prepared = ctx.workdir / f"{fp32.stem}.prep.onnx"
-    try:
+    try:  # checked first: ORT's own step drops sym_shape_infer_temp.onnx into the cwd when incomplete
+        if not ort_symbolic_shapes(onnx.load(str(fp32)))[1]:
+            raise ValueError("incomplete symbolic shape inference")
         quant_pre_process(str(fp32), str(prepared), skip_symbolic_shape=False)
     except Exception:  # pre-processing is an optimisation; quantize the original if it fails
         prepared = fp32

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import signal
 from typing import Any
 
 from edge_sdk.cli.base import Command, emit_json, format_table, human_bytes, parse_shapes
@@ -117,11 +116,12 @@ class ConvertCommand(Command):
 
     def run(self, args: argparse.Namespace) -> int:
         from converters import convert
+        from converters.atomic import exit_cleanly_on_sigterm
         from edge_sdk.errors import CLIUsageError
 
         if args.validate_samples < 1:
             raise CLIUsageError("--validate-samples must be >= 1")
-        signal.signal(signal.SIGTERM, _raise_interrupt)  # so a killed run cleans its temp files
+        exit_cleanly_on_sigterm()  # a killed run leaves no temp files and no manifest
         result = convert(
             args.source,
             **convert_options(args),
@@ -157,10 +157,6 @@ def _qat_options(args: argparse.Namespace) -> dict | None:
     if not args.qat_epochs:
         return None
     return {"finetune": args.qat_data, "epochs": args.qat_epochs, "lr": args.qat_lr, "loss": args.qat_loss}
-
-
-def _raise_interrupt(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt
 
 
 def _bench(result: Any, verbose: bool) -> None:

@@ -4,11 +4,10 @@ prune (and fine-tune), save the pruned model, convert it, and validate it agains
 from __future__ import annotations
 
 import argparse
-import signal
 from typing import Any
 
 from edge_sdk.cli.base import Command, emit_json, format_table, human_bytes, human_count
-from edge_sdk.cli.convert import _raise_interrupt, _table, add_preprocess_arguments, convert_options
+from edge_sdk.cli.convert import _table, add_preprocess_arguments, convert_options
 
 
 class PruneCommand(Command):
@@ -87,8 +86,9 @@ class PruneCommand(Command):
         if args.list_layers:
             return _list_layers(args, spec)
         from converters import convert
+        from converters.atomic import exit_cleanly_on_sigterm
 
-        signal.signal(signal.SIGTERM, _raise_interrupt)
+        exit_cleanly_on_sigterm()
         result = convert(args.source, **convert_options(args), prune=spec)
         if args.bench:
             from edge_sdk.cli.convert import _bench

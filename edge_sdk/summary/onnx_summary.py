@@ -105,14 +105,29 @@ def _macs(model_file: ModelFile) -> tuple[int | None, str]:
     return total, note
 
 
+def ort_symbolic_shapes(model: Any, auto_merge: bool = False) -> tuple[Any, bool]:
+    """ORT's symbolic shape inference as ``(model with shapes, complete)``, without its side effect.
+
+    ``SymbolicShapeInference.infer_shapes`` saves ``sym_shape_infer_temp.onnx`` into the *current
+    folder* when inference is incomplete, then raises; this runs the same steps, writes nothing and
+    returns the partial result. Raises what ORT raises on models it cannot handle (custom ops)."""
+    from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
+
+    infer = SymbolicShapeInference(2**31 - 1, auto_merge, False, 0)
+    infer._preprocess(model)
+    complete = False
+    while infer.run_:
+        complete = infer._infer_impl()
+    infer._update_output_from_vi()
+    return infer.out_mp_, complete
+
+
 def _infer_shapes(model: Any) -> Any:
     """Shapes for every tensor: ORT's symbolic inference (follows shapes computed at run time, e.g. the
     dynamic padding of torch exports), else onnx's own; None if neither works."""
     try:
-        from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
-
-        inferred = SymbolicShapeInference.infer_shapes(model, auto_merge=True)
-        if inferred is not None:
+        inferred, complete = ort_symbolic_shapes(model, auto_merge=True)
+        if complete:
             return inferred
     except Exception:  # custom ops, unsupported opsets: fall back to onnx's inference
         pass
