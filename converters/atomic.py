@@ -3,7 +3,7 @@
 A crash or Ctrl-C mid-write leaves the temp file's name, never a half-written
 model under the final name; ``staging_dir`` does the same for multi-file
 outputs (OpenVINO .xml + .bin, SavedModel folders) and removes its leftovers.
-Every temp path is tracked while it lives, so :func:`exit_cleanly_on_sigterm`
+Every temp path is tracked while it lives, so :func:`exit_cleanly_on_signals`
 can remove them and end the process at once when it is told to stop.
 """
 
@@ -39,19 +39,23 @@ def _remove(path: Path) -> None:
         path.unlink(missing_ok=True)
 
 
-def exit_cleanly_on_sigterm() -> None:
-    """On SIGTERM remove this process's live temp files and exit at once (status 143).
+def exit_cleanly_on_signals() -> None:
+    """On SIGTERM or Ctrl-C remove this process's live temp files and exit at once (status 128 + signal).
 
-    Raising an exception from the handler is not enough: a library that swallows it (a broad
+    Raising KeyboardInterrupt from the handler is not enough: a library that swallows it (a broad
     ``except`` or a ``__del__`` it lands in) lets the run go on and write its manifest.
     """
+
+    stderr = os.dup(2)  # the terminal's, kept: conversions point fd 2 at /dev/null to quiet native tools
 
     def handler(signum: int, frame: FrameType | None) -> None:
         for path in list(_LIVE_TEMP_PATHS):
             _remove(path)
+        os.write(stderr, f"edge-sdk: stopped by {signal.Signals(signum).name}; no partial files left\n".encode())
         os._exit(128 + signum)
 
     signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
 
 
 @contextlib.contextmanager

@@ -217,7 +217,7 @@ def test_cli_convert_json_and_errors(keras_file, tmp_path, cli):
     assert r.returncode == 2 and "unknown precision 'int4'" in r.stderr
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGKILL])
 def test_interrupted_conversion_leaves_no_partial_files(keras_file, tmp_path, sig):
     out = tmp_path / "o"
     cmd = [sys.executable, "-m", "edge_sdk.cli.main", "convert", str(keras_file), "--to", "tflite,onnx,openvino",
@@ -225,20 +225,25 @@ def test_interrupted_conversion_leaves_no_partial_files(keras_file, tmp_path, si
     scratch = tmp_path / "scratch"  # the run's private temp folder lives here
     scratch.mkdir()
     env = {**os.environ, "TMPDIR": str(scratch)}
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and not list(out.glob("*.tflite")):
-        time.sleep(0.05)
-    os.kill(proc.pid, sig)
-    assert proc.wait(timeout=60) == (128 + sig if sig == signal.SIGTERM else -sig)
+    with open(tmp_path / "stderr", "wb") as err:
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, env=env)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not list(out.glob("*.tflite")):
+            time.sleep(0.05)
+        os.kill(proc.pid, sig)
+        rc = proc.wait(timeout=60)
+    caught = sig != signal.SIGKILL
+    assert rc == (128 + sig if caught else -sig)
+    if caught:
+        assert f"stopped by {sig.name}; no partial files left" in (tmp_path / "stderr").read_text()
     visible = [p for p in out.iterdir() if not p.name.startswith(".")]
     assert "manifest.json" not in {p.name for p in visible}, "killed before the end, so no manifest"
     for p in visible:  # every file under its final name is complete: it loads
         if p.suffix in (".tflite", ".onnx", ".xml"):
             es.load(p)
-    if sig == signal.SIGTERM:
-        assert not [p for p in out.iterdir() if p.name.startswith(".")], "SIGTERM must clean temp files"
-        assert not [p.name for p in scratch.glob("edge-sdk-*")], "SIGTERM must remove the work folder"
+    if caught:
+        assert not [p for p in out.iterdir() if p.name.startswith(".")], "a caught signal must clean temp files"
+        assert not [p.name for p in scratch.glob("edge-sdk-*")], "a caught signal must remove the work folder"
     # the next run cleans whatever a SIGKILL left, and completes
     convert(keras_file, to="onnx", output_dir=out)
     assert not [p for p in out.iterdir() if p.name.startswith(".")]

@@ -116,12 +116,12 @@ class ConvertCommand(Command):
 
     def run(self, args: argparse.Namespace) -> int:
         from converters import convert
-        from converters.atomic import exit_cleanly_on_sigterm
+        from converters.atomic import exit_cleanly_on_signals
         from edge_sdk.errors import CLIUsageError
 
         if args.validate_samples < 1:
             raise CLIUsageError("--validate-samples must be >= 1")
-        exit_cleanly_on_sigterm()  # a killed run leaves no temp files and no manifest
+        exit_cleanly_on_signals()  # a killed run leaves no temp files and no manifest
         result = convert(
             args.source,
             **convert_options(args),
