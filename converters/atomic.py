@@ -3,8 +3,8 @@
 A crash or Ctrl-C mid-write leaves the temp file's name, never a half-written
 model under the final name; ``staging_dir`` does the same for multi-file
 outputs (OpenVINO .xml + .bin, SavedModel folders) and removes its leftovers.
-Every temp path is tracked while it lives, so :func:`exit_cleanly_on_signals`
-can remove them and end the process at once when it is told to stop.
+Every temp path is tracked while it lives (:mod:`converters.cleanup`), so a
+stopped CLI run removes them too.
 """
 
 from __future__ import annotations
@@ -12,57 +12,24 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import signal
 import tempfile
 from pathlib import Path
-from types import FrameType
 from typing import Iterator
 
+from converters.cleanup import remove, track, untrack
 from edge_sdk.errors import OutputDirError
-
-_LIVE_TEMP_PATHS: set[Path] = set()  # temp files/folders this process has not yet renamed or removed
-
-
-@contextlib.contextmanager
-def _tracked(path: Path) -> Iterator[Path]:
-    _LIVE_TEMP_PATHS.add(path)
-    try:
-        yield path
-    finally:
-        _LIVE_TEMP_PATHS.discard(path)
-
-
-def _remove(path: Path) -> None:
-    if path.is_dir():
-        shutil.rmtree(path, ignore_errors=True)
-    else:
-        path.unlink(missing_ok=True)
-
-
-def exit_cleanly_on_signals() -> None:
-    """On SIGTERM or Ctrl-C remove this process's live temp files and exit at once (status 128 + signal).
-
-    Raising KeyboardInterrupt from the handler is not enough: a library that swallows it (a broad
-    ``except`` or a ``__del__`` it lands in) lets the run go on and write its manifest.
-    """
-
-    stderr = os.dup(2)  # the terminal's, kept: conversions point fd 2 at /dev/null to quiet native tools
-
-    def handler(signum: int, frame: FrameType | None) -> None:
-        for path in list(_LIVE_TEMP_PATHS):
-            _remove(path)
-        os.write(stderr, f"edge-sdk: stopped by {signal.Signals(signum).name}; no partial files left\n".encode())
-        os._exit(128 + signum)
-
-    signal.signal(signal.SIGTERM, handler)
-    signal.signal(signal.SIGINT, handler)
 
 
 @contextlib.contextmanager
 def temp_workdir(prefix: str) -> Iterator[Path]:
-    """A private scratch folder (system temp), removed on exit and on SIGTERM."""
-    with tempfile.TemporaryDirectory(prefix=prefix) as tmp, _tracked(Path(tmp)) as path:
+    """A private scratch folder (system temp), removed on exit and when the CLI is stopped by a signal."""
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    track(path)
+    try:
         yield path
+    finally:
+        remove(path)
+        untrack(path)
 
 
 def ensure_writable_dir(path: str | os.PathLike[str]) -> Path:
@@ -95,7 +62,7 @@ def open_atomic(path: Path) -> Iterator[Path]:
     fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
     os.close(fd)
     tmp = Path(tmp_name)
-    _LIVE_TEMP_PATHS.add(tmp)
+    track(tmp)
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a model file is as readable as any other
@@ -106,7 +73,7 @@ def open_atomic(path: Path) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
         raise
     finally:
-        _LIVE_TEMP_PATHS.discard(tmp)
+        untrack(tmp)
 
 
 @contextlib.contextmanager
@@ -117,11 +84,12 @@ def staging_dir(parent: Path) -> Iterator[Path]:
     """
     parent.mkdir(parents=True, exist_ok=True)
     stage = Path(tempfile.mkdtemp(dir=parent, prefix=".edge-sdk-stage-"))
+    track(stage)
     try:
-        with _tracked(stage):
-            yield stage
+        yield stage
     finally:
         shutil.rmtree(stage, ignore_errors=True)
+        untrack(stage)
 
 
 def publish(files: dict[Path, Path]) -> None:

@@ -249,6 +249,40 @@ def test_interrupted_conversion_leaves_no_partial_files(keras_file, tmp_path, si
     assert not [p for p in out.iterdir() if p.name.startswith(".")]
 
 
+def _child_pids(pid: int) -> list[int]:
+    try:
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def _alive(pid: int) -> bool:
+    """Running or sleeping: not gone and not a zombie waiting to be reaped."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not Path(f"/proc/{os.getpid()}/task/{os.getpid()}/children").exists(), reason="needs /proc")
+def test_stopped_conversion_kills_the_tool_it_waits_on(keras_file, tmp_path):
+    """Keras -> ONNX runs tf2onnx in a child process; SIGTERM to the CLI must not leave it running."""
+    cmd = [sys.executable, "-m", "edge_sdk.cli.main", "convert", str(keras_file), "--to", "onnx",
+           "-o", str(tmp_path / "o")]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not _child_pids(proc.pid) and proc.poll() is None:
+        time.sleep(0.02)
+    tools = _child_pids(proc.pid)
+    assert tools, "tf2onnx never started as a child process"
+    os.kill(proc.pid, signal.SIGTERM)
+    assert proc.wait(timeout=60) == 128 + signal.SIGTERM
+    deadline = time.monotonic() + 1  # killed before the CLI exits; an orphan would run on (or die of EPIPE later)
+    while time.monotonic() < deadline and any(_alive(t) for t in tools):
+        time.sleep(0.05)
+    assert not any(_alive(t) for t in tools), "the tool outlived the conversion it was part of"
+
+
 class _TinyTorch:
     """A small conv net built in the test (no download)."""
 

@@ -153,3 +153,34 @@ def test_a_conv_whose_output_the_patches_do_not_reproduce_is_left_alone():
     info = round_weights(model, [(c[None],) for c in _smooth_images(8, 0)], batch_size=4)
     assert info["skipped"] == ["0"] and info["layers"] == 1, info
     assert torch.equal(model[0].weight, before)
+
+
+class _ViewHead(torch.nn.Module):
+    """``.view`` on a conv output: cannot run channels-last, the layout GPTQ prefers for speed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 4, 3, padding=1)
+        self.fc = torch.nn.Linear(4 * 16 * 16, 10)
+
+    def forward(self, x):
+        y = torch.relu(self.conv(x))
+        return self.fc(y.view(y.shape[0], -1))
+
+
+def test_gptq_rounds_a_model_that_cannot_run_channels_last_and_keeps_the_callers_layout():
+    from converters.quantizers.gptq import check_on_grid, round_weights
+
+    torch.manual_seed(0)
+    samples = [(c[None],) for c in _smooth_images(16, 0)]
+    model = _ViewHead().eval()
+    info = round_weights(model, samples)
+    assert info["layers"] == 2 and info["skipped"] == [] and check_on_grid(model) == []
+    assert model.conv.weight.is_contiguous()  # handed back as it came
+    with torch.no_grad():
+        model(torch.from_numpy(samples[0][0]))  # and still runs
+
+    last = tiny().to(memory_format=torch.channels_last)
+    round_weights(last, samples)
+    stem = last.stem[0].weight
+    assert stem.is_contiguous(memory_format=torch.channels_last) and not stem.is_contiguous()

@@ -25,6 +25,8 @@ import logging
 import subprocess
 from pathlib import Path
 
+from converters.cleanup import run_tool
+
 log = logging.getLogger("edge_sdk.convert")
 
 #: ops that read their input as a feature map (N, C, spatial...): inputs feeding them are transposed
@@ -48,7 +50,7 @@ def simplify(src: Path, dst: Path, onnxsim: Path) -> Path | None:
         return None
     cmd = [str(onnxsim), str(src), str(dst), "--skip-optimization", "fuse_consecutive_slices"]
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=SIMPLIFY_TIMEOUT_S)
+        proc = run_tool(cmd, timeout=SIMPLIFY_TIMEOUT_S)
     except (OSError, subprocess.TimeoutExpired):
         return None
     return dst if proc.returncode == 0 and dst.exists() else None

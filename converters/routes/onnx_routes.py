@@ -14,12 +14,12 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 
+from converters.cleanup import run_tool
 from converters.routes import RouteContext
 from converters.sources import SourceModel
 from edge_sdk.errors import ConversionError, UnsupportedOperatorError, first_line
@@ -183,9 +183,7 @@ def _run_onnx2tf(path: Path, ctx: RouteContext) -> Path:
         cmd += ["-kat", *kept]
     if onnx2tf_prep.unrollable_rnns(prepared):
         cmd.append("-eru")
-    proc = subprocess.run(
-        cmd, cwd=run_dir, capture_output=True, text=True, env={**os.environ, "CUDA_VISIBLE_DEVICES": ""}
-    )
+    proc = run_tool(cmd, cwd=run_dir, env={**os.environ, "CUDA_VISIBLE_DEVICES": ""})
     if ctx.verbose:
         sys.stderr.write(" ".join(cmd) + "\n" + proc.stdout[-20000:] + proc.stderr[-20000:])
     if proc.returncode != 0 or not (saved / "saved_model.pb").exists():

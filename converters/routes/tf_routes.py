@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import subprocess
 import sys
 from pathlib import Path
 
+from converters.cleanup import run_tool
 from converters.routes import RouteContext
 from converters.sources import SourceModel
 from edge_sdk.errors import ConversionError, UnsupportedOperatorError, first_line
@@ -42,7 +42,7 @@ def to_tflite(source: SourceModel, out: Path, ctx: RouteContext) -> Path:
 def to_onnx(source: SourceModel, out: Path, ctx: RouteContext) -> Path:
     cmd = [sys.executable, "-m", "tf2onnx.convert", "--saved-model", str(saved_model_dir(source, ctx))]
     cmd += ["--output", str(out), "--opset", str(ctx.opset)]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    proc = run_tool(cmd)
     if ctx.verbose:
         sys.stderr.write(proc.stderr)
     if proc.returncode != 0 or not out.exists():

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
+from converters.cleanup import run_tool
 from converters.routes import RouteContext
 from converters.sources import SourceModel
 from edge_sdk.errors import ConversionError, first_line
@@ -20,7 +20,7 @@ def to_tflite(source: SourceModel, out: Path, ctx: RouteContext) -> Path:
 
 def to_onnx(source: SourceModel, out: Path, ctx: RouteContext) -> Path:
     cmd = [sys.executable, "-m", "tf2onnx.convert", "--tflite", str(source.path), "--output", str(out)]
-    proc = subprocess.run(cmd + ["--opset", str(ctx.opset)], capture_output=True, text=True)
+    proc = run_tool(cmd + ["--opset", str(ctx.opset)])
     if ctx.verbose:
         sys.stderr.write(proc.stderr)
     if proc.returncode != 0 or not out.exists():

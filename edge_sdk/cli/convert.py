@@ -116,24 +116,24 @@ class ConvertCommand(Command):
 
     def run(self, args: argparse.Namespace) -> int:
         from converters import convert
-        from converters.atomic import exit_cleanly_on_signals
+        from converters.cleanup import exit_cleanly_on_signals
         from edge_sdk.errors import CLIUsageError
 
         if args.validate_samples < 1:
             raise CLIUsageError("--validate-samples must be >= 1")
-        exit_cleanly_on_signals()  # a killed run leaves no temp files and no manifest
-        result = convert(
-            args.source,
-            **convert_options(args),
-            opset=args.opset,
-            int8_io=args.int8_io,
-            tflite_sparse=args.tflite_sparse,
-            static=args.static,
-            allow_lambda=args.unsafe_allow_lambda,
-            prune=args.prune,
-            qat=_qat_options(args),
-            weight_rounding=args.int8_rounding,
-        )
+        with exit_cleanly_on_signals():  # a stopped run leaves no temp files, no manifest, no tool running
+            result = convert(
+                args.source,
+                **convert_options(args),
+                opset=args.opset,
+                int8_io=args.int8_io,
+                tflite_sparse=args.tflite_sparse,
+                static=args.static,
+                allow_lambda=args.unsafe_allow_lambda,
+                prune=args.prune,
+                qat=_qat_options(args),
+                weight_rounding=args.int8_rounding,
+            )
         if args.bench:
             _bench(result, args.verbose)
         if args.json:

@@ -86,10 +86,10 @@ class PruneCommand(Command):
         if args.list_layers:
             return _list_layers(args, spec)
         from converters import convert
-        from converters.atomic import exit_cleanly_on_signals
+        from converters.cleanup import exit_cleanly_on_signals
 
-        exit_cleanly_on_signals()
-        result = convert(args.source, **convert_options(args), prune=spec)
+        with exit_cleanly_on_signals():
+            result = convert(args.source, **convert_options(args), prune=spec)
         if args.bench:
             from edge_sdk.cli.convert import _bench
 
