@@ -21,9 +21,10 @@ from edge_sdk.errors import OutputDirError
 
 
 @contextlib.contextmanager
-def temp_workdir(prefix: str) -> Iterator[Path]:
-    """A private scratch folder (system temp), removed on exit and when the CLI is stopped by a signal."""
-    path = Path(tempfile.mkdtemp(prefix=prefix))
+def temp_workdir(prefix: str, parent: Path | None = None) -> Iterator[Path]:
+    """A private scratch folder (in ``parent``, else the system temp), removed on exit whatever happens,
+    and when the CLI is stopped by a signal."""
+    path = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
     track(path)
     try:
         yield path
@@ -83,13 +84,8 @@ def staging_dir(parent: Path) -> Iterator[Path]:
     Move finished files out with :func:`publish` (each move is a rename, atomic per file).
     """
     parent.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(dir=parent, prefix=".edge-sdk-stage-"))
-    track(stage)
-    try:
+    with temp_workdir(".edge-sdk-stage-", parent) as stage:
         yield stage
-    finally:
-        shutil.rmtree(stage, ignore_errors=True)
-        untrack(stage)
 
 
 def publish(files: dict[Path, Path]) -> None:

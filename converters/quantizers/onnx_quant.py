@@ -33,10 +33,11 @@ def quantize(fp32: Path, out: Path, precision: str, calibration: Any, ctx: Any, 
 
     fp32 = _at_least_opset(fp32, 13, ctx)  # per-channel QDQ needs DequantizeLinear's axis (opset 13)
     prepared = ctx.workdir / f"{fp32.stem}.prep.onnx"
-    try:  # checked first: ORT's own step drops sym_shape_infer_temp.onnx into the cwd when incomplete
-        if not ort_symbolic_shapes(onnx.load(str(fp32)))[1]:
+    try:  # our symbolic step, not ORT's: its own drops sym_shape_infer_temp.onnx into the cwd when incomplete
+        inferred, complete = ort_symbolic_shapes(onnx.load(str(fp32)))
+        if not complete:
             raise ValueError("incomplete symbolic shape inference")
-        quant_pre_process(str(fp32), str(prepared), skip_symbolic_shape=False)
+        quant_pre_process(inferred, str(prepared), skip_symbolic_shape=True)
     except Exception:  # pre-processing is an optimisation; quantize the original if it fails
         prepared = fp32
     if precision == "int8-dynamic":
