@@ -186,3 +186,7 @@ class ToolMissingError(EdgeSDKError):
         why = f" ({why})" if why else ""
         msg = f"'{tool}' is not installed{why}; install the Debian package: apt-get install {package}"
         super().__init__(msg)
+
+
+class ResourceLimitError(ModelLoadError):
+    """Loading a model in the isolated probe passed its memory or time limit; names the limit and how to raise it."""

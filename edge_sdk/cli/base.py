@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
+import os
 import sys
-from typing import Any, ClassVar, Sequence
+from typing import Any, ClassVar, Mapping, Sequence
+
+log = logging.getLogger("edge_sdk.cli")
 
 
 class Command:
@@ -82,3 +86,65 @@ def parse_shapes(items: Sequence[str] | None) -> dict[str, tuple[int, ...]]:
             raise CLIUsageError(f"--input-shape '{item}' is not NAME=D1,D2,...; e.g. input=1,3,224,224") from None
         shapes[name] = shape
     return shapes
+
+
+def add_probe_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--no-probe``/``--trust``, ``--probe-timeout``, ``--probe-memory``: for verbs that load untrusted files."""
+    g = parser.add_argument_group(
+        "isolated probe",
+        "an untrusted model is first loaded in a child process under a time and memory limit, so a runtime that "
+        "crashes, hangs or exhausts memory on it gives one error line instead of killing edge-sdk; a file that "
+        "passed is remembered by its hash (EDGE_SDK_CACHE=0 turns that off)",
+    )
+    g.add_argument(
+        "--no-probe",
+        "--trust",
+        dest="no_probe",
+        action="store_true",
+        help="skip the probe for a file you trust (a native crash in the runtime then ends edge-sdk)",
+    )
+    g.add_argument(
+        "--probe-timeout",
+        metavar="S",
+        default=None,
+        help="seconds the probe may take (default $EDGE_SDK_PROBE_TIMEOUT, else 300)",
+    )
+    g.add_argument(
+        "--probe-memory",
+        metavar="SIZE",
+        default=None,
+        help="address-space limit of the probe, e.g. 16G; 0 = none (default $EDGE_SDK_PROBE_MEMORY, else "
+        "max(4G, 2 x the model memory budget, which is half this machine's memory))",
+    )
+
+
+def probe_model(
+    args: argparse.Namespace,
+    path: str | os.PathLike[str],
+    *,
+    kind: str = "load",
+    backend: str | None = None,
+    device: str = "auto",
+    threads: int | None = None,
+    input_shapes: Mapping[str, Any] | None = None,
+) -> None:
+    """Probe ``path`` in an isolated child (or take the cached verdict) before the verb touches it in-process.
+
+    Raises the probe's typed error; with ``--verbose`` logs what the probe did.
+    """
+    if getattr(args, "no_probe", False):
+        log.info("probe: skipped for %s (--no-probe)", path)
+        return
+    from edge_sdk.probe_cache import probe_file
+
+    verdict = probe_file(
+        path,
+        kind=kind,
+        backend=backend,
+        device=device,
+        threads=threads,
+        input_shapes=input_shapes,
+        timeout_s=getattr(args, "probe_timeout", None),
+        memory=getattr(args, "probe_memory", None),
+    )
+    log.info("%s", verdict.describe())

@@ -5,7 +5,15 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from edge_sdk.cli.base import Command, emit_json, format_table, human_bytes, parse_shapes
+from edge_sdk.cli.base import (
+    Command,
+    add_probe_arguments,
+    emit_json,
+    format_table,
+    human_bytes,
+    parse_shapes,
+    probe_model,
+)
 
 
 class BenchCommand(Command):
@@ -26,6 +34,7 @@ class BenchCommand(Command):
             action="store_true",
             help="also time the start (load + first inference) with an empty compiled-model cache and a filled one",
         )
+        add_probe_arguments(parser)
 
     def run(self, args: argparse.Namespace) -> int:
         from edge_sdk.bench import benchmark_isolated
@@ -35,6 +44,9 @@ class BenchCommand(Command):
             raise CLIUsageError("--runs must be >= 1 and --warmup >= 0")
         backends = [b.strip() for b in args.backend.split(",")] if args.backend else [None]
         shapes = parse_shapes(args.input_shape)
+        for model in args.models:
+            for backend in backends:
+                probe_model(args, model, backend=backend, threads=args.threads, input_shapes=shapes)
         results = []
         for model in args.models:
             for backend in backends:

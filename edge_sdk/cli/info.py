@@ -5,7 +5,15 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from edge_sdk.cli.base import Command, emit_json, format_table, human_bytes, human_count
+from edge_sdk.cli.base import (
+    Command,
+    add_probe_arguments,
+    emit_json,
+    format_table,
+    human_bytes,
+    human_count,
+    probe_model,
+)
 from edge_sdk.tensor_spec import QuantParams
 
 
@@ -28,20 +36,22 @@ class InfoCommand(Command):
         parser.add_argument(
             "--strict", action="store_true", help="with --device: any CPU fallback is an error (exit 3)"
         )
+        add_probe_arguments(parser)
 
     def run(self, args: argparse.Namespace) -> int:
         from edge_sdk.summary import summarize
 
+        if args.strict and not args.device:
+            from edge_sdk.errors import CLIUsageError
+
+            raise CLIUsageError("--strict needs --device D (the accelerator whose coverage must be complete)")
+        probe_model(args, args.model, kind="info", backend=args.backend, device=args.device or "auto")
         s = summarize(args.model)
         report = None
         if args.device:
             from edge_sdk.coverage import coverage
 
             report = coverage(args.model, args.device, backend=args.backend)
-        elif args.strict:
-            from edge_sdk.errors import CLIUsageError
-
-            raise CLIUsageError("--strict needs --device D (the accelerator whose coverage must be complete)")
         if args.json:
             emit_json({**s.to_dict(), "coverage": report.to_dict()} if report else s.to_dict())
             return _strict(report, args.strict)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edge_sdk.cli.base import Command, emit_json, format_table
+from edge_sdk.cli.base import Command, add_probe_arguments, emit_json, format_table, probe_model
 
 log = logging.getLogger("edge_sdk.cli")
 #: zoo task names -> pipeline task
@@ -90,6 +90,7 @@ class RunCommand(Command):
         parser.add_argument("--queue-size", type=int, default=1, help="items between stages (default 1)")
         parser.add_argument("--drop", choices=("oldest", "newest", "block"),
                             help="when a stage is full (default: oldest if live, block for files)")  # fmt: skip
+        add_probe_arguments(parser)
 
     def run(self, args: argparse.Namespace) -> int:
         import edge_sdk as es
@@ -103,6 +104,7 @@ class RunCommand(Command):
         task = args.task or rm.task
         if task is None:
             raise CLIUsageError("--task is required for a model file: classify, detect or vad")
+        probe_model(args, rm.path)
         source = open_source(args.source, **source_opts)
         model = es.load(rm.path)
         pipe = Pipeline(source, model, task=task, sinks=args.sink or [], preprocess=rm.preprocess, labels=rm.labels,
