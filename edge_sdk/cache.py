@@ -32,19 +32,50 @@ def cache_root() -> Path:
     return (Path(xdg) if xdg else Path.home() / ".cache") / "edge_sdk"
 
 
+#: files up to this size are hashed in full; bigger ones by identity and samples (see :func:`model_hash`)
+FULL_HASH_BYTES = 64 * 1024**2
+#: how many evenly spaced blocks of a big file are hashed, and their size (64 x 64 KiB = 4 MiB read)
+SAMPLE_BLOCKS = 64
+SAMPLE_BYTES = 64 * 1024
+
+
+def _file_digest(path: Path, st: os.stat_result) -> str:
+    """SHA-256 of a file: the whole content up to FULL_HASH_BYTES; above it, identity plus samples.
+
+    Why not always the whole file: OpenVINO's ``.bin`` (or ONNX external data) can be many GB, and
+    hashing it reads it all once just to name the cache folder, before the runtime reads it again
+    (a 10 GB ``.bin`` took 107 s to load). A big file is keyed by its size, ``st_mtime_ns``, inode
+    and device (any rewrite changes the mtime, any replacement the inode) plus SAMPLE_BLOCKS
+    blocks spread over it (first and last included), so at most ~4 MiB is read whatever the size.
+    The trade-off: a same-size in-place edit that also restores the mtime and misses every sample
+    would reuse a stale compiled model; delete the cache (or set ``cache_dir=None``) after such surgery.
+    """
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        if st.st_size <= FULL_HASH_BYTES:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+            return h.hexdigest()
+        h.update(f"sampled:{st.st_size}:{st.st_mtime_ns}:{st.st_ino}:{st.st_dev}".encode())
+        last = st.st_size - SAMPLE_BYTES
+        for i in range(SAMPLE_BLOCKS):
+            f.seek(last * i // (SAMPLE_BLOCKS - 1))
+            h.update(f.read(SAMPLE_BYTES))
+    return h.hexdigest()
+
+
 def model_hash(model_file: ModelFile) -> str:
-    """SHA-256 (first 16 hex digits) of the model file and its companions; memoised per (path, size, mtime)."""
+    """SHA-256 (first 16 hex digits) of the model file and its companions; memoised per (path, size, mtime).
+
+    Companions bigger than FULL_HASH_BYTES are keyed by identity and samples, not read in full
+    (see :func:`_file_digest`)."""
     h = hashlib.sha256()
     for path in (model_file.path, *model_file.companions):
         st = path.stat()
         key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
         digest = _HASHES.get(key)
         if digest is None:
-            fh = hashlib.sha256()
-            with open(path, "rb") as f:
-                for block in iter(lambda: f.read(1 << 20), b""):
-                    fh.update(block)
-            digest = _HASHES[key] = fh.hexdigest()
+            digest = _HASHES[key] = _file_digest(path, st)
         h.update(digest.encode())
     return h.hexdigest()[:16]
 

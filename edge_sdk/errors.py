@@ -7,6 +7,8 @@ specific subclass they care about.
 
 from __future__ import annotations
 
+import re
+
 
 class EdgeSDKError(Exception):
     """Base class of every error edge_sdk raises on purpose."""
@@ -123,17 +125,43 @@ class CLIUsageError(EdgeSDKError):
     """A command-line argument is wrong in a way argparse cannot see."""
 
 
-def first_line(exc: BaseException, limit: int = 300) -> str:
-    """The first informative line of a runtime's exception text, for one-line messages.
+#: where a runtime says where in its sources it failed: "Exception from src/x.cpp:84:", "Check 'c' failed at y.hpp:26:"
+_SOURCE_REF = re.compile(r"(Exception from \S+:\d+:|Check '.*' failed at \S+:\d+:)")
+#: lines that only say which stage failed, never why
+_GENERIC = re.compile(
+    r"^(Converting input model|Loading input model|Summary:?|Model wasn't fully converted\.?"
+    r"( Failed operations detailed log:)?|FrontEnd API failed with \w+:?)$"
+)
 
-    OpenVINO prefixes its reason with source locations ("Exception from src/...:",
-    "Check '...' failed at ..."); those lines are skipped.
+
+def first_line(exc: BaseException, limit: int = 300) -> str:
+    """The runtime's reason from an exception's text, on one line, for one-line messages.
+
+    OpenVINO wraps its reason in source locations ("Exception from src/...:", "Check '...' failed
+    at ...:") and stage headers ("Converting input model", "FrontEnd API failed with ..."), with
+    context lines ending in ':' ("While validating node '...':"). Those are dropped or moved after
+    the reason: ``"<reason>; <reason> (<context>; <context>)"``, cut at ``limit`` characters, so the
+    cause survives. A one-line message comes back as it is.
     """
     lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
-    for line in lines:
-        if not line.startswith(("Exception from src/", "Check '")) and not line.endswith(".cpp:"):
-            return line[:limit]
-    return (lines[0] if lines else type(exc).__name__)[:limit]
+    reasons: list[str] = []
+    context: list[str] = []
+    for raw in lines:
+        line = _SOURCE_REF.sub("", raw).strip().lstrip("-").strip()
+        for stage in ("Converting input model", "Loading input model"):
+            line = line.removeprefix(stage).strip() if line != stage else line
+        if not line or _GENERIC.match(line) or line.endswith((".cpp:", ".hpp:", ".cc:", ".h:")):
+            continue
+        if line.endswith(":") or line.startswith("Conversion is failed for"):
+            context.append(line.rstrip(":").strip())
+        else:
+            reasons.append(line)
+    if not reasons and not context:
+        return (lines[0] if lines else type(exc).__name__)[:limit]
+    text = "; ".join(dict.fromkeys(reasons or context))
+    if reasons and context:
+        text += " (" + "; ".join(dict.fromkeys(context)) + ")"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def error_to_dict(exc: BaseException) -> dict[str, str]:
@@ -188,5 +216,21 @@ class ToolMissingError(EdgeSDKError):
         super().__init__(msg)
 
 
+class ModelTooLargeError(ModelFileError):
+    """A model file declares tensors or weights past the memory budget; names the tensor, its size and the limit."""
+
+
+class InferenceError(EdgeSDKError):
+    """The runtime failed while running a model that loaded; carries the runtime's reason."""
+
+
 class ResourceLimitError(ModelLoadError):
     """Loading a model in the isolated probe passed its memory or time limit; names the limit and how to raise it."""
+
+
+class DiskFullError(OutputDirError):
+    """A conversion ran out of disk space (ENOSPC, quota); names the folder, the space needed and the space free."""
+
+    def __init__(self, message: str, *, folder: object = None, needed: int | None = None, free: int | None = None):
+        super().__init__(message)
+        self.folder, self.needed, self.free = folder, needed, free

@@ -6,6 +6,7 @@ import os
 from typing import Any
 
 from edge_sdk._quiet import native_stderr, quiet_third_party
+from edge_sdk.errors import EdgeSDKError, ModelLoadError, first_line
 from edge_sdk.formats import MAX_MODEL_BYTES, inspect_file
 from edge_sdk.model import Model
 from edge_sdk.placement import construct, deferred_logs, plan_attempts
@@ -21,6 +22,7 @@ def load(
     warmup: int = 0,
     safe: bool = False,
     max_bytes: int = MAX_MODEL_BYTES,
+    max_memory: int | None = None,
     **options: Any,
 ) -> Model:
     """Load a ``.onnx``, ``.tflite`` or OpenVINO ``.xml`` model and return a :class:`Model`.
@@ -30,21 +32,40 @@ def load(
     by default the device plan picks it (see ``edge_sdk.placement``). ``device`` is ``"auto"``
     (this machine's plan, falling back with a logged warning), a named profile (``"cpu"``,
     ``"jetson-orin"``, ``"pi5"``, ... from ``devices.profiles()``) or a backend device
-    (``"NPU"``); an explicit choice is an error if what it needs is missing. ``safe=True``
-    first loads the model in a child process, so a native crash in the runtime becomes a
-    :class:`ModelLoadError` instead of killing the caller. Backend-specific ``options`` are
-    documented in each backend module.
+    (``"NPU"``); an explicit choice is an error if what it needs is missing. Backend-specific
+    ``options`` are documented in each backend module. ``max_bytes`` bounds the file's size and
+    ``max_memory`` what it declares (tensor shapes, weights; default ``$EDGE_SDK_MAX_MODEL_MEMORY`` or
+    half this machine's memory, see ``edge_sdk.formats.budget``), checked before any runtime sees it.
+
+    ``safe=True`` is for files from elsewhere: it first loads the model and runs one warm-up
+    inference in a child process under a timeout (``EDGE_SDK_PROBE_TIMEOUT``, default 300 s) and an
+    address-space limit (``EDGE_SDK_PROBE_MEMORY``, see ``edge_sdk.isolation``), so a native crash,
+    a hang or a memory blow-up in the runtime becomes a :class:`ModelLoadError` (or its subclass
+    ``ResourceLimitError``) instead of killing the caller. A file that passed is remembered by its
+    hash (``edge_sdk.probe_cache``; ``EDGE_SDK_CACHE=0`` turns that off). The default is ``False``
+    because the first probe costs a process start and a second load (seconds); the CLI's ``info``,
+    ``bench`` and ``run`` always probe unless given ``--no-probe``.
     """
     verbose = bool(options.get("verbose"))
     quiet_third_party(verbose)
-    model_file = inspect_file(path, max_bytes=max_bytes)
+    model_file = inspect_file(path, max_bytes=max_bytes, max_memory=max_memory)
     attempts = plan_attempts(model_file.format, backend, device, options)
     if safe:
-        from edge_sdk.isolation import probe_load
+        from edge_sdk.probe_cache import cached_probe, plan_text
 
-        probe_load(model_file, attempts[0].backend_cls.name, device=device, threads=threads, options=options)
+        runtime, plan = attempts[0].backend_cls.name, plan_text(attempts)
+        child_options = options if max_memory is None else {**options, "max_memory": max_memory}
+        cached_probe(model_file, backend, runtime=runtime, plan=plan, device=device, threads=threads,
+                     options=child_options, budget=max_memory)  # fmt: skip
     with deferred_logs(), native_stderr(verbose):
-        impl = construct(attempts, model_file, threads)
+        try:
+            impl = construct(attempts, model_file, threads)
+        except EdgeSDKError:
+            raise
+        except Exception as e:  # a runtime error no backend foresaw: still typed, with the runtime's reason
+            raise ModelLoadError(
+                f"could not load {model_file.path.name}: {type(e).__name__}: {first_line(e)}"
+            ) from None
     model = Model(impl, model_file, dequantize=dequantize)
     if warmup:
         model.warmup(warmup)

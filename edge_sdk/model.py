@@ -4,6 +4,10 @@ Thread safety: a ``Model`` may be used from any thread but from **one thread at
 a time**. A second thread calling while a run is in flight gets a
 :class:`~edge_sdk.errors.ConcurrentUseError` instead of silently corrupting the
 runtime's buffers; use one ``Model`` per thread for parallel inference.
+``close()`` from another thread waits for an in-flight run to finish, then closes;
+a run that starts after ``close()`` began gets :class:`~edge_sdk.errors.ModelClosedError`.
+A runtime failure during a run is an :class:`~edge_sdk.errors.InferenceError` with
+the runtime's reason.
 """
 
 from __future__ import annotations
@@ -14,7 +18,14 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence, Union
 
 import numpy as np
 
-from edge_sdk.errors import ConcurrentUseError, InputMismatchError, ModelClosedError
+from edge_sdk.errors import (
+    ConcurrentUseError,
+    EdgeSDKError,
+    InferenceError,
+    InputMismatchError,
+    ModelClosedError,
+    first_line,
+)
 from edge_sdk.tensor_spec import TensorSpec
 
 if TYPE_CHECKING:
@@ -44,6 +55,7 @@ class Model:
         self._output_names = [s.name for s in self.outputs]
         self._lock = threading.Lock()
         self._closed = False
+        self._closing = False
 
     # -- description -------------------------------------------------------------------------
     @property
@@ -91,18 +103,29 @@ class Model:
         for _ in range(runs):
             self._run(feeds, False)
 
+    def _closed_error(self) -> ModelClosedError:
+        return ModelClosedError(f"model {self.path.name} is closed; load it again to run it")
+
     def _run(self, feeds: Feeds, dequantize: bool | None) -> list[np.ndarray]:
-        if self._closed:
-            raise ModelClosedError(f"model {self.path.name} is closed; load it again to run it")
+        if self._closed or self._closing:
+            raise self._closed_error()
         deq = self.dequantize if dequantize is None else dequantize
         arrays = self._check_inputs(feeds, deq)
         if not self._lock.acquire(blocking=False):
+            if self._closing or self._closed:
+                raise self._closed_error()
             raise ConcurrentUseError(
                 f"model {self.path.name} is already running in another thread; "
                 "a Model is safe from one thread at a time: load one Model per thread"
             )
         try:
+            if self._closed:  # closed between the check above and taking the lock
+                raise self._closed_error()
             outs = self._backend.run(arrays)
+        except EdgeSDKError:
+            raise
+        except Exception as e:  # ONNX Runtime's Fail/RuntimeException, LiteRT's RuntimeError, OpenVINO's ...
+            raise InferenceError(f"{self.backend} failed to run {self.path.name}: {first_line(e)}") from None
         finally:
             self._lock.release()
         if deq:
@@ -169,10 +192,16 @@ class Model:
 
     # -- lifetime ----------------------------------------------------------------------------
     def close(self) -> None:
-        """Release the runtime's resources; further runs raise ModelClosedError."""
-        if not self._closed:
-            self._closed = True
-            self._backend.close()
+        """Release the runtime's resources; further runs raise ModelClosedError.
+
+        Safe from any thread: it waits for a run in flight to finish (runtimes cannot be freed under
+        a running inference), and runs that start meanwhile get ModelClosedError.
+        """
+        self._closing = True
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                self._backend.close()
 
     def __enter__(self) -> Model:
         return self

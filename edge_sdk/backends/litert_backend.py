@@ -99,10 +99,15 @@ class LiteRTBackend(Backend):
             self._interp.allocate_tensors()
         except Exception as e:
             raise ModelLoadError(f"LiteRT could not load {model_file.path.name}: {first_line(e)}") from None
-        in_details = self._interp.get_input_details()
-        out_details = self._interp.get_output_details()
-        self.inputs = [_spec(d) for d in in_details]
-        self.outputs = [_spec(d) for d in out_details]
+        try:
+            in_details = self._interp.get_input_details()
+            out_details = self._interp.get_output_details()
+            self.inputs = [_spec(d) for d in in_details]
+            self.outputs = [_spec(d) for d in out_details]
+        except Exception as e:  # bad tensor indexes (ValueError), names that are not UTF-8 (UnicodeDecodeError)
+            raise ModelLoadError(
+                f"LiteRT could not describe the inputs/outputs of {model_file.path.name}: {first_line(e)}"
+            ) from None
         self._in_idx = [d["index"] for d in in_details]
         self._in_shape = [tuple(int(v) for v in d["shape"]) for d in in_details]
         self._out_idx = [d["index"] for d in out_details]

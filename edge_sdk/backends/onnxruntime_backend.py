@@ -149,8 +149,15 @@ class OnnxRuntimeBackend(Backend):
             self._session = ort.InferenceSession(str(model_file.path), sess_options=so, providers=providers)
         except Exception as e:  # onnxruntime raises its own Fail/InvalidGraph/... types
             raise ModelLoadError(f"onnxruntime could not load {model_file.path.name}: {first_line(e)}") from None
-        self.inputs = [_spec(a) for a in self._session.get_inputs()]
-        self.outputs = [_spec(a) for a in self._session.get_outputs()]
+        try:
+            self.inputs = [_spec(a) for a in self._session.get_inputs()]
+            self.outputs = [_spec(a) for a in self._session.get_outputs()]
+        except ModelLoadError:
+            raise
+        except Exception as e:  # e.g. a name that is not UTF-8 (UnicodeDecodeError from the binding)
+            raise ModelLoadError(
+                f"onnxruntime could not describe the inputs/outputs of {model_file.path.name}: {first_line(e)}"
+            ) from None
         self._input_names = [s.name for s in self.inputs]
         self._output_names = [s.name for s in self.outputs]
 

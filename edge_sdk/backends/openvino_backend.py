@@ -91,9 +91,14 @@ class OpenVINOBackend(Backend):
             self._compiled = self._core.compile_model(str(model_file.path), self._device, config)
         except Exception as e:
             raise ModelLoadError(f"OpenVINO could not load {model_file.path.name}: {first_line(e)}") from None
-        self._request = self._compiled.create_infer_request()
-        self.inputs = [_spec(p, i) for i, p in enumerate(self._compiled.inputs)]
-        self.outputs = [_spec(p, i) for i, p in enumerate(self._compiled.outputs)]
+        try:
+            self._request = self._compiled.create_infer_request()
+            self.inputs = [_spec(p, i) for i, p in enumerate(self._compiled.inputs)]
+            self.outputs = [_spec(p, i) for i, p in enumerate(self._compiled.outputs)]
+        except Exception as e:  # dynamic element types (IndexError: map::at), names that are not UTF-8
+            raise ModelLoadError(
+                f"OpenVINO could not describe the inputs/outputs of {model_file.path.name}: {first_line(e)}"
+            ) from None
         self._n_out = len(self.outputs)
 
     def run(self, feeds: Sequence[np.ndarray]) -> list[np.ndarray]:

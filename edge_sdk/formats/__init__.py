@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from edge_sdk.errors import ModelFileError, UnsupportedFormatError
+from edge_sdk.errors import EdgeSDKError, ModelFileError, UnsupportedFormatError
 
 #: refuse files larger than this unless the caller raises the limit (ONNX's protobuf limit is 2 GiB;
 #: bigger models use external data, whose files are checked separately).
@@ -39,7 +39,8 @@ class FormatHandler:
     name: str
     extensions: tuple[str, ...]
     sniff: Callable[[bytes], bool]
-    validate: Callable[[Path, int], ModelFile]
+    #: ``validate(path, size, max_memory)``: the full check; ``max_memory`` is the budget (None: default)
+    validate: Callable[[Path, int, int | None], ModelFile]
 
 
 _REGISTRY: dict[str, FormatHandler] = {}
@@ -93,8 +94,15 @@ def detect_format(path: str | os.PathLike[str], *, max_bytes: int = MAX_MODEL_BY
     return inspect_file(path, max_bytes=max_bytes).format
 
 
-def inspect_file(path: str | os.PathLike[str], *, max_bytes: int = MAX_MODEL_BYTES) -> ModelFile:
-    """Check an untrusted model file and return what it is; raise a typed error if it is not a model."""
+def inspect_file(
+    path: str | os.PathLike[str], *, max_bytes: int = MAX_MODEL_BYTES, max_memory: int | None = None
+) -> ModelFile:
+    """Check an untrusted model file and return what it is; raise a typed error if it is not a model.
+
+    ``max_bytes`` bounds the file's size; ``max_memory`` bounds what it declares (tensor shapes,
+    weights read from companion files), default from ``EDGE_SDK_MAX_MODEL_MEMORY`` or half the
+    machine's memory (see ``edge_sdk.formats.budget``).
+    """
     _ensure_registered()
     p = Path(path)
     size = _check_regular_file(p, max_bytes)
@@ -112,4 +120,15 @@ def inspect_file(path: str | os.PathLike[str], *, max_bytes: int = MAX_MODEL_BYT
             "supported: ONNX (.onnx), TFLite (.tflite), OpenVINO IR (.xml + .bin)"
         )
     matches.sort(key=lambda h: h not in by_ext)
-    return matches[0].validate(p, size)
+    handler = matches[0]
+    try:
+        return handler.validate(p, size, max_memory)
+    except EdgeSDKError:
+        raise
+    except Exception as e:  # a check that tripped on bytes nobody foresaw: still a typed, one-line error
+        from edge_sdk.errors import first_line
+
+        raise ModelFileError(
+            f"{p} is not a valid {handler.name} model (corrupt file; the check failed with "
+            f"{type(e).__name__}: {first_line(e)})"
+        ) from None

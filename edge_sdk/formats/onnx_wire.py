@@ -6,6 +6,14 @@ it. This reader walks ModelProto -> GraphProto -> nodes / initializers, skipping
 tensor payloads by length, so it costs milliseconds even on large models and
 fails with a clear message on truncated or non-protobuf bytes.
 
+It reaches every place ONNX stores a tensor (and so an external-data location):
+graph initializers and sparse initializers, node attributes (``t``, ``tensors``,
+``sparse_tensor``, ``sparse_tensors``) in the main graph, in every subgraph
+(``g``, ``graphs``), in model-local functions (their nodes and attribute defaults)
+and in ``training_info`` (initialization and algorithm graphs). Identifiers
+(names, op types, domains, external-data keys) must be UTF-8, as the runtimes'
+Python APIs decode them; subgraphs may nest at most :data:`MAX_GRAPH_DEPTH` deep.
+
 Field numbers come from onnx/onnx.proto3.
 """
 
@@ -16,6 +24,10 @@ from typing import Iterator
 
 # wire types
 _VARINT, _I64, _LEN, _I32 = 0, 1, 2, 5
+#: If/Loop/Scan bodies nested deeper than this are refused (real models nest a few levels; the
+#: runtimes' protobuf parsers stop at 100 message levels, ~33 graphs, and Python's recursion earlier)
+MAX_GRAPH_DEPTH = 32
+_HIGH_BYTES = bytes(range(128))
 
 
 class WireError(ValueError):
@@ -36,6 +48,12 @@ def _read_varint(buf: memoryview, pos: int, end: int) -> tuple[int, int]:
         shift += 7
         if shift > 63:
             raise WireError("varint longer than 10 bytes")
+
+
+def _signed(v: int) -> int:
+    """int64 fields are varints of the two's complement: 2**64 - 1 is -1."""
+    v &= (1 << 64) - 1
+    return v - (1 << 64) if v >= 1 << 63 else v
 
 
 def iter_fields(buf: memoryview, start: int = 0, end: int | None = None) -> Iterator[tuple[int, int, object]]:
@@ -71,18 +89,32 @@ def iter_fields(buf: memoryview, start: int = 0, end: int | None = None) -> Iter
 
 
 def _text(buf: memoryview, span: tuple[int, int]) -> str:
+    """Free text (producer, doc): undecodable bytes replaced."""
     return bytes(buf[span[0] : span[1]]).decode("utf-8", errors="replace")
+
+
+def _name(buf: memoryview, span: tuple[int, int], what: str) -> str:
+    """An identifier: must be UTF-8 (onnxruntime and OpenVINO hand names to Python, which decodes them)."""
+    raw = bytes(buf[span[0] : span[1]])
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise WireError(f"a {what} is not UTF-8 text ({raw[:40]!r})") from None
 
 
 @dataclass
 class WireTensor:
-    """An initializer as seen on the wire (payload not copied)."""
+    """A tensor as seen on the wire (payload not copied, only measured)."""
 
     name: str = ""
     dims: list[int] = field(default_factory=list)
     data_type: int = 0
     external: dict[str, str] = field(default_factory=dict)
     data_location: int = 0  # 1 == EXTERNAL
+    raw_bytes: int | None = None  # length of raw_data, None if absent
+    #: elements stored in the typed fields, by field number (float_data=4, int32_data=5, ...)
+    typed_counts: dict[int, int] = field(default_factory=dict)
+    where: str = "initializer"
 
     @property
     def numel(self) -> int:
@@ -114,7 +146,11 @@ class WireGraph:
     initializers: list[WireTensor] = field(default_factory=list)
     inputs: list[WireValueInfo] = field(default_factory=list)
     outputs: list[WireValueInfo] = field(default_factory=list)
+    value_info: list[WireValueInfo] = field(default_factory=list)
     subgraphs: list[WireGraph] = field(default_factory=list)
+    #: tensors held by node attributes (Constant values, defaults), including sparse values/indices
+    attribute_tensors: list[WireTensor] = field(default_factory=list)
+    name: str = ""
 
 
 @dataclass
@@ -123,50 +159,89 @@ class WireModel:
     opsets: dict[str, int] = field(default_factory=dict)
     producer: str = ""
     graph: WireGraph | None = None
-    function_nodes: list[WireNode] = field(default_factory=list)
+    #: model-local functions, each as a graph of its nodes and attribute defaults
+    functions: list[WireGraph] = field(default_factory=list)
+    #: training_info's initialization and algorithm graphs
+    training_graphs: list[WireGraph] = field(default_factory=list)
 
-    def all_tensors(self) -> Iterator[WireTensor]:
-        """Every tensor stored in the model: initializers and attribute tensors, recursively."""
-        stack = [self.graph] if self.graph else []
+    @property
+    def function_nodes(self) -> list[WireNode]:
+        return [n for f in self.functions for n in f.nodes]
+
+    def all_graphs(self) -> Iterator[WireGraph]:
+        """The main graph, functions and training graphs, and every subgraph inside them."""
+        stack = [*([self.graph] if self.graph else []), *self.functions, *self.training_graphs]
         while stack:
             g = stack.pop()
-            yield from g.initializers
+            yield g
             stack.extend(g.subgraphs)
 
+    def all_tensors(self) -> Iterator[WireTensor]:
+        """Every tensor stored in the model: initializers and attribute tensors, everywhere ONNX allows one."""
+        for g in self.all_graphs():
+            yield from g.initializers
+            yield from g.attribute_tensors
 
-def _parse_tensor(buf: memoryview, span: tuple[int, int]) -> WireTensor:
-    t = WireTensor()
+
+def _count_typed(buf: memoryview, fnum: int, wtype: int, val: object) -> int:
+    """Elements in one occurrence of a typed data field (packed or not)."""
+    if wtype != _LEN:
+        return 1
+    start, end = val
+    if fnum == 4:  # float_data: fixed 4 bytes
+        return (end - start) // 4
+    if fnum == 10:  # double_data: fixed 8 bytes
+        return (end - start) // 8
+    if fnum == 6:  # string_data: one bytes value per occurrence
+        return 1
+    data = bytes(buf[start:end])  # packed varints: one element per byte without the continuation bit
+    return len(data) - len(data.translate(None, _HIGH_BYTES))
+
+
+def _parse_tensor(buf: memoryview, span: tuple[int, int], where: str = "initializer") -> WireTensor:
+    t = WireTensor(where=where)
     for fnum, wtype, val in iter_fields(buf, *span):
         if fnum == 1:
             if wtype == _VARINT:
-                t.dims.append(int(val))
+                t.dims.append(_signed(int(val)))
             elif wtype == _LEN:  # packed
                 p, e = val
                 while p < e:
                     d, p = _read_varint(buf, p, e)
-                    t.dims.append(d)
+                    t.dims.append(_signed(d))
         elif fnum == 2 and wtype == _VARINT:
             t.data_type = int(val)
         elif fnum == 8 and wtype == _LEN:
-            t.name = _text(buf, val)
+            t.name = _name(buf, val, "tensor name")
+        elif fnum == 9 and wtype == _LEN:
+            t.raw_bytes = val[1] - val[0]
+        elif fnum in (4, 5, 6, 7, 10, 11):
+            t.typed_counts[fnum] = t.typed_counts.get(fnum, 0) + _count_typed(buf, fnum, wtype, val)
         elif fnum == 13 and wtype == _LEN:
             key = value = ""
             for f2, w2, v2 in iter_fields(buf, *val):
                 if w2 == _LEN and f2 == 1:
-                    key = _text(buf, v2)
+                    key = _name(buf, v2, "external_data key")
                 elif w2 == _LEN and f2 == 2:
-                    value = _text(buf, v2)
+                    value = _name(buf, v2, "external_data value")
             t.external[key] = value
         elif fnum == 14 and wtype == _VARINT:
             t.data_location = int(val)
     return t
 
 
+def _parse_sparse(buf: memoryview, span: tuple[int, int], out: list[WireTensor], where: str) -> None:
+    """SparseTensorProto: values=1, indices=2 (both TensorProto, both may be external)."""
+    for f2, w2, v2 in iter_fields(buf, *span):
+        if f2 in (1, 2) and w2 == _LEN:
+            out.append(_parse_tensor(buf, v2, f"{where} ({'values' if f2 == 1 else 'indices'})"))
+
+
 def _parse_value_info(buf: memoryview, span: tuple[int, int]) -> WireValueInfo:
     vi = WireValueInfo(name="")
     for fnum, wtype, val in iter_fields(buf, *span):
         if fnum == 1 and wtype == _LEN:
-            vi.name = _text(buf, val)
+            vi.name = _name(buf, val, "value name")
         elif fnum == 2 and wtype == _LEN:  # TypeProto
             for f2, w2, v2 in iter_fields(buf, *val):
                 if f2 == 1 and w2 == _LEN:  # tensor_type
@@ -179,60 +254,86 @@ def _parse_value_info(buf: memoryview, span: tuple[int, int]) -> WireValueInfo:
                                     dim: int | str | None = None
                                     for f5, w5, v5 in iter_fields(buf, *v4):
                                         if f5 == 1 and w5 == _VARINT:
-                                            dim = int(v5)
+                                            dim = _signed(int(v5))
                                         elif f5 == 2 and w5 == _LEN:
-                                            dim = _text(buf, v5)
+                                            dim = _name(buf, v5, "dimension name")
                                     vi.dims.append(dim)
     return vi
 
 
-def _parse_attribute(buf: memoryview, span: tuple[int, int], graph: WireGraph) -> None:
+def _parse_attribute(buf: memoryview, span: tuple[int, int], graph: WireGraph, depth: int) -> None:
     for fnum, wtype, val in iter_fields(buf, *span):
         if wtype != _LEN:
             continue
         if fnum in (5, 10):  # t, tensors
-            graph.initializers.append(_parse_tensor(buf, val))
+            graph.attribute_tensors.append(_parse_tensor(buf, val, "attribute tensor"))
+        elif fnum in (22, 23):  # sparse_tensor, sparse_tensors
+            _parse_sparse(buf, val, graph.attribute_tensors, "sparse attribute tensor")
         elif fnum in (6, 11):  # g, graphs
-            graph.subgraphs.append(_parse_graph(buf, val))
+            graph.subgraphs.append(_parse_graph(buf, val, depth + 1))
 
 
-def _parse_node(buf: memoryview, span: tuple[int, int], graph: WireGraph) -> WireNode:
+def _parse_node(buf: memoryview, span: tuple[int, int], graph: WireGraph, depth: int) -> WireNode:
     n = WireNode()
     for fnum, wtype, val in iter_fields(buf, *span):
         if wtype != _LEN:
             continue
         if fnum == 1:
-            n.inputs.append(_text(buf, val))
+            n.inputs.append(_name(buf, val, "node input name"))
         elif fnum == 2:
-            n.outputs.append(_text(buf, val))
+            n.outputs.append(_name(buf, val, "node output name"))
         elif fnum == 3:
-            n.name = _text(buf, val)
+            n.name = _name(buf, val, "node name")
         elif fnum == 4:
-            n.op_type = _text(buf, val)
+            n.op_type = _name(buf, val, "node op_type")
         elif fnum == 5:
-            _parse_attribute(buf, val, graph)
+            _parse_attribute(buf, val, graph, depth)
         elif fnum == 7:
-            n.domain = _text(buf, val)
+            n.domain = _name(buf, val, "node domain")
     return n
 
 
-def _parse_graph(buf: memoryview, span: tuple[int, int]) -> WireGraph:
+def _parse_graph(buf: memoryview, span: tuple[int, int], depth: int = 0) -> WireGraph:
+    if depth > MAX_GRAPH_DEPTH:
+        raise WireError(
+            f"subgraphs (If/Loop/Scan bodies) are nested more than {MAX_GRAPH_DEPTH} levels deep; "
+            "no real model does this"
+        )
     g = WireGraph()
     for fnum, wtype, val in iter_fields(buf, *span):
         if wtype != _LEN:
             continue
         if fnum == 1:
-            g.nodes.append(_parse_node(buf, val, g))
+            g.nodes.append(_parse_node(buf, val, g, depth))
+        elif fnum == 2:
+            g.name = _text(buf, val)
         elif fnum == 5:
             g.initializers.append(_parse_tensor(buf, val))
-        elif fnum == 15:  # sparse_initializer: values=1, indices=2
-            for f2, w2, v2 in iter_fields(buf, *val):
-                if f2 in (1, 2) and w2 == _LEN:
-                    g.initializers.append(_parse_tensor(buf, v2))
+        elif fnum == 15:  # sparse_initializer
+            _parse_sparse(buf, val, g.initializers, "sparse initializer")
         elif fnum == 11:
             g.inputs.append(_parse_value_info(buf, val))
         elif fnum == 12:
             g.outputs.append(_parse_value_info(buf, val))
+        elif fnum == 13:
+            g.value_info.append(_parse_value_info(buf, val))
+    return g
+
+
+def _parse_function(buf: memoryview, span: tuple[int, int]) -> WireGraph:
+    """FunctionProto: name=1, node=7, attribute_proto=11 (defaults, may hold tensors and graphs), value_info=12."""
+    g = WireGraph()
+    for fnum, wtype, val in iter_fields(buf, *span):
+        if wtype != _LEN:
+            continue
+        if fnum == 1:
+            g.name = _text(buf, val)
+        elif fnum == 7:
+            g.nodes.append(_parse_node(buf, val, g, 0))
+        elif fnum == 11:
+            _parse_attribute(buf, val, g, 0)
+        elif fnum == 12:
+            g.value_info.append(_parse_value_info(buf, val))
     return g
 
 
@@ -251,17 +352,16 @@ def parse_model(data: bytes | memoryview) -> WireModel:
             domain, version = "", 0
             for f2, w2, v2 in iter_fields(buf, *val):
                 if f2 == 1 and w2 == _LEN:
-                    domain = _text(buf, v2)
+                    domain = _name(buf, v2, "opset domain")
                 elif f2 == 2 and w2 == _VARINT:
                     version = int(v2)
             m.opsets[domain] = version
-        elif fnum == 25 and wtype == _LEN:  # FunctionProto: node=7
-            holder = WireGraph()
+        elif fnum == 20 and wtype == _LEN:  # TrainingInfoProto: initialization=1, algorithm=2
             for f2, w2, v2 in iter_fields(buf, *val):
-                if f2 == 7 and w2 == _LEN:
-                    m.function_nodes.append(_parse_node(buf, v2, holder))
-            if m.graph is not None:
-                m.graph.subgraphs.append(holder)
+                if f2 in (1, 2) and w2 == _LEN:
+                    m.training_graphs.append(_parse_graph(buf, v2))
+        elif fnum == 25 and wtype == _LEN:
+            m.functions.append(_parse_function(buf, val))
     if m.ir_version <= 0 or m.graph is None:
         raise WireError("no ir_version or graph: this is not an ONNX ModelProto")
     if not m.graph.nodes and not m.graph.outputs:

@@ -1,83 +1,230 @@
 """TFLite flatbuffers: identifier ``TFL3`` at byte 4, root table and buffers inside the file.
 
 The structural checks here are the ones that stop a native FlatBuffer reader from
-reading past the end of a truncated or forged file: root table offset, the
-vtable it points to, and the offset/size of each out-of-line buffer.
+reading past the end of a truncated or forged file: root table offset, the vtables
+and vectors it points to, and the offset/size of each out-of-line buffer. Then what
+the Python API and the interpreter trust without checking: every tensor index an
+input, output or operator names is inside its subgraph's tensor table, every name is
+UTF-8, and the tensors' declared shapes fit the memory budget (``budget.py``) before
+the interpreter allocates them. Field numbers come from tensorflow/lite/schema/schema.fbs.
 """
 
 from __future__ import annotations
 
+import mmap
 import struct
 from pathlib import Path
 
 from edge_sdk.errors import ModelFileError
 from edge_sdk.formats import FormatHandler, ModelFile, register_format
+from edge_sdk.formats.budget import MemoryBudget, numel, shape_str
 
 IDENTIFIER = b"TFL3"
+
+#: TensorType -> (name, bytes per element as allocated; sub-byte types are unpacked to one byte)
+TENSOR_TYPES: dict[int, tuple[str, int]] = {
+    0: ("float32", 4), 1: ("float16", 2), 2: ("int32", 4), 3: ("uint8", 1), 4: ("int64", 8), 5: ("string", 1),
+    6: ("bool", 1), 7: ("int16", 2), 8: ("complex64", 8), 9: ("int8", 1), 10: ("float64", 8),
+    11: ("complex128", 16), 12: ("uint64", 8), 13: ("resource", 8), 14: ("variant", 8), 15: ("uint32", 4),
+    16: ("uint16", 2), 17: ("int4", 1), 18: ("bfloat16", 2), 19: ("int2", 1), 20: ("uint4", 1),
+}  # fmt: skip
+
+# table field indexes (schema.fbs order)
+_MODEL_OPCODES, _MODEL_SUBGRAPHS, _MODEL_BUFFERS, _MODEL_SIGNATURES = 1, 2, 4, 7
+_SG_TENSORS, _SG_INPUTS, _SG_OUTPUTS, _SG_OPERATORS = 0, 1, 2, 3
+_T_SHAPE, _T_TYPE, _T_BUFFER, _T_NAME, _T_SIGNATURE = 0, 1, 2, 3, 7
+_OP_OPCODE, _OP_INPUTS, _OP_OUTPUTS, _OP_INTERMEDIATES = 0, 1, 2, 8
+_SIG_INPUTS, _SIG_OUTPUTS, _SIG_KEY, _SIG_SUBGRAPH = 0, 1, 2, 4
+
+
+class _Corrupt(Exception):
+    pass
 
 
 def sniff(head: bytes) -> bool:
     return len(head) >= 8 and head[4:8] == IDENTIFIER
 
 
-def _u32(buf: bytes, pos: int) -> int:
-    return struct.unpack_from("<I", buf, pos)[0]
+class _Flat:
+    """Bounds-checked reads of a FlatBuffer; every failure is :class:`_Corrupt` with what was wrong."""
+
+    def __init__(self, buf: bytes | mmap.mmap) -> None:
+        self.buf = buf
+        self.n = len(buf)
+
+    def _need(self, pos: int, size: int, what: str) -> None:
+        if pos < 0 or pos + size > self.n:
+            raise _Corrupt(f"{what} at byte {pos} runs past the end of the file (size {self.n})")
+
+    def u32(self, pos: int, what: str = "offset") -> int:
+        self._need(pos, 4, what)
+        return struct.unpack_from("<I", self.buf, pos)[0]
+
+    def field(self, table: int, index: int) -> int | None:
+        """Absolute position of field ``index`` of the table at ``table``, or None if absent."""
+        self._need(table, 4, "table")
+        vtable = table - struct.unpack_from("<i", self.buf, table)[0]
+        self._need(vtable, 4, "vtable")
+        vt_size, tbl_size = struct.unpack_from("<HH", self.buf, vtable)
+        self._need(vtable, vt_size, "vtable")
+        slot = 4 + 2 * index
+        if slot + 2 > vt_size:
+            return None
+        off = struct.unpack_from("<H", self.buf, vtable + slot)[0]
+        if not off:
+            return None
+        if off >= max(tbl_size, 4):
+            raise _Corrupt(f"field {index} of the table at byte {table} lies outside the table")
+        return table + off
+
+    def scalar(self, table: int, index: int, fmt: str, default: int) -> int:
+        pos = self.field(table, index)
+        if pos is None:
+            return default
+        self._need(pos, struct.calcsize(fmt), "scalar")
+        return struct.unpack_from("<" + fmt, self.buf, pos)[0]
+
+    def ref(self, table: int, index: int, what: str) -> int | None:
+        """Position an offset field (table, vector, string) points to, or None if absent."""
+        pos = self.field(table, index)
+        if pos is None:
+            return None
+        target = pos + self.u32(pos, what)
+        self._need(target, 4, what)
+        return target
+
+    def vector(self, table: int, index: int, elem: int, what: str) -> tuple[int, int]:
+        """``(start of elements, count)`` of a vector field; ``(0, 0)`` if absent."""
+        vec = self.ref(table, index, what)
+        if vec is None:
+            return 0, 0
+        count = self.u32(vec, what)
+        if vec + 4 + count * elem > self.n:
+            raise _Corrupt(f"{what} claims {count} entries, past the end of the file")
+        return vec + 4, count
+
+    def tables(self, table: int, index: int, what: str) -> list[int]:
+        start, count = self.vector(table, index, 4, what)
+        out = []
+        for i in range(count):
+            elem = start + 4 * i
+            target = elem + self.u32(elem, what)
+            self._need(target, 4, f"{what}[{i}]")
+            out.append(target)
+        return out
+
+    def ints(self, table: int, index: int, what: str) -> list[int]:
+        start, count = self.vector(table, index, 4, what)
+        return list(struct.unpack_from(f"<{count}i", self.buf, start)) if count else []
+
+    def string(self, table: int, index: int, what: str) -> str:
+        """A string field decoded as UTF-8 (the interpreter's Python API decodes names the same way)."""
+        start, count = self.vector(table, index, 1, what)
+        raw = bytes(self.buf[start : start + count]) if count else b""
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise _Corrupt(f"{what} is not UTF-8 text ({raw[:40]!r})") from None
 
 
-def _table_field(buf: bytes, table: int, index: int) -> int | None:
-    """Absolute position of field ``index`` of the table at ``table``, or None if absent."""
-    vtable = table - struct.unpack_from("<i", buf, table)[0]
-    if not 0 <= vtable <= len(buf) - 4:
-        raise ModelFileError("vtable outside the file")
-    vt_size = struct.unpack_from("<H", buf, vtable)[0]
-    if vtable + vt_size > len(buf):
-        raise ModelFileError("vtable runs past the end of the file")
-    slot = 4 + 2 * index
-    if slot + 2 > vt_size:
-        return None
-    off = struct.unpack_from("<H", buf, vtable + slot)[0]
-    return table + off if off else None
+def _check_buffers(fb: _Flat, root: int) -> list[bool]:
+    """Bounds of every buffer; returns, per buffer, whether it holds data (a constant)."""
+    has_data = []
+    for i, table in enumerate(fb.tables(root, _MODEL_BUFFERS, "buffers vector")):
+        _, size = fb.vector(table, 0, 1, f"buffer {i} data")
+        off = fb.scalar(table, 1, "Q", 0)
+        length = fb.scalar(table, 2, "Q", 0)
+        if off > 1 and off + length > fb.n:
+            raise _Corrupt(f"buffer {i} (offset {off}, size {length}) runs past the end of the file")
+        has_data.append(size > 0 or (off > 1 and length > 0))
+    return has_data
 
 
-def _check_structure(buf: bytes) -> None:
-    root = _u32(buf, 0)
-    if not 8 <= root <= len(buf) - 4:
-        raise ModelFileError(f"root table offset {root} is outside the file (size {len(buf)})")
-    # Model.buffers is field 4: vector of tables; each Buffer has data(0), offset(1), size(2).
-    pos = _table_field(buf, root, 4)
-    if pos is None:
-        return
-    vec = pos + _u32(buf, pos)
-    if vec + 4 > len(buf):
-        raise ModelFileError("buffers vector outside the file")
-    count = _u32(buf, vec)
-    if vec + 4 + 4 * count > len(buf):
-        raise ModelFileError(f"buffers vector claims {count} entries past the end of the file")
-    for i in range(count):
-        elem = vec + 4 + 4 * i
-        table = elem + _u32(buf, elem)
-        if table + 4 > len(buf):
-            raise ModelFileError(f"buffer {i} table outside the file")
-        data = _table_field(buf, table, 0)
-        if data is not None:
-            dvec = data + _u32(buf, data)
-            if dvec + 4 > len(buf) or dvec + 4 + _u32(buf, dvec) > len(buf):
-                raise ModelFileError(f"buffer {i} data runs past the end of the file")
-        off_pos, size_pos = _table_field(buf, table, 1), _table_field(buf, table, 2)
-        if off_pos is not None and size_pos is not None:
-            off, size = struct.unpack_from("<Q", buf, off_pos)[0], struct.unpack_from("<Q", buf, size_pos)[0]
-            if off > 1 and off + size > len(buf):
-                raise ModelFileError(f"buffer {i} (offset {off}, size {size}) runs past the end of the file")
+def _check_indexes(what: str, indexes: list[int], n_tensors: int, optional: bool) -> None:
+    for k, t in enumerate(indexes):
+        if not (0 <= t < n_tensors or (optional and t == -1)):
+            raise _Corrupt(
+                f"{what} #{k} names tensor index {t}, but the subgraph has {n_tensors} tensors (0..{n_tensors - 1})"
+            )
 
 
-def validate(path: Path, size: int) -> ModelFile:
-    buf = path.read_bytes()
+def _check_subgraph(fb: _Flat, s: int, sg: int, has_data: list[bool], n_opcodes: int, budget: MemoryBudget) -> int:
+    tensors = fb.tables(sg, _SG_TENSORS, f"subgraph {s} tensors")
+    arena: list[tuple[str, int]] = []  # what the interpreter allocates per tensor (constants stay in the file: 0)
+    for t, table in enumerate(tensors):
+        where = f"subgraph {s} tensor {t}"
+        name = fb.string(table, _T_NAME, f"{where} name")
+        shape = fb.ints(table, _T_SHAPE, f"{where} shape")
+        signature = fb.ints(table, _T_SIGNATURE, f"{where} shape_signature")
+        ttype = fb.scalar(table, _T_TYPE, "b", 0)
+        buffer = fb.scalar(table, _T_BUFFER, "I", 0)
+        if has_data and buffer >= len(has_data):
+            raise _Corrupt(f"{where} ('{name}') uses buffer {buffer}, but the model has {len(has_data)} buffers")
+        dtype, size = TENSOR_TYPES.get(ttype, (f"type {ttype}", 8))
+        shown = [d if d >= 0 else "?" for d in (signature if len(signature) == len(shape) else shape)]
+        constant = bool(has_data) and has_data[buffer]
+        nbytes = numel(shape) * size
+        budget.tensor(f"tensor '{name}' ({where})", shown, dtype, nbytes, add=False)
+        arena.append((f"tensor '{name}' of shape {shape_str(shown)} {dtype}", 0 if constant else nbytes))
+    n = len(tensors)
+    ins, outs = fb.ints(sg, _SG_INPUTS, f"subgraph {s} inputs"), fb.ints(sg, _SG_OUTPUTS, f"subgraph {s} outputs")
+    _check_indexes(f"subgraph {s} input", ins, n, optional=False)
+    _check_indexes(f"subgraph {s} output", outs, n, optional=False)
+    budget.together([arena[i] for i in set(ins) | set(outs)], f"subgraph {s}'s inputs and outputs")
+    for o, op in enumerate(fb.tables(sg, _SG_OPERATORS, f"subgraph {s} operators")):
+        where = f"subgraph {s} operator {o}"
+        opcode = fb.scalar(op, _OP_OPCODE, "I", 0)
+        if opcode >= n_opcodes:
+            raise _Corrupt(f"{where} uses operator code {opcode}, but the model has {n_opcodes} operator codes")
+        ins, outs = fb.ints(op, _OP_INPUTS, f"{where} inputs"), fb.ints(op, _OP_OUTPUTS, f"{where} outputs")
+        _check_indexes(f"{where} input", ins, n, optional=True)
+        _check_indexes(f"{where} output", outs, n, optional=True)
+        _check_indexes(f"{where} intermediate", fb.ints(op, _OP_INTERMEDIATES, f"{where} intermediates"), n, True)
+        budget.together([arena[i] for i in (set(ins) | set(outs)) - {-1}], f"{where}'s inputs and outputs")
+    return n
+
+
+def _check_signatures(fb: _Flat, root: int, tensor_counts: list[int]) -> None:
+    for i, sig in enumerate(fb.tables(root, _MODEL_SIGNATURES, "signature_defs")):
+        fb.string(sig, _SIG_KEY, f"signature {i} key")
+        sub = fb.scalar(sig, _SIG_SUBGRAPH, "I", 0)
+        if sub >= len(tensor_counts):
+            raise _Corrupt(f"signature {i} names subgraph {sub}, but the model has {len(tensor_counts)} subgraphs")
+        for field, kind in ((_SIG_INPUTS, "input"), (_SIG_OUTPUTS, "output")):
+            for k, tm in enumerate(fb.tables(sig, field, f"signature {i} {kind}s")):
+                fb.string(tm, 0, f"signature {i} {kind} {k} name")
+                index = fb.scalar(tm, 1, "I", 0)
+                if index >= tensor_counts[sub]:
+                    raise _Corrupt(
+                        f"signature {i} {kind} {k} names tensor index {index}, "
+                        f"but subgraph {sub} has {tensor_counts[sub]} tensors"
+                    )
+
+
+def check_structure(buf: bytes | mmap.mmap, budget: MemoryBudget) -> None:
+    """Raise :class:`ModelFileError` (or ModelTooLargeError) unless ``buf`` is a TFLite model the runtime can trust."""
+    fb = _Flat(buf)
     try:
-        _check_structure(buf)
-    except ModelFileError as e:
-        raise ModelFileError(f"{path} is a corrupt or truncated TFLite file: {e}") from None
+        root = fb.u32(0, "root table offset")
+        if not 8 <= root <= fb.n - 4:
+            raise _Corrupt(f"root table offset {root} is outside the file (size {fb.n})")
+        has_data = _check_buffers(fb, root)
+        _, n_opcodes = fb.vector(root, _MODEL_OPCODES, 4, "operator_codes vector")
+        subgraphs = fb.tables(root, _MODEL_SUBGRAPHS, "subgraphs vector")
+        if not subgraphs:
+            raise _Corrupt("the model has no subgraphs")
+        counts = [_check_subgraph(fb, s, sg, has_data, n_opcodes, budget) for s, sg in enumerate(subgraphs)]
+        _check_signatures(fb, root, counts)
+    except _Corrupt as e:
+        raise ModelFileError(f"{budget.path} is a corrupt or truncated TFLite file: {e}") from None
     except struct.error:
-        raise ModelFileError(f"{path} is a corrupt or truncated TFLite file: read past the end") from None
+        raise ModelFileError(f"{budget.path} is a corrupt or truncated TFLite file: read past the end") from None
+
+
+def validate(path: Path, size: int, max_memory: int | None = None) -> ModelFile:
+    budget = MemoryBudget.for_file(path, max_memory)
+    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+        check_structure(mm, budget)
     return ModelFile(path=path, format="tflite", size=size)
 
 

@@ -13,6 +13,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from edge_sdk.errors import EdgeSDKError, ModelLoadError, first_line
 from edge_sdk.formats import MAX_MODEL_BYTES, ModelFile, inspect_file
 from edge_sdk.tensor_spec import TensorSpec
 
@@ -72,15 +73,25 @@ class ModelSummary:
         }
 
 
-def summarize(path: str | os.PathLike[str], *, max_bytes: int = MAX_MODEL_BYTES) -> ModelSummary:
-    """Check ``path`` like ``load`` does, then describe what is inside it."""
-    model_file = inspect_file(path, max_bytes=max_bytes)
+def summarize(
+    path: str | os.PathLike[str], *, max_bytes: int = MAX_MODEL_BYTES, max_memory: int | None = None
+) -> ModelSummary:
+    """Check ``path`` like ``load`` does (same size and memory limits), then describe what is inside it."""
+    model_file = inspect_file(path, max_bytes=max_bytes, max_memory=max_memory)
     return summarize_file(model_file)
 
 
 def summarize_file(model_file: ModelFile) -> ModelSummary:
+    """Describe a checked model file; any failure is a typed error (the file may still be hostile)."""
     module = importlib.import_module(f"edge_sdk.summary.{model_file.format}_summary")
-    return module.summarize(model_file)
+    try:
+        return module.summarize(model_file)
+    except EdgeSDKError:
+        raise
+    except Exception as e:  # a runtime's reader tripping on the file: typed, with its reason
+        raise ModelLoadError(
+            f"could not describe {model_file.path.name}: {type(e).__name__}: {first_line(e)}"
+        ) from None
 
 
 def numel(shape: Any) -> int:

@@ -76,7 +76,10 @@ def _macs(model_file: ModelFile) -> tuple[int | None, str]:
         import onnx
     except ImportError:
         return None, 'needs the onnx package (pip install "edge-sdk[convert]")'
-    model = onnx.load(str(model_file.path), load_external_data=False)
+    try:
+        model = onnx.load(str(model_file.path), load_external_data=False)
+    except Exception as e:  # protobuf's DecodeError and friends on a file our wire check let through
+        return None, f"onnx could not parse the file ({type(e).__name__})"
     model = _infer_shapes(model)
     if model is None:
         return None, "shape inference failed"

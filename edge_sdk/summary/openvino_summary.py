@@ -38,7 +38,10 @@ def summarize(model_file: ModelFile) -> ModelSummary:
             continue
         if kind == "Constant":
             n = numel(_shape(node.output(0)))
-            dtype = np.dtype(node.get_output_element_type(0).to_dtype()) if n > 1 else None
+            try:
+                dtype = np.dtype(node.get_output_element_type(0).to_dtype()) if n > 1 else None
+            except (IndexError, RuntimeError, TypeError):  # dynamic/undefined type: to_dtype raises map::at
+                dtype = None
             if dtype is not None and dtype.kind in "fiu" and dtype != np.int64:
                 params += n
                 weight_dtypes[dtype.name] += n
