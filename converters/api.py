@@ -102,6 +102,7 @@ def convert(
     static: bool = False,
     allow_degraded: bool = False,
     allow_lambda: bool = False,
+    allow_pickle: bool = False,
     tolerances: dict[str, float] | None = None,
     name: str | None = None,
     verbose: bool = False,
@@ -129,6 +130,8 @@ def convert(
     ``weight_rounding``: ``"gptq"`` rounds a PyTorch source's weights onto their int8 grid once with GPTQ on the
     calibration data (error-compensating, :mod:`converters.quantizers.gptq`) before every target's quantizer;
     ``"nearest"`` (default) leaves rounding to each quantizer.
+    ``allow_lambda`` / ``allow_pickle``: trust the file: run a Keras file's Lambda layers / load a ``.pt2``
+    unchecked, as torch does (its pickles and program code run). Off by default: such files are refused.
     """
     quiet_third_party(verbose)
     targets = [to] if isinstance(to, str) else list(to)
@@ -143,7 +146,7 @@ def convert(
     with temp_workdir("edge-sdk-convert-") as tmp:
         ctx = RouteContext(workdir=Path(tmp), opset=opset, verbose=verbose, input_shapes=dict(input_shapes or {}),
                            tflite_sparse=tflite_sparse)  # fmt: skip
-        source = _open(model, example_inputs, ctx, allow_lambda, static)
+        source = _open(model, example_inputs, ctx, allow_lambda, static, allow_pickle)
         qat_spec = _qat_spec(qat, source, precisions)
         _check_rounding(weight_rounding, source, precisions, qat_spec)
         if tflite_sparse and "tflite" in targets and source.kind not in TF_KINDS:
@@ -295,12 +298,15 @@ def _precheck(model: Any, targets: list[str]) -> None:
             find_route(kind, t).precheck(Path(model))
 
 
-def _open(model: Any, example_inputs: Any, ctx: RouteContext, allow_lambda: bool, static: bool) -> SourceModel:
+def _open(
+    model: Any, example_inputs: Any, ctx: RouteContext, allow_lambda: bool, static: bool, allow_pickle: bool = False
+) -> SourceModel:
     if isinstance(model, str) and model.startswith("zoo:"):
         from converters.zoo_source import open_zoo_source
 
         return open_zoo_source(model[4:], ctx)
-    source = open_source(model, example_inputs=example_inputs, input_shapes=ctx.input_shapes, allow_lambda=allow_lambda)
+    source = open_source(model, example_inputs=example_inputs, input_shapes=ctx.input_shapes, allow_lambda=allow_lambda,
+                         allow_pickle=allow_pickle)  # fmt: skip
     if source.kind == "onnx" and ctx.input_shapes:
         from converters.routes.onnx_routes import fix_onnx_shapes
 

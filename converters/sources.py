@@ -3,14 +3,17 @@
 Kinds: ``torch`` (an ``nn.Module`` with example inputs, Python API only), ``pt2``
 (a ``torch.export`` ExportedProgram file), ``keras`` (``.keras`` / ``.h5``),
 ``savedmodel`` (a TF SavedModel folder), ``onnx``, ``tflite``. A ``.pt``/``.pth``
-pickle is refused: unpickling runs arbitrary code. A Keras file with a ``Lambda``
-layer is refused unless ``allow_lambda=True``: its Python bytecode would run.
+pickle is refused: unpickling runs arbitrary code. A ``.pt2`` is checked before
+``torch.export.load`` reads it (:mod:`converters.pt2_guard`): any pickle that is not
+plain tensor data, or code in its program, is refused unless ``allow_pickle=True``.
+A Keras file with a ``Lambda`` layer is refused unless ``allow_lambda=True``: its
+Python bytecode would run; everything else Keras's safe mode refuses stays refused
+(:mod:`converters.keras_guard`).
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +21,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from converters.keras_guard import keras_config, lambda_layers, load_keras_model, unsafe_objects
 from edge_sdk.errors import EdgeSDKError, SourceModelError, first_line
 from edge_sdk.tensor_spec import TensorSpec, guess_layout
 
@@ -108,8 +112,12 @@ def open_source(
     example_inputs: Sequence[Any] | None = None,
     input_shapes: dict[str, tuple[int, ...]] | None = None,
     allow_lambda: bool = False,
+    allow_pickle: bool = False,
 ) -> SourceModel:
-    """Load ``model`` as a :class:`SourceModel`; every failure is a SourceModelError naming the file."""
+    """Load ``model`` as a :class:`SourceModel`; every failure is a SourceModelError naming the file.
+
+    ``allow_lambda``: load a Keras file's Lambda layers (their Python code runs). ``allow_pickle``: load a
+    ``.pt2`` the way torch does, unchecked (its pickles and program code run). Only for trusted files."""
     kind = source_kind(model)
     loader = {
         "torch": _open_torch,
@@ -120,7 +128,8 @@ def open_source(
         "tflite": _open_runtime_file,
     }[kind]
     try:
-        return loader(model, example_inputs=example_inputs, input_shapes=input_shapes, allow_lambda=allow_lambda)
+        return loader(model, example_inputs=example_inputs, input_shapes=input_shapes, allow_lambda=allow_lambda,
+                      allow_pickle=allow_pickle)  # fmt: skip
     except EdgeSDKError:
         raise
     except Exception as e:  # a framework's own loader error: one line, naming the file
@@ -174,11 +183,11 @@ def _open_torch(model: Any, *, example_inputs: Sequence[Any] | None, **_: Any) -
     )
 
 
-def _open_pt2(path: str | Path, **_: Any) -> SourceModel:
-    import torch
+def _open_pt2(path: str | Path, *, allow_pickle: bool = False, **_: Any) -> SourceModel:
+    from converters.pt2_guard import load_exported_program
 
     p = Path(path)
-    ep = torch.export.load(str(p))
+    ep = load_exported_program(p, allow_pickle=allow_pickle)
     args = ep.example_inputs[0] if getattr(ep, "example_inputs", None) else None
     if not args:
         raise SourceModelError(f"{p.name} carries no example inputs; re-save it with torch.export.export(model, args)")
@@ -198,49 +207,25 @@ def _open_pt2(path: str | Path, **_: Any) -> SourceModel:
     )
 
 
-def keras_config(path: Path) -> dict[str, Any]:
-    """The model config stored in a .keras zip or an .h5 file, read without deserialising any layer."""
-    if zipfile.is_zipfile(path):
-        with zipfile.ZipFile(path) as z:
-            return json.loads(z.read("config.json"))
-    import h5py
-
-    with h5py.File(path, "r") as f:
-        raw = f.attrs.get("model_config")
-        if raw is None:
-            raise SourceModelError(f"{path.name} has no model_config: it is a weights-only file, not a model")
-        return json.loads(raw if isinstance(raw, str) else raw.decode())
-
-
-def lambda_layers(config: Any) -> list[str]:
-    """Names of Lambda layers anywhere in a Keras config (nested models included)."""
-    found: list[str] = []
-    stack = [config]
-    while stack:
-        node = stack.pop()
-        if isinstance(node, dict):
-            if node.get("class_name") == "Lambda":
-                found.append(str(node.get("config", {}).get("name", "?")))
-            stack.extend(node.values())
-        elif isinstance(node, list):
-            stack.extend(node)
-    return found
-
-
 def _open_keras(path: str | Path, *, allow_lambda: bool, **_: Any) -> SourceModel:
     p = Path(path)
     try:
-        lambdas = lambda_layers(keras_config(p))
-    except (KeyError, OSError, ValueError) as e:
+        config = keras_config(p)
+    except (KeyError, OSError, ValueError, zipfile.BadZipFile) as e:
         raise SourceModelError(f"{p.name} is not a readable Keras model file: {first_line(e)}") from None
+    unsafe = unsafe_objects(config)
+    if unsafe:
+        raise SourceModelError(
+            f"{p.name} holds objects that would run code on load, refused (--unsafe-allow-lambda allows built-in "
+            f"Lambda layers only): {'; '.join(unsafe)}"
+        )
+    lambdas = lambda_layers(config)
     if lambdas and not allow_lambda:
         raise SourceModelError(
             f"{p.name} contains Lambda layer(s) {lambdas}: their Python code would run on load, so the file is "
             "refused. Rebuild the model without Lambda layers, or pass --unsafe-allow-lambda if you trust the file"
         )
-    import keras
-
-    model = keras.saving.load_model(str(p), safe_mode=not allow_lambda, compile=False)
+    model = load_keras_model(p, config, allow_lambda=allow_lambda)
     specs = [
         TensorSpec(t.name, tuple(t.shape), np.dtype(str(t.dtype)), guess_layout(tuple(t.shape))) for t in model.inputs
     ]

@@ -51,12 +51,14 @@ def prune(
     method: str = "magnitude",
     amount: float = 0.5,
     example_inputs: Sequence[Any] | None = None,
+    allow_pickle: bool = False,
     **options: Any,
 ) -> PruneResult:
     """Prune ``model`` (a ``torch.nn.Module``, a ``keras.Model``, an ``onnx.ModelProto``, or a path to a
     ``.keras``/``.h5``/``.onnx``/``.pt2`` file, or ``zoo:NAME``) and return the pruned model with a per-layer
     report. Options are :class:`PruneSpec` fields (``scope``, ``skip``, ``include``, ``layer_amounts``, ...).
-    Nothing is validated here; ``converters.convert(..., prune=...)`` validates against the original."""
+    Nothing is validated here; ``converters.convert(..., prune=...)`` validates against the original.
+    ``allow_pickle``: load a ``.pt2`` unchecked (see :func:`converters.sources.open_source`)."""
     from converters.sources import open_source
 
     spec = PruneSpec(method=method, amount=amount, **options)
@@ -70,7 +72,7 @@ def prune(
         return _dispatch("torch", spec)(model, spec, example_inputs)
     if framework in ("keras", "onnx") and (framework, spec.method) in PRUNERS:
         return _dispatch(framework, spec)(model, spec, example_inputs)
-    source = open_source(model, example_inputs=example_inputs)
+    source = open_source(model, example_inputs=example_inputs, allow_pickle=allow_pickle)
     if source.kind == "pt2":
         return _dispatch("torch", spec)(source.obj.module(), spec, source.example_inputs)
     from converters.atomic import temp_workdir

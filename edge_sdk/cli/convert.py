@@ -27,6 +27,15 @@ def add_preprocess_arguments(parser: argparse.ArgumentParser, title: str) -> Non
     pre.add_argument("--layout", default="NCHW", choices=["NCHW", "NHWC"])
 
 
+def add_unsafe_pickle_argument(parser: argparse.ArgumentParser) -> None:
+    """``--unsafe-allow-pickle``, shared by ``convert`` and ``prune`` (read by :func:`convert_options`)."""
+    parser.add_argument(
+        "--unsafe-allow-pickle",
+        action="store_true",
+        help="load a .pt2 unchecked, as torch does: its pickles and program code run (only for files you trust)",
+    )
+
+
 def convert_options(args: argparse.Namespace) -> dict[str, Any]:
     """``convert()`` keywords from the flags ``convert`` and ``prune`` share; validation is reported, the
     exit code is decided by the verb (``--allow-degraded`` / ``--min-agreement``)."""
@@ -40,6 +49,7 @@ def convert_options(args: argparse.Namespace) -> dict[str, Any]:
         "held_out": args.held_out,
         "validate_samples": args.validate_samples,
         "allow_degraded": True,
+        "allow_pickle": args.unsafe_allow_pickle,
         "verbose": args.verbose,
     }
 
@@ -106,7 +116,12 @@ class ConvertCommand(Command):
             help="int8 of a PyTorch model: nearest (default) or gptq (error-compensating weight rounding, once)",
         )
         parser.add_argument("--allow-degraded", action="store_true", help="exit 0 even if validation fails")
-        parser.add_argument("--unsafe-allow-lambda", action="store_true", help="load Keras Lambda layers (runs code)")
+        parser.add_argument(
+            "--unsafe-allow-lambda",
+            action="store_true",
+            help="load Keras Lambda layers (runs their code); all else Keras's safe mode refuses stays refused",
+        )
+        add_unsafe_pickle_argument(parser)
         parser.add_argument("--bench", action="store_true", help="benchmark each artifact (edge-sdk bench)")
         parser.add_argument(
             "--prune", metavar="METHOD:AMOUNT", help="prune first: channel:0.25, magnitude:0.5 (checked vs original)"

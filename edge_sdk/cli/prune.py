@@ -7,7 +7,7 @@ import argparse
 from typing import Any
 
 from edge_sdk.cli.base import Command, emit_json, format_table, human_bytes, human_count
-from edge_sdk.cli.convert import _table, add_preprocess_arguments, convert_options
+from edge_sdk.cli.convert import _table, add_preprocess_arguments, add_unsafe_pickle_argument, convert_options
 
 
 class PruneCommand(Command):
@@ -52,6 +52,7 @@ class PruneCommand(Command):
         parser.add_argument("--input-shape", action="append", metavar="NAME=D1,D2,..", help="fix an input's shape")
         parser.add_argument("--list-layers", action="store_true", help="list the prunable layers and exit")
         parser.add_argument("--bench", action="store_true", help="benchmark each artifact (edge-sdk bench)")
+        add_unsafe_pickle_argument(parser)
         parser.add_argument("-o", "--output-dir", default="out", help="output folder (default ./out)")
         add_preprocess_arguments(parser, "preprocessing (for image data: --finetune, --calib)")
 
@@ -161,7 +162,8 @@ def _list_layers(args: argparse.Namespace, spec: Any) -> int:
     """The candidate layers with the default skip decisions, without pruning anything."""
     from converters.prune import prune
 
-    result = prune(args.source, **{**spec.to_dict(), "finetune": None, "save_source": False})
+    result = prune(args.source, **{**spec.to_dict(), "finetune": None, "save_source": False},
+                   allow_pickle=args.unsafe_allow_pickle)  # fmt: skip
     headers, rows = result.table()
     if args.json:
         emit_json([x.to_dict() for x in result.layers])
