@@ -9,9 +9,15 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Sequence
 
-from converters.atomic import ensure_writable_dir, publish, remove_stale_temp_files, staging_dir, temp_workdir
+from converters.atomic import (
+    disk_space_errors,
+    ensure_writable_dir,
+    remove_stale_temp_files,
+    staging_dir,
+    temp_workdir,
+)
 from converters.calibration import CalibrationSet, load_calibration
-from converters.manifest import write_manifest
+from converters.manifest import OutputFolder
 from converters.metrics import OutputMetrics
 from converters.quantizers import NEEDS_CALIBRATION, TOOLS, check_precision, quantize
 from converters.routes import TARGET_SUFFIX, RouteContext, find_route
@@ -137,13 +143,14 @@ def convert(
     targets = [to] if isinstance(to, str) else list(to)
     precisions = [check_precision(p) for p in ([precision] if isinstance(precision, str) else precision)]
     out_dir = ensure_writable_dir(output_dir)
-    remove_stale_temp_files(out_dir)
+    remove_stale_temp_files(out_dir)  # dead runs' only: a live one may be writing here too
+    folder = OutputFolder(out_dir)  # its manifest.json describes the files beside it at every moment
     unknown = [t for t in targets if t not in TARGET_SUFFIX]
     if unknown:
         raise ConversionError(f"unknown target(s) {unknown}; targets are {', '.join(TARGET_SUFFIX)}")
 
     _precheck(model, targets)
-    with temp_workdir("edge-sdk-convert-") as tmp:
+    with temp_workdir("edge-sdk-convert-") as tmp, disk_space_errors(out_dir, tmp):  # disk full: DiskFullError
         ctx = RouteContext(workdir=Path(tmp), opset=opset, verbose=verbose, input_shapes=dict(input_shapes or {}),
                            tflite_sparse=tflite_sparse)  # fmt: skip
         source = _open(model, example_inputs, ctx, allow_lambda, static, allow_pickle)
@@ -171,7 +178,11 @@ def convert(
             spec = parse_prune(prune)
             base = f"{base}_{spec.tag}"
             save_to = out_dir / base if spec.save_source else None
+            if save_to is not None:  # the manifest stops listing it before it changes
+                folder.retract(save_to.with_suffix(s).name for s in (".pt2", ".keras", ".onnx"))
             source, pruning = prune_source(original, spec, ctx, held=held, save_to=save_to, preprocess=preprocess)
+            if pruning.get("saved"):
+                folder.record(Path(pruning["saved"]))
             tolerances = {**spec.tolerances(), **(tolerances or {})}
         reports: list[ArtifactReport] = []
         adaptation: Any = None
@@ -202,7 +213,7 @@ def convert(
                             quantize(target, fp32_files[target], staged, prec, calib, ctx, int8_io=int8_io)
                 metrics, fails = validate_artifact(original, staged, held, prec, tolerances)
                 final = out_dir / staged.name
-                publish(_companions(staged, final))
+                folder.publish(_companions(staged, final))
                 reports.append(
                     ArtifactReport(
                         target=target,
@@ -229,8 +240,7 @@ def convert(
             "inputs": [s.to_dict() for s in original.inputs],
             "outputs": original.output_names,
         }
-        manifest = write_manifest(
-            out_dir,
+        manifest = folder.write_manifest(
             {
                 "source": src_info,
                 "options": {"targets": targets, "precisions": precisions, "opset": opset, "int8_io": int8_io,

@@ -4,27 +4,41 @@ A crash or Ctrl-C mid-write leaves the temp file's name, never a half-written
 model under the final name; ``staging_dir`` does the same for multi-file
 outputs (OpenVINO .xml + .bin, SavedModel folders) and removes its leftovers.
 Every temp path is tracked while it lives (:mod:`converters.cleanup`), so a
-stopped CLI run removes them too.
+stopped CLI run removes them too; and every temp name carries its owner's
+pid and start time, so after a SIGKILL the next run removes a dead run's
+leftovers (:func:`remove_stale_temp_files`) and leaves a live run's alone.
+A full disk is a :class:`DiskFullError` naming the folder and the space needed.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
 from typing import Iterator
 
-from converters.cleanup import remove, track, untrack
-from edge_sdk.errors import OutputDirError
+from converters.cleanup import owner_alive, owner_tag, remove, track, untrack
+from edge_sdk.errors import DiskFullError, OutputDirError
+
+#: ``...{pid}.{start}.{pid namespace}-{random}[.suffix]``: the owner tag :func:`owner_tag` puts in temp names
+_OWNED = re.compile(r"[.-](\d+)\.(\d+)\.(\d+)-[a-z0-9_]+(?:\.[A-Za-z0-9]+)?$")
+#: untagged temp names in an output folder, from versions before owner tags
+_LEGACY_SUFFIX, _LEGACY_PREFIXES = ".part", (".edge-sdk-stage-", ".edge-sdk-probe-")
+_DISK_FULL = {errno.ENOSPC, errno.EDQUOT}
 
 
 @contextlib.contextmanager
 def temp_workdir(prefix: str, parent: Path | None = None) -> Iterator[Path]:
     """A private scratch folder (in ``parent``, else the system temp), removed on exit whatever happens,
-    and when the CLI is stopped by a signal."""
-    path = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
+    and when the CLI is stopped by a signal. Dead runs' folders there are removed first."""
+    base = Path(parent) if parent is not None else Path(tempfile.gettempdir())
+    remove_stale_temp_files(base, prefix="." if prefix.startswith(".") else "edge-sdk-")
+    with disk_space_errors(base, what=f"a work folder ({prefix}...)"):
+        path = Path(tempfile.mkdtemp(prefix=f"{prefix}{owner_tag()}-", dir=parent))
     track(path)
     try:
         yield path
@@ -39,37 +53,52 @@ def ensure_writable_dir(path: str | os.PathLike[str]) -> Path:
     try:
         p.mkdir(parents=True, exist_ok=True)
     except OSError as e:
+        if e.errno in _DISK_FULL:
+            raise disk_full_error(p.parent, f"the output directory {p.name}") from None
         raise OutputDirError(f"cannot create output directory {p}: {e.strerror}") from None
     if not p.is_dir():
         raise OutputDirError(f"output path {p} exists and is not a directory")
     try:
-        with tempfile.NamedTemporaryFile(dir=p, prefix=".edge-sdk-probe-"):
+        with tempfile.NamedTemporaryFile(dir=p, prefix=f".edge-sdk-probe-{owner_tag()}-"):
             pass
     except OSError as e:
+        if e.errno in _DISK_FULL:
+            raise disk_full_error(p, "a probe file") from None
         raise OutputDirError(f"output directory {p} is not writable: {e.strerror}") from None
     return p
 
 
 def write_bytes_atomic(path: Path, data: bytes) -> Path:
-    with open_atomic(path) as tmp:
+    with open_atomic(path, size=len(data)) as tmp:
         tmp.write_bytes(data)
     return path
 
 
 @contextlib.contextmanager
-def open_atomic(path: Path) -> Iterator[Path]:
-    """Yield a temp path next to ``path``; on success it is renamed to ``path``, else removed."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    os.close(fd)
+def open_atomic(path: Path, *, size: int | None = None) -> Iterator[Path]:
+    """Yield a temp path next to ``path``; on success it is flushed to disk and renamed to ``path``, else
+    removed. Out of space (``size``: bytes to be written, when known): :class:`DiskFullError`."""
+    with disk_space_errors(path.parent, what=path.name, needed=size):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{owner_tag()}-", suffix=".part")
+        os.close(fd)
     tmp = Path(tmp_name)
     track(tmp)
     umask = os.umask(0)
     os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a model file is as readable as any other
     try:
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a model file is as readable as any other
         yield tmp
+        _fsync(tmp)
         os.replace(tmp, path)
+        _fsync(path.parent)
+    except OSError as e:
+        written = tmp.stat().st_size if tmp.is_file() else 0
+        tmp.unlink(missing_ok=True)  # first, so that the free space reported counts it
+        if e.errno in _DISK_FULL:
+            needed = size if size is not None else written + 1
+            raise disk_full_error(path.parent, path.name, needed, at_least=size is None) from e
+        raise
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -89,25 +118,123 @@ def staging_dir(parent: Path) -> Iterator[Path]:
 
 
 def publish(files: dict[Path, Path]) -> None:
-    """Rename staged files to their final names. Companions (e.g. ``.bin``) must come before
-    the file that names them (``.xml``) so a reader never sees the head without its body."""
+    """Rename staged files to their final names, each flushed to disk first. Companions (e.g. ``.bin``) must
+    come before the file that names them (``.xml``) so a reader never sees the head without its body.
+    A folder's manifest must not list them meanwhile: use :meth:`converters.manifest.OutputFolder.publish`."""
+    folders = set()
     for src, dst in files.items():
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        if src.is_dir():
-            if dst.exists():
-                shutil.rmtree(dst)
+        with disk_space_errors(dst.parent, what=dst.name):
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            if src.is_dir():
+                if dst.exists():
+                    shutil.rmtree(dst)
+            else:
+                _fsync(src)
             os.replace(src, dst)
-        else:
-            os.replace(src, dst)
+        folders.add(dst.parent)
+    for folder in folders:
+        _fsync(folder)
 
 
-def remove_stale_temp_files(folder: Path) -> int:
-    """Delete ``.part`` files and stage folders left by a killed process; returns how many."""
+def remove_stale_temp_files(folder: Path, prefix: str = ".") -> int:
+    """Delete temp files and folders (names starting with ``prefix``) that dead runs left in ``folder``; a live
+    run's, e.g. a conversion running into the same folder, are kept. Returns how many were removed.
+
+    A name's owner tag (pid, start time, pid namespace) says whose it is. With ``prefix="."`` (an output
+    folder), untagged ``.part`` files and stage folders from versions without tags are removed too."""
     n = 0
-    for p in folder.glob(".*.part"):
-        p.unlink(missing_ok=True)
-        n += 1
-    for p in folder.glob(".edge-sdk-stage-*"):
-        shutil.rmtree(p, ignore_errors=True)
+    try:
+        entries = [e.name for e in os.scandir(folder)]
+    except OSError:
+        return 0
+    for name in entries:
+        if not name.startswith(prefix):
+            continue
+        owned = _OWNED.search(name)
+        if owned:
+            if owner_alive(*(int(g) for g in owned.groups())):
+                continue
+        elif prefix != "." or not (name.endswith(_LEGACY_SUFFIX) or name.startswith(_LEGACY_PREFIXES)):
+            continue
+        remove(folder / name)
         n += 1
     return n
+
+
+# ---- disk full ------------------------------------------------------------------------------------------------
+def is_disk_full(exc: BaseException) -> bool:
+    return isinstance(exc, OSError) and exc.errno in _DISK_FULL
+
+
+def disk_full_error(folder: Path, what: str, needed: int | None = None, *, at_least: bool = False) -> DiskFullError:
+    """The typed error for a write in ``folder`` that ran out of space: names the folder, what was being
+    written, the space it needs (when known) and the space free now."""
+    try:
+        free: int | None = shutil.disk_usage(folder).free
+    except OSError:
+        free = None
+    need = "" if needed is None else f" needs {'more than ' if at_least else ''}{_human(needed)};"
+    has = "" if free is None else f" {_human(free)} free there;"
+    return DiskFullError(
+        f"no space left on the device of {folder} while writing {what}:{need}{has} free some space or "
+        "write elsewhere (-o OUT for the output folder, TMPDIR for the work folder)",
+        folder=folder, needed=needed, free=free,
+    )  # fmt: skip
+
+
+@contextlib.contextmanager
+def disk_space_errors(*folders: Path, what: str = "a conversion file", needed: int | None = None) -> Iterator[None]:
+    """Turn a disk-full ``OSError`` (ENOSPC, EDQUOT) raised inside into :class:`DiskFullError`. The folder named
+    is the one holding the file the error names (the destination of a copy), else the candidate with the least
+    free space; the space needed is ``needed``, else the source's size for a copy."""
+    try:
+        yield
+    except OSError as e:
+        if e.errno not in _DISK_FULL:
+            raise
+        target = e.filename2 or e.filename
+        folder, name = _where(Path(os.fsdecode(target)) if target else None, [Path(f) for f in folders])
+        if needed is None and e.filename2 and e.filename and os.path.isfile(e.filename):
+            needed = os.path.getsize(e.filename)
+        raise disk_full_error(folder, name or what, needed) from e
+
+
+def _where(path: Path | None, folders: list[Path]) -> tuple[Path, str | None]:
+    if path is not None:
+        for f in folders:
+            with contextlib.suppress(ValueError):
+                rel = path.resolve().relative_to(f.resolve())
+                return f, str(rel)
+        return path.parent, path.name
+
+    def free(f: Path) -> int:
+        try:
+            return shutil.disk_usage(f).free
+        except OSError:
+            return 1 << 62
+
+    return min(folders, key=free), None
+
+
+def _human(n: int) -> str:
+    size, unit = float(n), "B"
+    for bigger in ("KiB", "MiB", "GiB"):
+        if size < 1024:
+            break
+        size, unit = size / 1024, bigger
+    return f"{n} B" if unit == "B" else f"{size:.1f} {unit}"
+
+
+def _fsync(path: Path) -> None:
+    """Flush a file (or a folder's entries) to disk, so a crash after the rename finds the new bytes."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError as e:
+        if e.errno in _DISK_FULL or e.errno == errno.EIO:
+            raise
+    finally:
+        os.close(fd)

@@ -1,16 +1,28 @@
-"""``OUT/manifest.json``: what was converted, how, with which tools, and how close each artifact is."""
+"""``OUT/manifest.json``: what was converted, how, with which tools, and how close each artifact is.
+
+The manifest always describes the files beside it, whenever the process is killed: :class:`OutputFolder`
+publishes artifacts and manifest together. Before a file is replaced, the manifest is rewritten (atomically)
+without it, the name listed under ``pending``; then the file is renamed into place; at the end the new manifest
+records every published file's size and sha256 under ``files``. So every file a manifest lists has the content
+it records, and a reader (``edge_sdk.pipeline.model_info``) checks that before applying it.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import platform
 import sys
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
-from converters.atomic import write_bytes_atomic
+from converters.atomic import publish, write_bytes_atomic
+
+MANIFEST = "manifest.json"
+#: files that belong to another one (an OpenVINO .xml names its .bin): replacing either retracts both
+COMPANIONS = {".xml": (".bin",), ".bin": (".xml",)}
 
 TOOL_PACKAGES = (
     "edge-sdk", "numpy", "torch", "tensorflow-cpu", "keras", "ai-edge-litert", "ai-edge-quantizer", "litert-torch",
@@ -28,12 +40,94 @@ def tool_versions() -> dict[str, str]:
     return versions
 
 
-def write_manifest(output_dir: Path, content: dict[str, Any]) -> Path:
+def file_record(path: Path) -> dict[str, Any]:
+    """Size and sha256 of a file, as the manifest records it."""
+    with open(path, "rb") as f:
+        digest = hashlib.file_digest(f, "sha256") if hasattr(hashlib, "file_digest") else _sha256(f)
+    return {"size": path.stat().st_size, "sha256": digest.hexdigest()}
+
+
+def write_manifest(output_dir: Path, content: dict[str, Any], files: dict[str, dict[str, Any]] | None = None) -> Path:
+    """Write ``manifest.json`` atomically; ``files``: name -> :func:`file_record` of each file it describes."""
     content = {"created": datetime.now(timezone.utc).isoformat(timespec="seconds"), **content}
     content["tools"] = tool_versions()
-    path = output_dir / "manifest.json"
+    if files is not None:
+        content["files"] = dict(sorted(files.items()))
+    path = output_dir / MANIFEST
     write_bytes_atomic(path, (json.dumps(content, indent=2, default=_jsonable) + "\n").encode())
     return path
+
+
+class OutputFolder:
+    """An output folder whose ``manifest.json`` describes the files beside it at every moment.
+
+    ``publish`` and ``replacing`` retract a file from the existing manifest before it changes; ``write_manifest``
+    writes the final one with the records of every file this run published.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.files: dict[str, dict[str, Any]] = {}
+
+    def retract(self, names: Iterable[str]) -> None:
+        """Rewrite the manifest, if it lists any of ``names`` (or their companions), without them."""
+        retract(self.path, names)
+
+    def publish(self, files: dict[Path, Path]) -> None:
+        """Move staged files (source -> final path, companions first) into the folder and record them."""
+        records = {dst.name: file_record(src) for src, dst in files.items() if src.is_file()}
+        self.retract(dst.name for dst in files.values())
+        publish(files)
+        self.files.update(records)
+
+    def record(self, path: Path) -> None:
+        """A file this run wrote into the folder by other means (after :meth:`retract`): list it at the end."""
+        if path.parent.resolve() == self.path.resolve() and path.is_file():
+            self.files[path.name] = file_record(path)
+
+    def write_manifest(self, content: dict[str, Any]) -> Path:
+        return write_manifest(self.path, content, self.files)
+
+
+def retract(folder: Path, names: Iterable[str]) -> bool:
+    """Before replacing ``names`` in ``folder``: atomically rewrite its manifest without them (artifact entries
+    and file records, companions included), their names under ``pending``. Returns whether it was rewritten."""
+    path = folder / MANIFEST
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False  # none, or unreadable: a reader ignores it, and the run's end replaces it
+    if not isinstance(data, dict):
+        return False
+    gone = {c for n in names for c in companions(n)}
+    artifacts = data.get("artifacts")
+    kept = [a for a in artifacts if not (isinstance(a, dict) and gone & companions(str(a.get("path"))))] \
+        if isinstance(artifacts, list) else artifacts  # fmt: skip
+    files = data.get("files")
+    kept_files = {k: v for k, v in files.items() if k not in gone} if isinstance(files, dict) else files
+    pending = set(data.get("pending") or []) if isinstance(data.get("pending"), list) else set()
+    if kept == artifacts and kept_files == files:
+        return False  # it lists none of them
+    data.update(artifacts=kept, files=kept_files, pending=sorted(pending | gone))
+    if artifacts is None:
+        del data["artifacts"]
+    if files is None:
+        del data["files"]
+    write_bytes_atomic(path, (json.dumps(data, indent=2) + "\n").encode())
+    return True
+
+
+def companions(name: str) -> set[str]:
+    """``name`` and the files that belong with it (``m.xml`` <-> ``m.bin``)."""
+    p = Path(name)
+    return {name, *(p.with_suffix(s).name for s in COMPANIONS.get(p.suffix, ()))}
+
+
+def _sha256(f: Any) -> Any:
+    h = hashlib.sha256()
+    for chunk in iter(lambda: f.read(1 << 20), b""):
+        h.update(chunk)
+    return h
 
 
 def _jsonable(value: Any) -> Any:

@@ -6,6 +6,7 @@ otherwise the input tensor's shape gives the size and layout, and pixels are sca
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from pathlib import Path
@@ -20,13 +21,65 @@ log = logging.getLogger("edge_sdk.pipeline")
 
 
 def read_manifest(model_path: Path) -> dict[str, Any]:
-    """The manifest next to a converted model, or {} when there is none (or it is unreadable)."""
-    path = Path(model_path).parent / "manifest.json"
+    """The manifest next to a converted model, or {} when there is none, it is unreadable, or it does not
+    describe this very file: a manifest is applied only if it records the file's sha256 (and its companion's,
+    the .bin of an .xml) and the file on disk has it; a file replaced since, or copied over, is not its."""
+    model_path = Path(model_path)
+    path = model_path.parent / "manifest.json"
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
-    return data if isinstance(data, dict) else {}
+    if not isinstance(data, dict):
+        return {}
+    if not _describes(data, model_path):
+        log.warning("%s does not record %s as it is now (replaced or copied over since): not applied", path,
+                    model_path.name)  # fmt: skip
+        return {}
+    return data
+
+
+def _describes(manifest: dict[str, Any], model_path: Path) -> bool:
+    """Whether ``manifest`` records ``model_path`` (and its companions) with the content on disk."""
+    name = model_path.name
+    group = {name, model_path.with_suffix(".bin").name} if model_path.suffix == ".xml" else {name}
+    if group & set(manifest.get("pending") or []):
+        return False
+    files = manifest.get("files")
+    if isinstance(files, dict) and name in files:  # size + sha256 of every file, companions included
+        records = {n: files[n] for n in group if n in files}
+    else:  # a manifest from before file records: the artifact's own sha256
+        records = {a["path"]: {"sha256": a.get("sha256")} for a in manifest.get("artifacts") or []
+                   if isinstance(a, dict) and a.get("path") == name}  # fmt: skip
+    if name not in records:
+        return False
+    for n, rec in records.items():
+        p = model_path.parent / n
+        if not isinstance(rec, dict) or not p.is_file():
+            return False
+        if "size" in rec and rec["size"] != p.stat().st_size:
+            return False
+        if rec.get("sha256") != _sha256(p):
+            return False
+    return True
+
+
+_DIGESTS: dict[tuple[str, int, int, int], str] = {}
+
+
+def _sha256(path: Path) -> str:
+    """The file's sha256, remembered while its size, mtime and inode stay the same (a pipeline asks twice)."""
+    st = path.stat()
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns, st.st_ino)
+    if key not in _DIGESTS:
+        if len(_DIGESTS) > 64:
+            _DIGESTS.clear()
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+        _DIGESTS[key] = h.hexdigest()
+    return _DIGESTS[key]
 
 
 def model_preprocess(model: Any) -> AnySpec:
