@@ -12,21 +12,17 @@ import os
 
 import numpy as np
 import pytest
-
 from builders import onnx_mlp
 
-CRASH_ORT = (
-    "import onnxruntime\n"
-    "def _die(*a, **k):\n"
-    "    os.kill(os.getpid(), signal.SIGSEGV)\n"
-    "onnxruntime.InferenceSession = _die\n"
-)
-CRASH_OV_READ = (
-    "import openvino\n"
-    "def _die(*a, **k):\n"
-    "    os.kill(os.getpid(), signal.SIGSEGV)\n"
-    "openvino.Core.read_model = _die\n"
-)
+
+def _segfault(module: str, attribute: str) -> str:
+    """sitecustomize code that makes ``module.attribute`` kill the process with SIGSEGV, as a native crash would."""
+    die = "def _die(*a, **k):\n    os.kill(os.getpid(), signal.SIGSEGV)\n"
+    return f"import {module}\n{die}{module}.{attribute} = _die\n"
+
+
+CRASH_ORT = _segfault("onnxruntime", "InferenceSession")
+CRASH_OV_READ = _segfault("openvino", "Core.read_model")
 HANG_ORT = "import onnxruntime, time\nonnxruntime.InferenceSession = lambda *a, **k: time.sleep(3600)\n"
 
 
