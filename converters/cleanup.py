@@ -116,7 +116,7 @@ def run_tool(cmd: list[str], *, timeout: float | None = None, **kwargs: Any) -> 
             raise
         finally:
             _LIVE_CHILDREN.discard(proc)
-    if proc.returncode != 0 and _DISK_FULL_TEXT.search(err or ""):
+    if proc.returncode != 0 and _DISK_FULL_TEXT.search(f"{err or ''}\n{(out or '')[-20000:]}"):
         raise OSError(errno.ENOSPC, f"No space left on device ({Path(cmd[0]).name} {' '.join(cmd[1:3])} failed)")
     return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
 
