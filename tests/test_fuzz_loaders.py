@@ -4,8 +4,10 @@ worker does, and a short seeded campaign with no untyped error, hang or memory-b
 from __future__ import annotations
 
 import json
+import select
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -69,8 +71,9 @@ def test_harness_classifies_crash_hang_memory_and_untyped(tmp_path: Path) -> Non
         for i, action in enumerate(("", "crash", "hang", "memory", "untyped", "")):
             case = Case("onnx", i, "mlp", "mlp.onnx", files, selftest=action)
             worker.send(case)
-            result = worker.finish(rss_budget=256 << 20) if _wait(worker) else None
-            assert result is not None and result.case is case
+            _wait(worker)
+            result = worker.finish(rss_budget=256 << 20)
+            assert result.case is case
             seen[action or f"plain{i}"] = (result.kind, result.signature)
     finally:
         worker.kill()
@@ -81,15 +84,10 @@ def test_harness_classifies_crash_hang_memory_and_untyped(tmp_path: Path) -> Non
     assert seen["untyped"][0] == "untyped" and "RuntimeError: selftest: an untyped error" in seen["untyped"][1], seen
 
 
-def _wait(worker) -> bool:
+def _wait(worker) -> None:
     """Block until the worker replied, died or passed its deadline (what run_campaign's select does)."""
-    import select
-    import time
-
-    while time.monotonic() < worker.deadline:
-        if select.select([worker.proc.stdout], [], [], 0.2)[0]:
-            return True
-    return True
+    while time.monotonic() < worker.deadline and not select.select([worker.proc.stdout], [], [], 0.2)[0]:
+        pass
 
 
 @pytest.mark.slow

@@ -16,6 +16,7 @@ import numpy as np
 from case import Symlink
 from mutate_bytes import INTERESTING_32, INTERESTING_64, mutate_bytes
 from onnx import AttributeProto, GraphProto, ModelProto, NodeProto, TensorProto, helper, numpy_helper
+from onnx_bytes import len_field, nested_if_graph
 
 DIMS = (0, -1, 1, 2, 3, 2**31 - 1, 10**9, 2**32, 2**62, 2**63 - 1, -(2**63))
 ELEM_TYPES = tuple(range(0, 27)) + (40, 999, 2**31 - 1, -1)
@@ -316,67 +317,6 @@ def m_external(rng: random.Random, st: OnnxState) -> str:
     return f"external({t.name!r}: data file truncated)"
 
 
-def _key(field: int, wire: int) -> bytes:
-    return _varint(field << 3 | wire)
-
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        out.append(b | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
-def _len(field: int, payload: bytes) -> bytes:
-    return _key(field, 2) + _varint(len(payload)) + payload
-
-
-def _value_info(name: str, dims: list[int], elem: int = TensorProto.FLOAT) -> bytes:
-    shape = b"".join(_len(1, _key(1, 0) + _varint(d)) for d in dims)
-    tensor = _key(1, 0) + _varint(elem) + _len(2, shape)
-    return _len(1, name.encode()) + _len(2, _len(1, tensor))
-
-
-def _if_node(out: str, then_g: bytes, else_g: bytes) -> bytes:
-    def attr(name: str, g: bytes) -> bytes:
-        return _len(1, name.encode()) + _len(6, g) + _key(20, 0) + _varint(AttributeProto.GRAPH)
-
-    return (
-        _len(1, b"c")
-        + _len(2, out.encode())
-        + _len(4, b"If")
-        + _len(5, attr("then_branch", then_g))
-        + _len(5, attr("else_branch", else_g))
-    )
-
-
-def nested_if_graph(depth: int) -> bytes:
-    """GraphProto bytes: ``If`` nested ``depth`` levels in then_branch (built on the wire: protobuf's
-    own encoder refuses messages nested past 100 levels)."""
-    leaf = (
-        _len(1, _len(1, b"x") + _len(2, b"y0") + _len(4, b"Identity"))
-        + _len(2, b"leaf")
-        + _len(12, _value_info("y0", [1, 4]))
-    )
-    inner = leaf
-    for level in range(1, depth + 1):
-        inner = (
-            _len(1, _if_node(f"y{level}", inner, leaf))
-            + _len(2, f"g{level}".encode())
-            + _len(12, _value_info(f"y{level}", [1, 4]))
-        )
-    top = _len(1, _if_node("y", inner, leaf)) + _len(2, b"nested")
-    return (
-        top
-        + _len(11, _value_info("x", [1, 4]))
-        + _len(11, _value_info("c", [], TensorProto.BOOL))
-        + _len(12, _value_info("y", [1, 4]))
-    )
-
-
 def m_nest_if(rng: random.Random, st: OnnxState) -> str:
     depth = rng.choice((2, 16, 64, 99, 101, 200, 1000, 3000))
     st.model.ClearField("graph")
@@ -492,7 +432,7 @@ def mutate(rng: random.Random, files: dict[str, bytes | Symlink], main: str) -> 
         except Exception as e:  # noqa: BLE001 - protobuf refuses some values; keep the seed bytes then
             done.append(f"serialize failed ({type(e).__name__}), seed bytes kept")
         if st.graph_bytes:
-            data += _len(7, st.graph_bytes)
+            data += len_field(7, st.graph_bytes)
         data = _patch_markers(rng, data, st.markers)
     if mode != "struct":
         data, raw = mutate_bytes(rng, data)

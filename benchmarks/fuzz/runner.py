@@ -3,7 +3,8 @@
 A worker (``worker.py``) replies for each case before it takes the next, so a worker that dies
 (native crash: a signal) or stops answering (hang: killed after ``timeout``) is blamed on the case
 in flight; it is then restarted. Outcomes, worst first: ``crash``, ``hang``, ``memory`` (an
-allocation failed under the address-space cap, or peak RSS passed the budget), ``untyped`` (an
+allocation failed under the address-space cap, or peak RSS passed the budget; a typed error for a
+request larger than the machine's memory is ``typed``: nothing was allocated), ``untyped`` (an
 exception that is not an ``EdgeSDKError``), ``bad_spec`` (the model reports an input shape numpy
 cannot build), ``typed`` (an ``EdgeSDKError``: the wanted result for a corrupt file), ``ok``.
 """
@@ -21,6 +22,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,7 +49,9 @@ def make_case(fmt: str, index: int, seed: int, seeds: dict[str, list[dict]]) -> 
     files = {k: v for k, v in chosen.items() if k != "__name__"}
     main = main_file(files, fmt)
     try:
-        files, mutations = MUTATORS[fmt](rng, files, main)
+        with warnings.catch_warnings():  # onnx warns about the odd fields it is given: expected here
+            warnings.simplefilter("ignore")
+            files, mutations = MUTATORS[fmt](rng, files, main)
     except Exception as e:  # noqa: BLE001 - a mutator bug must not stop the campaign; it is reported
         mutations = [f"MUTATOR ERROR {type(e).__name__}: {e}"]
     return Case(fmt, index, chosen["__name__"].decode(), main, files, mutations)
@@ -56,9 +60,10 @@ def make_case(fmt: str, index: int, seed: int, seeds: dict[str, list[dict]]) -> 
 def normalize(msg: str) -> str:
     """A message with case-specific parts (paths, numbers, quoted names) blanked, for grouping."""
     msg = re.sub(r"(/[^\s:'\"]+)+", "<path>", msg)
+    msg = re.sub(r"[\w.-]+\.(onnx|tflite|xml|bin|data)\b", "<file>", msg)
     msg = re.sub(r"'[^']*'|\"[^\"]*\"", "'…'", msg)
     msg = re.sub(r"0x[0-9a-fA-F]+", "0x…", msg)
-    return re.sub(r"\d+", "N", msg)[:200]
+    return re.sub(r"\d+", "N", msg)[:300]
 
 
 @dataclass

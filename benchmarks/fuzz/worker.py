@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import resource
 import sys
 import traceback
@@ -62,6 +63,14 @@ def _where(exc: BaseException) -> str:
     return " <- ".join(parts)
 
 
+def _impossible_request(text: str) -> bool:
+    """The runtime was asked for more bytes than this machine has (``... of size 4000000000000000000``):
+    nothing was allocated, so it is not an allocation past the budget."""
+    sizes = [int(x) for x in re.findall(r"size (\d+)", text)]
+    phys = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    return bool(sizes) and min(sizes) > phys
+
+
 def _outcome(step: str, exc: BaseException | None, errors_mod) -> dict:
     if exc is None:
         return {"step": step, "outcome": "ok"}
@@ -69,6 +78,8 @@ def _outcome(step: str, exc: BaseException | None, errors_mod) -> dict:
     full = f"{type(exc).__name__} {exc}".lower()
     if isinstance(exc, MemoryError) or any(w in full for w in MEMORY_WORDS):
         kind = "memory"
+        if isinstance(exc, errors_mod.EdgeSDKError) and _impossible_request(full):
+            kind = "typed"  # a request no machine like this one could grant, refused with a typed error
     elif isinstance(exc, errors_mod.EdgeSDKError):
         kind = "typed"
     else:
@@ -79,22 +90,27 @@ def _outcome(step: str, exc: BaseException | None, errors_mod) -> dict:
     return out
 
 
-def _feeds(model, max_input_bytes: int):
-    """Zeros shaped like the inputs, or a reason to skip the run."""
+def _feeds(model, max_input_bytes: int) -> tuple[list | None, dict | None]:
+    """Zeros shaped like the inputs; else the step record: ``skipped`` (too large to feed) or ``bad_spec``
+    (the model reports an input no array can have: a negative dim, a dtype numpy cannot build)."""
     import numpy as np
 
     feeds = []
     for spec in model.inputs:
-        shape = spec.concrete_shape(1)
-        n = 1
-        for d in shape:
-            n *= int(d)
-        if any(int(d) < 0 for d in shape):
-            return None, f"input '{spec.name}' has a negative dim {shape}"
-        if n * np.dtype(spec.dtype).itemsize > max_input_bytes:
-            return None, f"input '{spec.name}' shaped {shape} is too large to feed"
-        feeds.append(np.zeros(shape, dtype=spec.dtype))
-    return feeds, ""
+        try:
+            shape = tuple(int(d) for d in spec.concrete_shape(1))
+            if any(d < 0 for d in shape):
+                raise ValueError(f"negative dimension in {list(shape)}")
+            n = 1
+            for d in shape:
+                n *= d
+            if n * np.dtype(spec.dtype).itemsize > max_input_bytes:
+                return None, {"step": "run", "outcome": "skipped", "msg": f"input shaped {shape} is too large"}
+            feeds.append(np.zeros(shape, dtype=spec.dtype))
+        except Exception as e:  # noqa: BLE001 - what a user building an input from model.inputs would hit
+            msg = f"input spec {spec.shape} {spec.dtype}: {type(e).__name__}: {_first_line(str(e))}"
+            return None, {"step": "inputs", "outcome": "bad_spec", "cls": type(e).__name__, "msg": msg}
+    return feeds, None
 
 
 def _mark(text: str) -> None:
@@ -116,12 +132,9 @@ def run_case(path: str, cfg: dict) -> dict:
             _selftest(cfg["selftest"], cfg)
         with edge_sdk.load(path, threads=1, safe=cfg["safe"]) as model:
             steps.append(_outcome("load", None, errors))
-            try:
-                feeds, skip = _feeds(model, cfg["max_input_bytes"])
-            except Exception as e:  # noqa: BLE001 - a spec numpy cannot build: report, do not crash
-                feeds, skip = None, f"bad input spec: {type(e).__name__}: {_first_line(str(e))}"
+            feeds, record = _feeds(model, cfg["max_input_bytes"])
             if feeds is None:
-                steps.append({"step": "run", "outcome": "skipped", "msg": skip})
+                steps.append(record)
             else:
                 try:
                     _mark("run")
