@@ -14,6 +14,7 @@ from converters.atomic import (
     ensure_writable_dir,
     remove_stale_temp_files,
     staging_dir,
+    temp_root,
     temp_workdir,
 )
 from converters.calibration import CalibrationSet, load_calibration
@@ -150,7 +151,7 @@ def convert(
         raise ConversionError(f"unknown target(s) {unknown}; targets are {', '.join(TARGET_SUFFIX)}")
 
     _precheck(model, targets)
-    with temp_workdir("edge-sdk-convert-") as tmp, disk_space_errors(out_dir, tmp):  # disk full: DiskFullError
+    with disk_space_errors(out_dir, temp_root()), temp_workdir("edge-sdk-convert-") as tmp:  # disk full: typed
         ctx = RouteContext(workdir=Path(tmp), opset=opset, verbose=verbose, input_shapes=dict(input_shapes or {}),
                            tflite_sparse=tflite_sparse)  # fmt: skip
         source = _open(model, example_inputs, ctx, allow_lambda, static, allow_pickle)

@@ -35,16 +35,24 @@ _DISK_FULL = {errno.ENOSPC, errno.EDQUOT}
 def temp_workdir(prefix: str, parent: Path | None = None) -> Iterator[Path]:
     """A private scratch folder (in ``parent``, else the system temp), removed on exit whatever happens,
     and when the CLI is stopped by a signal. Dead runs' folders there are removed first."""
-    base = Path(parent) if parent is not None else Path(tempfile.gettempdir())
+    base = Path(parent) if parent is not None else temp_root()
     remove_stale_temp_files(base, prefix="." if prefix.startswith(".") else "edge-sdk-")
     with disk_space_errors(base, what=f"a work folder ({prefix}...)"):
         path = Path(tempfile.mkdtemp(prefix=f"{prefix}{owner_tag()}-", dir=parent))
     track(path)
     try:
         yield path
+    except OSError as e:
+        _note_copy_size(e)  # before the source of a failed copy goes with this folder
+        raise
     finally:
         remove(path)
         untrack(path)
+
+
+def temp_root() -> Path:
+    """The folder work folders go in (``TMPDIR``, else the system's)."""
+    return Path(tempfile.gettempdir())
 
 
 def ensure_writable_dir(path: str | os.PathLike[str]) -> Path:
@@ -185,8 +193,9 @@ def disk_full_error(folder: Path, what: str, needed: int | None = None, *, at_le
 @contextlib.contextmanager
 def disk_space_errors(*folders: Path, what: str = "a conversion file", needed: int | None = None) -> Iterator[None]:
     """Turn a disk-full ``OSError`` (ENOSPC, EDQUOT) raised inside into :class:`DiskFullError`. The folder named
-    is the one holding the file the error names (the destination of a copy), else the candidate with the least
-    free space; the space needed is ``needed``, else the source's size for a copy."""
+    is the candidate holding the file the error names (the destination of a copy), else the candidate with the
+    least free space; the space needed is ``needed``, else the source's size for a copy. Enter it outside the
+    temp folders it covers, so that the free space it reports is counted after they are removed."""
     try:
         yield
     except OSError as e:
@@ -194,17 +203,23 @@ def disk_space_errors(*folders: Path, what: str = "a conversion file", needed: i
             raise
         target = e.filename2 or e.filename
         folder, name = _where(Path(os.fsdecode(target)) if target else None, [Path(f) for f in folders])
-        if needed is None and e.filename2 and e.filename and os.path.isfile(e.filename):
-            needed = os.path.getsize(e.filename)
-        raise disk_full_error(folder, name or what, needed) from e
+        _note_copy_size(e)
+        raise disk_full_error(folder, name or what, needed if needed is not None else e.copy_size) from e
+
+
+def _note_copy_size(e: OSError) -> None:
+    """For a copy that ran out of space (source and destination named): the source's size, while it exists."""
+    if e.errno in _DISK_FULL and getattr(e, "copy_size", None) is None:
+        source = e.filename if e.filename2 and e.filename else None
+        e.copy_size = os.path.getsize(source) if source and os.path.isfile(source) else None
 
 
 def _where(path: Path | None, folders: list[Path]) -> tuple[Path, str | None]:
     if path is not None:
-        for f in folders:
+        for f in sorted(folders, key=lambda f: len(f.resolve().parts), reverse=True):  # the innermost first
             with contextlib.suppress(ValueError):
-                rel = path.resolve().relative_to(f.resolve())
-                return f, str(rel)
+                path.resolve().relative_to(f.resolve())
+                return f, path.name
         return path.parent, path.name
 
     def free(f: Path) -> int:
