@@ -119,7 +119,7 @@ class Model:
                 "a Model is safe from one thread at a time: load one Model per thread"
             )
         try:
-            if self._closed:  # closed between the check above and taking the lock
+            if self._closed or self._closing:  # close() began between the check above and taking the lock
                 raise self._closed_error()
             outs = self._backend.run(arrays)
         except EdgeSDKError:

@@ -46,7 +46,7 @@ def tflite_bytes(
     m.version = 3
     code = S.OperatorCodeT()
     code.builtinCode = getattr(S.BuiltinOperator, op)
-    code.deprecatedBuiltinCode = code.builtinCode
+    code.deprecatedBuiltinCode = min(code.builtinCode, 127)  # 127: "see builtin_code"
     code.version = 1
     m.operatorCodes = [code]
     m.buffers = [S.BufferT()]
@@ -204,6 +204,59 @@ def test_tflite_dynamic_dims_count_at_their_allocated_size(tmp_path):
         assert m.run([np.ones((1, 4), np.float32)] * 2)["out"].tolist() == [[2.0] * 4]
 
 
+F32x4 = np.zeros(4, np.float32).tobytes()
+
+
+@pytest.mark.parametrize(
+    "build, message",
+    [
+        (  # set_tensor on it would write into the read-only mapping of the file (SIGSEGV on run)
+            dict(tensors=(("x", [1, 4], 0, F32x4), ("y", [1, 4], 0, None), ("out", [1, 4], 0, None))),
+            "subgraph 0 input #0 is tensor 0, a constant with data in the file",
+        ),
+        (  # ADD reads its inputs through null tensors (SIGSEGV on load)
+            dict(op_inputs=(-1, 1)),
+            "subgraph 0 operator 0 (builtin operator 0) has no tensor for its required input #0",
+        ),
+        (dict(op_inputs=(0, -1)), "subgraph 0 operator 0 (builtin operator 0) has no tensor for its required input #1"),
+        (  # the kernel would read 4000 bytes from a 16-byte buffer
+            dict(tensors=(("x", [1, 4], 0, None), ("w", [1, 1000], 0, F32x4), ("out", [1, 4], 0, None)), inputs=(0,)),
+            "tensor 1 ('w') declares shape [1, 1000] of float32 (4000 bytes) but its buffer holds 16 bytes",
+        ),
+        (  # XNNPACK unpacks fp16 weights at the output's size (SIGSEGV on load)
+            dict(
+                tensors=(("w16", [4], 1, F32x4[:8]), ("w", [4, 1000], 0, None)),
+                inputs=(),
+                outputs=(1,),
+                op="DEQUANTIZE",
+                op_inputs=(0,),
+                op_outputs=(1,),
+            ),
+            "operator 0 (DEQUANTIZE) turns constant tensor 0 of shape [4] into tensor 1 of shape [4, 1000]",
+        ),
+    ],
+)
+def test_tflite_structures_that_crash_the_interpreter_are_refused(build, message, tmp_path):
+    """Each of these made LiteRT segfault (found by benchmarks/fuzz_loaders.py); checked without the runtime."""
+    path = write(tmp_path / "bad.tflite", tflite_bytes(**build))
+    with pytest.raises(ModelFileError) as info:
+        es.inspect_file(path)
+    assert message in str(info.value)
+
+
+@pytest.mark.parametrize("op", ["FILL", "BROADCAST_TO"])
+def test_tflite_constant_shape_of_a_huge_output_is_refused(op, tmp_path):
+    """FILL/BROADCAST_TO fed a constant shape: the interpreter would allocate 10^10 elements while loading."""
+    dims = np.array([100000, 100000], np.int32).tobytes()
+    if op == "FILL":
+        tensors, inputs = (("dims", [2], 2, dims), ("value", [], 0, b"\0" * 4), ("out", [1], 0, None)), ()
+    else:
+        tensors, inputs = (("x", [1], 0, None), ("dims", [2], 2, dims), ("out", [1], 0, None)), (0,)
+    path = write(tmp_path / "fill.tflite", tflite_bytes(tensors, inputs, (2,), op, (0, 1), (2,)))
+    message = f"the output of subgraph 0 operator 0 ({op}, constant shape input tensor {0 if op == 'FILL' else 1}) "
+    raises_everywhere(path, ModelTooLargeError, message + "declares shape [100000, 100000]", max_memory=GiB)
+
+
 def test_tflite_runtime_failure_in_run_is_an_inference_error(tmp_path):
     """GATHER with an index past the table fails inside invoke(): LiteRT's RuntimeError becomes InferenceError."""
     index = np.array([7], np.int32).tobytes()
@@ -339,6 +392,51 @@ def test_onnx_declared_graph_input_past_the_budget_is_refused(tmp_path):
     raises_everywhere(path, ModelTooLargeError, "graph input 'x' declares shape [batch, 1000000000000] of float32")
 
 
+@pytest.mark.parametrize("how", ["initializer", "constant_node", "expand"])
+def test_onnx_constant_shape_of_a_huge_run_time_tensor_is_refused(how, tmp_path):
+    """ConstantOfShape/Expand fed a constant shape allocate at run time: the shape is checked at load."""
+    onnx = pytest.importorskip("onnx")
+    from onnx import helper, numpy_helper
+
+    shape = numpy_helper.from_array(np.array([100000, 100000], np.int64), "huge_shape")
+    if how == "initializer":
+        nodes, inits = [helper.make_node("ConstantOfShape", ["huge_shape"], ["big"], name="fill")], [shape]
+    elif how == "constant_node":
+        nodes = [
+            helper.make_node("Constant", [], ["huge_shape"], value=shape),
+            helper.make_node("ConstantOfShape", ["huge_shape"], ["big"], name="fill"),
+        ]
+        inits = []
+    else:
+        nodes, inits = [helper.make_node("Expand", ["x", "huge_shape"], ["big"], name="fill")], [shape]
+    outputs = [helper.make_tensor_value_info("big", onnx.TensorProto.FLOAT, None)]
+    _, model = onnx_model(nodes, outputs=outputs, initializers=inits)
+    path = write(tmp_path / "fill.onnx", model.SerializeToString())
+    op = "Expand" if how == "expand" else "ConstantOfShape"
+    raises_everywhere(
+        path,
+        ModelTooLargeError,
+        f"the output 'big' of {op} node 'fill' (constant 'huge_shape') declares shape [100000, 100000]",
+        max_memory=GiB,
+    )
+
+
+def test_onnx_summary_of_an_input_without_type_finishes(tmp_path):
+    """ORT's symbolic shape inference loops forever on an input of element type 0; the summary must end."""
+    import subprocess
+    import sys
+
+    onnx = pytest.importorskip("onnx")
+    from onnx import helper
+
+    untyped = [helper.make_tensor_value_info("x", 0, [1, 4])]
+    _, model = onnx_model([onnx.helper.make_node("Relu", ["x"], ["y"])], inputs=untyped)
+    path = write(tmp_path / "untyped.onnx", model.SerializeToString())
+    code = "import sys; from edge_sdk.summary import summarize; print(summarize(sys.argv[1]).ops)"
+    out = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=240)
+    assert out.returncode == 0 and "Relu" in out.stdout, out.stderr[-2000:]
+
+
 def test_onnx_runtime_failure_in_run_is_an_inference_error(tmp_path):
     """Reshape to a shape fed at run time: ONNX Runtime's RuntimeException becomes InferenceError."""
     onnx = pytest.importorskip("onnx")
@@ -383,6 +481,20 @@ def test_openvino_declared_shapes_and_weights_are_bounded(tmp_path):
         ModelTooLargeError, match=r"add up to 32 B \(32 bytes, at weights read from tiny.bin at offset 16"
     ):
         es.load(src, max_memory=24)  # each 16-byte tensor fits, both weights together do not
+
+
+def test_openvino_broadcast_to_a_constant_huge_shape_is_refused(tmp_path):
+    """Broadcast to a Const target shape whose output port claims [1, 1]: the Const's values are checked."""
+    ov = pytest.importorskip("openvino")
+    from openvino import opset13 as ops
+
+    x = ops.parameter([1], np.float32, name="x")
+    big = ops.broadcast(x, ops.constant(np.array([100000, 100000], np.int64), name="target"), name="big")
+    src = tmp_path / "bc.xml"
+    ov.save_model(ov.Model([big], [x], "bc"), str(src))
+    path = edit_ir(src, tmp_path / "lying.xml", b"<dim>100000</dim>", b"<dim>1</dim>")
+    message = "the output of Broadcast layer 'big' (constant Const layer 'target') declares shape [100000, 100000]"
+    raises_everywhere(path, ModelTooLargeError, message, max_memory=GiB)
 
 
 def test_openvino_error_keeps_the_runtimes_reason(tmp_path):

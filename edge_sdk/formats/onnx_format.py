@@ -17,7 +17,7 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 from edge_sdk.errors import ModelFileError, UnsafeModelError
 from edge_sdk.formats import FormatHandler, ModelFile, register_format
 from edge_sdk.formats.budget import MemoryBudget, numel
-from edge_sdk.formats.onnx_wire import WireModel, WireTensor, WireValueInfo, parse_model
+from edge_sdk.formats.onnx_wire import WireGraph, WireModel, WireTensor, WireValueInfo, parse_model
 
 _EXTERNAL = 1
 #: longest external-data location accepted, and longest path component (POSIX NAME_MAX)
@@ -156,6 +156,33 @@ def _check_value(vi: WireValueInfo, kind: str, budget: MemoryBudget) -> None:
     budget.tensor(f"{kind} '{vi.name}'", shown, dtype, nbytes, add=False)
 
 
+#: operators whose output size is set by a constant input (input index): the runtime allocates it at run time
+_SHAPE_INPUTS = {"ConstantOfShape": 0, "Expand": 1, "Tile": 1}
+
+
+def _check_shape_ops(g: WireGraph, budget: MemoryBudget) -> None:
+    """ConstantOfShape/Expand/Tile fed a constant shape: what the runtime will allocate for their output.
+
+    Expand and Tile are counted at one byte per element (their input's type and shape make it more),
+    so the check never refuses a model that fits."""
+    consts = {t.name: t.int_values for t in g.initializers if t.int_values is not None}
+    for n in g.nodes:
+        if n.op_type == "Constant" and n.outputs and n.tensors and n.tensors[0].int_values is not None:
+            consts[n.outputs[0]] = n.tensors[0].int_values
+    for n in g.nodes:
+        k = _SHAPE_INPUTS.get(n.op_type)
+        if k is None or n.domain not in ("", "ai.onnx") or len(n.inputs) <= k or n.inputs[k] not in consts:
+            continue
+        values = consts[n.inputs[k]]
+        if n.op_type == "ConstantOfShape":
+            dtype, bits = ELEM_TYPES.get(n.tensors[0].data_type, ("?", 32)) if n.tensors else ("float32", 32)
+        else:
+            dtype, bits = "at least 1 byte per element", 8
+        output = n.outputs[0] if n.outputs else "?"
+        what = f"the output '{output}' of {n.op_type} node '{n.name}' (constant '{n.inputs[k]}')"
+        budget.tensor(what, values, dtype, (numel(values) * (bits or 8) + 7) // 8, add=False)
+
+
 def validate(path: Path, size: int, max_memory: int | None = None) -> ModelFile:
     model = read_wire_model(path)
     budget = MemoryBudget.for_file(path, max_memory)
@@ -165,6 +192,7 @@ def validate(path: Path, size: int, max_memory: int | None = None) -> ModelFile:
         if t.data_location == _EXTERNAL or t.external:
             _check_external(t, path, companions, budget)
     for g in model.all_graphs():
+        _check_shape_ops(g, budget)
         for kind, values in (("graph input", g.inputs), ("graph output", g.outputs), ("value", g.value_info)):
             for vi in values:
                 _check_value(vi, kind, budget)

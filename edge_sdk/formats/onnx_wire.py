@@ -19,6 +19,7 @@ Field numbers come from onnx/onnx.proto3.
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass, field
 from typing import Iterator
 
@@ -115,6 +116,8 @@ class WireTensor:
     #: elements stored in the typed fields, by field number (float_data=4, int32_data=5, ...)
     typed_counts: dict[int, int] = field(default_factory=dict)
     where: str = "initializer"
+    #: the values of a small int32/int64 tensor (shapes, repeats), None for others
+    int_values: list[int] | None = None
 
     @property
     def numel(self) -> int:
@@ -138,6 +141,8 @@ class WireNode:
     name: str = ""
     inputs: list[str] = field(default_factory=list)
     outputs: list[str] = field(default_factory=list)
+    #: tensors of this node's attributes (a Constant's value, ConstantOfShape's fill value)
+    tensors: list[WireTensor] = field(default_factory=list)
 
 
 @dataclass
@@ -198,8 +203,33 @@ def _count_typed(buf: memoryview, fnum: int, wtype: int, val: object) -> int:
     return len(data) - len(data.translate(None, _HIGH_BYTES))
 
 
+#: int tensors up to this many elements keep their values (shape inputs of ConstantOfShape, Expand, Tile)
+SMALL_INT_ELEMENTS = 64
+
+
+def _small_ints(buf: memoryview, t: WireTensor, raw: tuple[int, int] | None, packed: list[tuple[int, int]]) -> None:
+    """Decode the values of a small int32/int64 tensor from raw_data or int32_data/int64_data."""
+    if t.data_type not in (6, 7) or t.numel > SMALL_INT_ELEMENTS or any(d < 0 for d in t.dims):
+        return
+    if raw is not None:
+        size = 8 if t.data_type == 7 else 4
+        data = bytes(buf[raw[0] : raw[1]])
+        if len(data) == size * t.numel:
+            t.int_values = list(struct.unpack(f"<{t.numel}{'q' if size == 8 else 'i'}", data))
+        return
+    values: list[int] = []
+    for p, e in packed:
+        while p < e and len(values) <= SMALL_INT_ELEMENTS:
+            v, p = _read_varint(buf, p, e)
+            values.append(_signed(v))
+    if len(values) == t.numel:
+        t.int_values = values
+
+
 def _parse_tensor(buf: memoryview, span: tuple[int, int], where: str = "initializer") -> WireTensor:
     t = WireTensor(where=where)
+    raw: tuple[int, int] | None = None
+    packed: list[tuple[int, int]] = []
     for fnum, wtype, val in iter_fields(buf, *span):
         if fnum == 1:
             if wtype == _VARINT:
@@ -215,8 +245,11 @@ def _parse_tensor(buf: memoryview, span: tuple[int, int], where: str = "initiali
             t.name = _name(buf, val, "tensor name")
         elif fnum == 9 and wtype == _LEN:
             t.raw_bytes = val[1] - val[0]
+            raw = val
         elif fnum in (4, 5, 6, 7, 10, 11):
             t.typed_counts[fnum] = t.typed_counts.get(fnum, 0) + _count_typed(buf, fnum, wtype, val)
+            if fnum in (5, 7) and wtype == _LEN and len(packed) < 4:
+                packed.append(val)
         elif fnum == 13 and wtype == _LEN:
             key = value = ""
             for f2, w2, v2 in iter_fields(buf, *val):
@@ -227,6 +260,7 @@ def _parse_tensor(buf: memoryview, span: tuple[int, int], where: str = "initiali
             t.external[key] = value
         elif fnum == 14 and wtype == _VARINT:
             t.data_location = int(val)
+    _small_ints(buf, t, raw, packed)
     return t
 
 
@@ -261,12 +295,16 @@ def _parse_value_info(buf: memoryview, span: tuple[int, int]) -> WireValueInfo:
     return vi
 
 
-def _parse_attribute(buf: memoryview, span: tuple[int, int], graph: WireGraph, depth: int) -> None:
+def _parse_attribute(
+    buf: memoryview, span: tuple[int, int], graph: WireGraph, depth: int, node: WireNode | None = None
+) -> None:
     for fnum, wtype, val in iter_fields(buf, *span):
         if wtype != _LEN:
             continue
         if fnum in (5, 10):  # t, tensors
             graph.attribute_tensors.append(_parse_tensor(buf, val, "attribute tensor"))
+            if node is not None:
+                node.tensors.append(graph.attribute_tensors[-1])
         elif fnum in (22, 23):  # sparse_tensor, sparse_tensors
             _parse_sparse(buf, val, graph.attribute_tensors, "sparse attribute tensor")
         elif fnum in (6, 11):  # g, graphs
@@ -287,7 +325,7 @@ def _parse_node(buf: memoryview, span: tuple[int, int], graph: WireGraph, depth:
         elif fnum == 4:
             n.op_type = _name(buf, val, "node op_type")
         elif fnum == 5:
-            _parse_attribute(buf, val, graph, depth)
+            _parse_attribute(buf, val, graph, depth, n)
         elif fnum == 7:
             n.domain = _name(buf, val, "node domain")
     return n

@@ -12,6 +12,7 @@ and the weight bytes read from the ``.bin`` must fit the memory budget (``budget
 from __future__ import annotations
 
 import re
+import struct
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -84,6 +85,35 @@ def _check_layer(layer: ET.Element, budget: MemoryBudget, path: Path) -> None:
                       nbytes, add=False)  # fmt: skip
 
 
+#: layers whose output shape is a constant input (its position among the layer's input ports)
+_SHAPE_INPUTS = {"Broadcast": 1, "Tile": 1}
+_INT_TYPES = {"i32": "<i", "i64": "<q"}
+
+
+def _check_shape_layers(root: ET.Element, bin_path: Path, budget: MemoryBudget) -> None:
+    """Broadcast/Tile fed a small integer Const (target shape, repeats): what OpenVINO will allocate.
+
+    Counted at one byte per element, a lower bound, so a model that fits is never refused."""
+    layers = {layer.get("id"): layer for layer in root.iter("layer")}
+    sources = {(e.get("to-layer"), e.get("to-port")): e.get("from-layer") for e in root.iter("edge")}
+    with open(bin_path, "rb") as weights:
+        for layer in layers.values():
+            k = _SHAPE_INPUTS.get(layer.get("type", ""))
+            ports = layer.findall("input/port")
+            if k is None or len(ports) <= k:
+                continue
+            const = layers.get(sources.get((layer.get("id"), ports[k].get("id"))))
+            data = const.find("data") if const is not None and const.get("type") == "Const" else None
+            fmt = _INT_TYPES.get(data.get("element_type", "")) if data is not None else None
+            if data is None or fmt is None or not data.get("size", "").isdigit() or int(data.get("size")) > 512:
+                continue
+            weights.seek(int(data.get("offset", "0")))
+            raw = weights.read(int(data.get("size")))
+            values = [v[0] for v in struct.iter_unpack(fmt, raw[: len(raw) - len(raw) % struct.calcsize(fmt)])]
+            what = f"the output of {_layer_name(layer)} (constant {_layer_name(const)})"
+            budget.tensor(what, values, "at least 1 byte per element", numel(values), add=False)
+
+
 def validate(path: Path, size: int, max_memory: int | None = None) -> ModelFile:
     data = path.read_bytes()
     if b"<!DOCTYPE" in data or b"<!ENTITY" in data:
@@ -122,6 +152,7 @@ def validate(path: Path, size: int, max_memory: int | None = None) -> ModelFile:
                 "(truncated or mismatched weights file)"
             )
         budget.add(length, f"weights read from {bin_path.name} at offset {offset}")
+    _check_shape_layers(root, bin_path, budget)
     return ModelFile(path=path, format="openvino", size=size + bin_size, companions=(bin_path,))
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import mmap
 import struct
+from dataclasses import dataclass
 from pathlib import Path
 
 from edge_sdk.errors import ModelFileError
@@ -29,10 +30,20 @@ TENSOR_TYPES: dict[int, tuple[str, int]] = {
     16: ("uint16", 2), 17: ("int4", 1), 18: ("bfloat16", 2), 19: ("int2", 1), 20: ("uint4", 1),
 }  # fmt: skip
 
+#: bits per element as stored in a constant buffer (sub-byte types packed); string/resource/variant vary
+_STORED_BITS = {k: size * 8 for k, (_, size) in TENSOR_TYPES.items() if k not in (5, 13, 14)} | {17: 4, 19: 2, 20: 4}
+#: builtin operators none of whose inputs is optional: a -1 (absent) input makes their kernels read
+#: through a null tensor (SIGSEGV). Any builtin's first input is required as well.
+_NO_OPTIONAL_INPUTS = {
+    0, 2, 18, 41, 42, 55, 57, 58, 61, 62, 63, 71, 72, 78, 84, 86, 90, 95, 99, 126,  # elementwise, concat, matmul
+    36, 107, 39, 34, 40, 74, 64, 123, 54, 106, 130, 94, 69, 65, 45, 56, 79,  # gather, pad, reduce, select, shape ops
+}  # fmt: skip
+_CUSTOM, _DEQUANTIZE = 32, 6
+
 # table field indexes (schema.fbs order)
 _MODEL_OPCODES, _MODEL_SUBGRAPHS, _MODEL_BUFFERS, _MODEL_SIGNATURES = 1, 2, 4, 7
 _SG_TENSORS, _SG_INPUTS, _SG_OUTPUTS, _SG_OPERATORS = 0, 1, 2, 3
-_T_SHAPE, _T_TYPE, _T_BUFFER, _T_NAME, _T_SIGNATURE = 0, 1, 2, 3, 7
+_T_SHAPE, _T_TYPE, _T_BUFFER, _T_NAME, _T_SPARSITY, _T_SIGNATURE = 0, 1, 2, 3, 6, 7
 _OP_OPCODE, _OP_INPUTS, _OP_OUTPUTS, _OP_INTERMEDIATES = 0, 1, 2, 8
 _SIG_INPUTS, _SIG_OUTPUTS, _SIG_KEY, _SIG_SUBGRAPH = 0, 1, 2, 4
 
@@ -127,17 +138,34 @@ class _Flat:
             raise _Corrupt(f"{what} is not UTF-8 text ({raw[:40]!r})") from None
 
 
-def _check_buffers(fb: _Flat, root: int) -> list[bool]:
-    """Bounds of every buffer; returns, per buffer, whether it holds data (a constant)."""
-    has_data = []
+def _check_buffers(fb: _Flat, root: int) -> list[tuple[int, int]]:
+    """Bounds of every buffer; returns, per buffer, ``(start, size)`` of its data (size 0: no data)."""
+    spans = []
     for i, table in enumerate(fb.tables(root, _MODEL_BUFFERS, "buffers vector")):
-        _, size = fb.vector(table, 0, 1, f"buffer {i} data")
+        start, size = fb.vector(table, 0, 1, f"buffer {i} data")
         off = fb.scalar(table, 1, "Q", 0)
         length = fb.scalar(table, 2, "Q", 0)
         if off > 1 and off + length > fb.n:
             raise _Corrupt(f"buffer {i} (offset {off}, size {length}) runs past the end of the file")
-        has_data.append(size > 0 or (off > 1 and length > 0))
-    return has_data
+        spans.append((start, size) if size or off <= 1 else (off, length))
+    return spans
+
+
+def _builtin_codes(fb: _Flat, root: int) -> list[int]:
+    """Builtin operator code of each operator_codes entry: max(deprecated_builtin_code, builtin_code)."""
+    return [
+        max(fb.scalar(table, 0, "b", 0), fb.scalar(table, 3, "i", 0))
+        for table in fb.tables(root, _MODEL_OPCODES, "operator_codes vector")
+    ]
+
+
+def _small_ints(fb: _Flat, span: tuple[int, int], ttype: int, shape: list[int]) -> list[int] | None:
+    """Values of a small constant int32/int64 tensor (a shape, multiples), else None."""
+    size = {2: 4, 4: 8}.get(ttype)
+    count = numel(shape)
+    if size is None or count > 64 or span[1] != size * count:
+        return None
+    return list(struct.unpack_from(f"<{count}{'i' if size == 4 else 'q'}", fb.buf, span[0]))
 
 
 def _check_indexes(what: str, indexes: list[int], n_tensors: int, optional: bool) -> None:
@@ -148,39 +176,96 @@ def _check_indexes(what: str, indexes: list[int], n_tensors: int, optional: bool
             )
 
 
-def _check_subgraph(fb: _Flat, s: int, sg: int, has_data: list[bool], n_opcodes: int, budget: MemoryBudget) -> int:
-    tensors = fb.tables(sg, _SG_TENSORS, f"subgraph {s} tensors")
-    arena: list[tuple[str, int]] = []  # what the interpreter allocates per tensor (constants stay in the file: 0)
-    for t, table in enumerate(tensors):
-        where = f"subgraph {s} tensor {t}"
-        name = fb.string(table, _T_NAME, f"{where} name")
-        shape = fb.ints(table, _T_SHAPE, f"{where} shape")
-        signature = fb.ints(table, _T_SIGNATURE, f"{where} shape_signature")
-        ttype = fb.scalar(table, _T_TYPE, "b", 0)
-        buffer = fb.scalar(table, _T_BUFFER, "I", 0)
-        if has_data and buffer >= len(has_data):
-            raise _Corrupt(f"{where} ('{name}') uses buffer {buffer}, but the model has {len(has_data)} buffers")
-        dtype, size = TENSOR_TYPES.get(ttype, (f"type {ttype}", 8))
-        shown = [d if d >= 0 else "?" for d in (signature if len(signature) == len(shape) else shape)]
-        constant = bool(has_data) and has_data[buffer]
-        nbytes = numel(shape) * size
-        budget.tensor(f"tensor '{name}' ({where})", shown, dtype, nbytes, add=False)
-        arena.append((f"tensor '{name}' of shape {shape_str(shown)} {dtype}", 0 if constant else nbytes))
+#: builtin operators whose output shape is a constant input (its index): the interpreter allocates it
+_SHAPE_INPUTS = {94: ("FILL", 0), 130: ("BROADCAST_TO", 1), 69: ("TILE", 1)}
+
+
+@dataclass
+class _Tensor:
+    name: str
+    shape: list[int]
+    dtype: str
+    constant: bool  # its buffer holds data (it lives in the file, the interpreter allocates nothing)
+    nbytes: int  # what the interpreter allocates for it (0 for a constant)
+    shown: list[object]  # shape_signature where it has one (-1 shown as ?)
+    ints: list[int] | None = None  # values of a small constant int tensor (a shape, multiples)
+
+    def describe(self) -> tuple[str, int]:
+        return f"tensor '{self.name}' of shape {shape_str(self.shown)} {self.dtype}", self.nbytes
+
+
+def _read_tensor(fb: _Flat, table: int, where: str, buffers: list[tuple[int, int]], budget: MemoryBudget) -> _Tensor:
+    name = fb.string(table, _T_NAME, f"{where} name")
+    shape = fb.ints(table, _T_SHAPE, f"{where} shape")
+    signature = fb.ints(table, _T_SIGNATURE, f"{where} shape_signature")
+    ttype = fb.scalar(table, _T_TYPE, "b", 0)
+    buffer = fb.scalar(table, _T_BUFFER, "I", 0)
+    if buffers and buffer >= len(buffers):
+        raise _Corrupt(f"{where} ('{name}') uses buffer {buffer}, but the model has {len(buffers)} buffers")
+    dtype, size = TENSOR_TYPES.get(ttype, (f"type {ttype}", 8))
+    shown = [d if d >= 0 else "?" for d in (signature if len(signature) == len(shape) else shape)]
+    span = buffers[buffer] if buffers else (0, 0)
+    constant = span[1] > 0
+    bits = _STORED_BITS.get(ttype)
+    if constant and bits and fb.field(table, _T_SPARSITY) is None:  # sparse constants are stored compressed
+        if any(d < 0 for d in shape):
+            raise _Corrupt(f"{where} ('{name}') is a constant with a negative dimension in shape {shape}")
+        need = (numel(shape) * bits + 7) // 8
+        if span[1] < need:  # the interpreter would read past the buffer
+            raise _Corrupt(
+                f"{where} ('{name}') declares shape {shape} of {dtype} ({need} bytes) "
+                f"but its buffer holds {span[1]} bytes"
+            )
+    nbytes = numel(shape) * size
+    budget.tensor(f"tensor '{name}' ({where})", shown, dtype, nbytes, add=False)
+    ints = _small_ints(fb, span, ttype, shape) if constant else None
+    return _Tensor(name, shape, dtype, constant, 0 if constant else nbytes, shown, ints)
+
+
+def _check_operator(
+    where: str, code: int, ins: list[int], outs: list[int], tensors: list[_Tensor], budget: MemoryBudget
+) -> None:
+    """One operator's inputs against what its kernel assumes, and what it makes the interpreter allocate."""
+    absent = [k for k, t in enumerate(ins) if t == -1]
+    if code != _CUSTOM and absent and (absent[0] == 0 or code in _NO_OPTIONAL_INPUTS):
+        raise _Corrupt(f"{where} (builtin operator {code}) has no tensor for its required input #{absent[0]}")
+    budget.together([tensors[i].describe() for i in (set(ins) | set(outs)) - {-1}], f"{where}'s inputs and outputs")
+    if code == _DEQUANTIZE and ins and outs and min(ins[0], outs[0]) >= 0 and tensors[ins[0]].constant:
+        src, dst = tensors[ins[0]], tensors[outs[0]]
+        if numel(src.shape) != numel(dst.shape):  # XNNPACK unpacks the constant at the output's size
+            raise _Corrupt(
+                f"{where} (DEQUANTIZE) turns constant tensor {ins[0]} of shape {src.shape} into tensor {outs[0]} "
+                f"of shape {dst.shape}: the element counts differ"
+            )
+    kind, k = _SHAPE_INPUTS.get(code, ("", -1))
+    if k >= 0 and len(ins) > k and ins[k] >= 0 and (values := tensors[ins[k]].ints) is not None:
+        what = f"the output of {where} ({kind}, constant shape input tensor {ins[k]})"
+        budget.tensor(what, values, "at least 1 byte per element", numel(values), add=False)  # a lower bound
+
+
+def _check_subgraph(
+    fb: _Flat, s: int, sg: int, buffers: list[tuple[int, int]], codes: list[int], budget: MemoryBudget
+) -> int:
+    tables = fb.tables(sg, _SG_TENSORS, f"subgraph {s} tensors")
+    tensors = [_read_tensor(fb, table, f"subgraph {s} tensor {t}", buffers, budget) for t, table in enumerate(tables)]
     n = len(tensors)
     ins, outs = fb.ints(sg, _SG_INPUTS, f"subgraph {s} inputs"), fb.ints(sg, _SG_OUTPUTS, f"subgraph {s} outputs")
     _check_indexes(f"subgraph {s} input", ins, n, optional=False)
     _check_indexes(f"subgraph {s} output", outs, n, optional=False)
-    budget.together([arena[i] for i in set(ins) | set(outs)], f"subgraph {s}'s inputs and outputs")
+    for k, t in enumerate(ins):
+        if tensors[t].constant:  # setting the input would write into the file's read-only mapping
+            raise _Corrupt(f"subgraph {s} input #{k} is tensor {t}, a constant with data in the file")
+    budget.together([tensors[i].describe() for i in set(ins) | set(outs)], f"subgraph {s}'s inputs and outputs")
     for o, op in enumerate(fb.tables(sg, _SG_OPERATORS, f"subgraph {s} operators")):
         where = f"subgraph {s} operator {o}"
         opcode = fb.scalar(op, _OP_OPCODE, "I", 0)
-        if opcode >= n_opcodes:
-            raise _Corrupt(f"{where} uses operator code {opcode}, but the model has {n_opcodes} operator codes")
+        if opcode >= len(codes):
+            raise _Corrupt(f"{where} uses operator code {opcode}, but the model has {len(codes)} operator codes")
         ins, outs = fb.ints(op, _OP_INPUTS, f"{where} inputs"), fb.ints(op, _OP_OUTPUTS, f"{where} outputs")
         _check_indexes(f"{where} input", ins, n, optional=True)
         _check_indexes(f"{where} output", outs, n, optional=True)
         _check_indexes(f"{where} intermediate", fb.ints(op, _OP_INTERMEDIATES, f"{where} intermediates"), n, True)
-        budget.together([arena[i] for i in (set(ins) | set(outs)) - {-1}], f"{where}'s inputs and outputs")
+        _check_operator(where, codes[opcode], ins, outs, tensors, budget)
     return n
 
 
@@ -208,12 +293,12 @@ def check_structure(buf: bytes | mmap.mmap, budget: MemoryBudget) -> None:
         root = fb.u32(0, "root table offset")
         if not 8 <= root <= fb.n - 4:
             raise _Corrupt(f"root table offset {root} is outside the file (size {fb.n})")
-        has_data = _check_buffers(fb, root)
-        _, n_opcodes = fb.vector(root, _MODEL_OPCODES, 4, "operator_codes vector")
+        buffers = _check_buffers(fb, root)
+        codes = _builtin_codes(fb, root)
         subgraphs = fb.tables(root, _MODEL_SUBGRAPHS, "subgraphs vector")
         if not subgraphs:
             raise _Corrupt("the model has no subgraphs")
-        counts = [_check_subgraph(fb, s, sg, has_data, n_opcodes, budget) for s, sg in enumerate(subgraphs)]
+        counts = [_check_subgraph(fb, s, sg, buffers, codes, budget) for s, sg in enumerate(subgraphs)]
         _check_signatures(fb, root, counts)
     except _Corrupt as e:
         raise ModelFileError(f"{budget.path} is a corrupt or truncated TFLite file: {e}") from None

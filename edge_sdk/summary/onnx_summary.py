@@ -108,18 +108,25 @@ def _macs(model_file: ModelFile) -> tuple[int | None, str]:
     return total, note
 
 
+#: passes of ORT's symbolic shape inference before giving up (real models settle in two or three)
+MAX_SHAPE_PASSES = 16
+
+
 def ort_symbolic_shapes(model: Any, auto_merge: bool = False) -> tuple[Any, bool]:
     """ORT's symbolic shape inference as ``(model with shapes, complete)``, without its side effect.
 
     ``SymbolicShapeInference.infer_shapes`` saves ``sym_shape_infer_temp.onnx`` into the *current
-    folder* when inference is incomplete, then raises; this runs the same steps, writes nothing and
+    folder* when inference is incomplete, then raises; this runs the same steps (at most
+    MAX_SHAPE_PASSES of them: ORT's loop never ends on some corrupt models), writes nothing and
     returns the partial result. Raises what ORT raises on models it cannot handle (custom ops)."""
     from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
 
     infer = SymbolicShapeInference(2**31 - 1, auto_merge, False, 0)
     infer._preprocess(model)
     complete = False
-    while infer.run_:
+    for _ in range(MAX_SHAPE_PASSES):  # ORT loops "while run_", forever on some models (input of type 0)
+        if not infer.run_:
+            break
         complete = infer._infer_impl()
     infer._update_output_from_vi()
     return infer.out_mp_, complete
