@@ -63,7 +63,7 @@ def normalize(msg: str) -> str:
     msg = re.sub(r"[\w.-]+\.(onnx|tflite|xml|bin|data)\b", "<file>", msg)
     msg = re.sub(r"'[^']*'|\"[^\"]*\"", "'…'", msg)
     msg = re.sub(r"0x[0-9a-fA-F]+", "0x…", msg)
-    return re.sub(r"\d+", "N", msg)[:300]
+    return re.sub(r"\d+", "N", msg)[:240]
 
 
 @dataclass
@@ -84,7 +84,8 @@ def classify(case: Case, reply: dict, rss_budget: int) -> Result:
         return Result(case, "ok", "", reply)
     worst = next(s for s in bad if s["outcome"] == kind)
     if kind == "typed":
-        return Result(case, kind, worst["cls"], reply)
+        refused = " (allocation refused)" if worst.get("msg", "").startswith("(allocation refused)") else ""
+        return Result(case, kind, worst["cls"] + refused, reply)
     where = worst.get("where", "")
     sig = f"{worst['step']}: {worst.get('cls', '')}: {normalize(worst.get('msg', ''))}" + (
         f" @ {where}" if where else ""
@@ -171,10 +172,14 @@ class Worker:
         rc = self.kill()
         tail = self.log_tail()
         name = signal.Signals(-rc).name if rc < 0 else f"exit {rc}"
-        last = [ln for ln in tail.splitlines() if ln.strip()][-1:] or [""]
-        if any(w in tail.lower() for w in ("bad_alloc", "out of memory", "cannot allocate")):
-            return Result(case, "memory", f"{name}: {normalize(last[0])}", {"log": tail})
-        return Result(case, "crash", f"{name}: {normalize(last[0])}", {"log": tail})
+        lines = [ln.strip() for ln in tail.splitlines() if ln.strip()]
+        marks = [i for i, ln in enumerate(lines) if ln.startswith("[fuzz] ")]
+        step = lines[marks[-1]].split()[-1] if marks else "?"
+        native = [ln for ln in lines[marks[-1] + 1 :] if ln] if marks else lines[-1:]
+        sig = f"{name} in {step}" + (f": {normalize(native[-1])}" if native else "")
+        oom = any(w in tail.lower() for w in ("bad_alloc", "out of memory", "cannot allocate"))
+        kind = "memory" if oom else "crash"
+        return Result(case, kind, sig, {"log": tail})
 
 
 def save_reproducer(result: Result, out: Path, saved: Counter) -> str:

@@ -45,7 +45,7 @@ def _reset_peak() -> None:
 def _first_line(text: str) -> str:
     for line in text.strip().splitlines():
         if line.strip():
-            return line.strip()[:300]
+            return line.strip()[:1000]
     return ""
 
 
@@ -64,9 +64,10 @@ def _where(exc: BaseException) -> str:
 
 
 def _impossible_request(text: str) -> bool:
-    """The runtime was asked for more bytes than this machine has (``... of size 4000000000000000000``):
+    """The runtime was asked for more bytes than this machine has (ONNX Runtime: ``... of size 4000000000000000000``,
+    OpenVINO: ``Failed to allocate 128000000896 bytes``):
     nothing was allocated, so it is not an allocation past the budget."""
-    sizes = [int(x) for x in re.findall(r"size (\d+)", text)]
+    sizes = [int(x) for x in re.findall(r"(?:size|allocate) (\d+)", text)]
     phys = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     return bool(sizes) and min(sizes) > phys
 
@@ -75,11 +76,16 @@ def _outcome(step: str, exc: BaseException | None, errors_mod) -> dict:
     if exc is None:
         return {"step": step, "outcome": "ok"}
     msg = _first_line(str(exc)) or type(exc).__name__
-    full = f"{type(exc).__name__} {exc}".lower()
+    chain, seen = [], exc
+    while seen is not None and len(chain) < 5:  # typed errors raised "from None" still keep __context__
+        chain.append(f"{type(seen).__name__} {seen}")
+        seen = seen.__cause__ or seen.__context__
+    full = " | ".join(chain).lower()
     if isinstance(exc, MemoryError) or any(w in full for w in MEMORY_WORDS):
         kind = "memory"
         if isinstance(exc, errors_mod.EdgeSDKError) and _impossible_request(full):
-            kind = "typed"  # a request no machine like this one could grant, refused with a typed error
+            kind = "typed"  # a request this machine could never grant, refused with a typed error
+            msg = f"(allocation refused) {msg}"
     elif isinstance(exc, errors_mod.EdgeSDKError):
         kind = "typed"
     else:
