@@ -197,6 +197,20 @@ def test_tflite_declared_tensor_past_the_budget_is_refused_before_the_interprete
         es.load(path)
 
 
+def test_memory_budget_from_the_environment(monkeypatch):
+    from edge_sdk.formats import budget
+
+    monkeypatch.setenv("EDGE_SDK_MAX_MODEL_MEMORY", "512M")
+    assert budget.default_budget() == 512 * 1024**2
+    monkeypatch.setenv("EDGE_SDK_MAX_MODEL_MEMORY", "off")
+    assert budget.default_budget() == budget.UNLIMITED
+    monkeypatch.setenv("EDGE_SDK_MAX_MODEL_MEMORY", "lots")
+    with pytest.raises(ModelFileError, match=r"EDGE_SDK_MAX_MODEL_MEMORY: not a size: 'lots' \(use bytes or a K/M/G/T"):
+        budget.default_budget()
+    monkeypatch.delenv("EDGE_SDK_MAX_MODEL_MEMORY")
+    assert budget.default_budget() == (budget.machine_memory() or 2 * budget.FALLBACK_BYTES) // 2
+
+
 def test_tflite_dynamic_dims_count_at_their_allocated_size(tmp_path):
     """shape_signature -1 dims are allocated at ``shape``'s size (1): a [?, 4] input loads within a tiny budget."""
     path = write(tmp_path / "ok.tflite", tflite_bytes())

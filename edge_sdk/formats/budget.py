@@ -8,9 +8,15 @@ its size and how to raise the limit.
 
 The budget is, in order: the ``max_memory=`` argument of ``edge_sdk.load`` / ``summarize`` /
 ``inspect_file``; the ``EDGE_SDK_MAX_MODEL_MEMORY`` environment variable (bytes, or with a
-``K``/``M``/``G``/``T`` suffix, e.g. ``12G``); else half of this machine's memory (the smaller of
-physical memory and the cgroup limit), because a model that needs more than that cannot run
-next to anything else.
+``K``/``M``/``G``/``T`` suffix, e.g. ``12G``; ``off`` for none); else half of this machine's
+memory (the smaller of physical memory and the cgroup limit), because a model that needs more
+than that cannot run next to anything else.
+
+What counts: each declared tensor alone; the tensors one operator (or the graph's inputs and
+outputs) needs at the same time; outputs sized by a constant shape input (ConstantOfShape,
+FILL, Broadcast, ...); and the total of weights the runtime holds (ONNX initializers and
+external data, OpenVINO ``.bin`` bytes). Activations are not summed over the whole graph:
+runtimes reuse their memory.
 """
 
 from __future__ import annotations
@@ -21,11 +27,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
-from edge_sdk.errors import ModelTooLargeError
+from edge_sdk.errors import ModelFileError, ModelTooLargeError
 
 ENV_VAR = "EDGE_SDK_MAX_MODEL_MEMORY"
 #: used when the machine's memory cannot be read
 FALLBACK_BYTES = 4 * 1024**3
+#: ``EDGE_SDK_MAX_MODEL_MEMORY=off``: no budget (trusted files only)
+UNLIMITED = 1 << 62
 _UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
 
 
@@ -56,12 +64,12 @@ def machine_memory() -> int | None:
 def default_budget() -> int:
     """The budget when the caller gives none: ``$EDGE_SDK_MAX_MODEL_MEMORY``, else half the machine's memory."""
     env = os.environ.get(ENV_VAR, "").strip()
+    if env.lower() in ("off", "none", "unlimited"):
+        return UNLIMITED
     if env:
         try:
             return parse_size(env)
         except ValueError as e:
-            from edge_sdk.errors import ModelFileError
-
             raise ModelFileError(f"{ENV_VAR}: {e}") from None
     mem = machine_memory()
     return mem // 2 if mem else FALLBACK_BYTES
