@@ -482,6 +482,15 @@ def test_openvino_const_of_dynamic_type_is_a_typed_error(etype, tmp_path):
     raises_everywhere(path, ModelFileError, message)
 
 
+def test_openvino_constant_layer_type_that_crashes_the_plugin_is_refused(tmp_path):
+    """A 'Constant' (not 'Const') layer is built without data: compile_model segfaulted (found by the fuzzer)."""
+    src = tiny_ir(tmp_path / "src")
+    path = edit_ir(src, tmp_path / "constant.xml", b'type="Const"', b'type="Constant"')
+    with pytest.raises(ModelFileError) as info:
+        es.inspect_file(path)
+    assert "Constant layer 'w' has type 'Constant'; OpenVINO IR stores constants as 'Const' layers" in str(info.value)
+
+
 def test_openvino_declared_shapes_and_weights_are_bounded(tmp_path):
     src = tiny_ir(tmp_path / "src")
     path = edit_ir(

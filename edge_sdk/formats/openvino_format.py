@@ -58,6 +58,11 @@ def _layer_name(layer: ET.Element) -> str:
 
 def _check_layer(layer: ET.Element, budget: MemoryBudget, path: Path) -> None:
     kind = layer.get("type", "")
+    if kind == "Constant":  # OpenVINO writes "Const"; a "Constant" layer gets no data and crashes compile_model
+        raise ModelFileError(
+            f"{path.name}: {_layer_name(layer)} has type 'Constant'; OpenVINO IR stores constants as 'Const' "
+            "layers (a 'Constant' layer is built without its data and crashes the CPU plugin)"
+        )
     data = layer.find("data")
     if kind in ("Const", "Parameter") and data is not None:
         etype = data.get("element_type", "")
