@@ -233,6 +233,14 @@ F32x4 = np.zeros(4, np.float32).tobytes()
             "subgraph 0 operator 0 (builtin operator 0) has no tensor for its required input #0",
         ),
         (dict(op_inputs=(0, -1)), "subgraph 0 operator 0 (builtin operator 0) has no tensor for its required input #1"),
+        (  # RESHAPE's shape tensor read through null (SIGSEGV on load; fuzzer finding)
+            dict(op="RESHAPE", op_inputs=(0, -1)),
+            "subgraph 0 operator 0 (builtin operator 22) has no tensor for its required input #1",
+        ),
+        (  # FULLY_CONNECTED may omit its bias (#2), never its weights (#1)
+            dict(op="FULLY_CONNECTED", op_inputs=(0, -1, -1)),
+            "subgraph 0 operator 0 (builtin operator 9) has no tensor for its required input #1",
+        ),
         (  # the kernel would read 4000 bytes from a 16-byte buffer
             dict(tensors=(("x", [1, 4], 0, None), ("w", [1, 1000], 0, F32x4), ("out", [1, 4], 0, None)), inputs=(0,)),
             "tensor 1 ('w') declares shape [1, 1000] of float32 (4000 bytes) but its buffer holds 16 bytes",

@@ -32,11 +32,13 @@ TENSOR_TYPES: dict[int, tuple[str, int]] = {
 
 #: bits per element as stored in a constant buffer (sub-byte types packed); string/resource/variant vary
 _STORED_BITS = {k: size * 8 for k, (_, size) in TENSOR_TYPES.items() if k not in (5, 13, 14)} | {17: 4, 19: 2, 20: 4}
-#: builtin operators none of whose inputs is optional: a -1 (absent) input makes their kernels read
-#: through a null tensor (SIGSEGV). Any builtin's first input is required as well.
-_NO_OPTIONAL_INPUTS = {
-    0, 2, 18, 41, 42, 55, 57, 58, 61, 62, 63, 71, 72, 78, 84, 86, 90, 95, 99, 126,  # elementwise, concat, matmul
-    36, 107, 39, 34, 40, 74, 64, 123, 54, 106, 130, 94, 69, 65, 45, 56, 79,  # gather, pad, reduce, select, shape ops
+#: the builtin operators that take an absent (-1) input, and where: any other -1 makes a kernel read through
+#: a null tensor (SIGSEGV; found by benchmarks/fuzz_loaders.py for RESHAPE's shape and CONV_2D's filter).
+#: Convolutions and FULLY_CONNECTED: their bias; LSTM / RNN / SVDF / LSH_PROJECTION families: any input but #0
+#: (None). Custom operators are the runtime's business.
+_OPTIONAL_ONLY_AT: dict[int, set[int] | None] = {
+    3: {2}, 4: {2}, 9: {2}, 67: {3}, 132: {2}, 141: {3},  # CONV_2D, DEPTHWISE, FC, TRANSPOSE_CONV, CONV_3D(_T)
+    16: None, 44: None, 52: None, 46: None, 35: None, 24: None, 27: None, 15: None,  # LSTM/RNN/SVDF/LSH
 }  # fmt: skip
 _CUSTOM, _DEQUANTIZE = 32, 6
 
@@ -227,8 +229,10 @@ def _check_operator(
 ) -> None:
     """One operator's inputs against what its kernel assumes, and what it makes the interpreter allocate."""
     absent = [k for k, t in enumerate(ins) if t == -1]
-    if code != _CUSTOM and absent and (absent[0] == 0 or code in _NO_OPTIONAL_INPUTS):
-        raise _Corrupt(f"{where} (builtin operator {code}) has no tensor for its required input #{absent[0]}")
+    allowed = _OPTIONAL_ONLY_AT.get(code, set())
+    required = [k for k in absent if k == 0 or (allowed is not None and k not in allowed)]
+    if code != _CUSTOM and required:
+        raise _Corrupt(f"{where} (builtin operator {code}) has no tensor for its required input #{required[0]}")
     budget.together([tensors[i].describe() for i in (set(ins) | set(outs)) - {-1}], f"{where}'s inputs and outputs")
     if code == _DEQUANTIZE and ins and outs and min(ins[0], outs[0]) >= 0 and tensors[ins[0]].constant:
         src, dst = tensors[ins[0]], tensors[outs[0]]
