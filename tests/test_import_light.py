@@ -43,3 +43,16 @@ def test_loading_an_onnx_model_imports_only_onnxruntime(mlp_onnx):
 def test_cli_help_imports_no_runtime():
     loaded = _modules_after("from edge_sdk.cli.main import build_parser; build_parser()")
     assert not {m for m in loaded if m.split(".")[0] in HEAVY}
+
+
+def test_device_verbs_import_no_framework(mlp_onnx):
+    """``info`` infers ONNX shapes with ORT's tool, whose package ``__init__`` imports torch where installed."""
+    code = (
+        "import contextlib, io\nfrom edge_sdk.cli.main import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        f"    assert main(['info', {str(mlp_onnx)!r}, '--no-probe', '--json']) == 0\n"
+        f"    assert main(['bench', {str(mlp_onnx)!r}, '--no-probe', '--runs', '2', '--json']) == 0"
+    )
+    loaded = _modules_after(code)
+    assert "edge_sdk._ort_symbolic_shape_infer" in loaded  # the shape inference that used to pull in torch ran
+    assert not {m.split(".")[0] for m in loaded} & {"tensorflow", "torch", "keras", "nncf", "tf2onnx"}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -112,6 +113,29 @@ def _macs(model_file: ModelFile) -> tuple[int | None, str]:
 MAX_SHAPE_PASSES = 16
 
 
+def _symbolic_shape_inference_class() -> Any:
+    """ORT's ``SymbolicShapeInference``, loaded from its file alone: importing it as
+    ``onnxruntime.tools.symbolic_shape_infer`` runs ``onnxruntime/tools/__init__.py``, which imports torch
+    wherever torch is installed (6 s, and a device verb must not import torch)."""
+    import importlib.util
+    import sys
+
+    name = "edge_sdk._ort_symbolic_shape_infer"
+    module = sys.modules.get(name)
+    if module is None:
+        ort = importlib.util.find_spec("onnxruntime")
+        folders = list(ort.submodule_search_locations or []) if ort else []
+        files = [Path(f) / "tools" / "symbolic_shape_infer.py" for f in folders]
+        found = [f for f in files if f.is_file()]
+        if not found:
+            raise ImportError("onnxruntime's tools/symbolic_shape_infer.py is not installed")
+        spec = importlib.util.spec_from_file_location(name, found[0])
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        sys.modules[name] = module
+    return module.SymbolicShapeInference
+
+
 def ort_symbolic_shapes(model: Any, auto_merge: bool = False) -> tuple[Any, bool]:
     """ORT's symbolic shape inference as ``(model with shapes, complete)``, without its side effect.
 
@@ -119,9 +143,7 @@ def ort_symbolic_shapes(model: Any, auto_merge: bool = False) -> tuple[Any, bool
     folder* when inference is incomplete, then raises; this runs the same steps (at most
     MAX_SHAPE_PASSES of them: ORT's loop never ends on some corrupt models), writes nothing and
     returns the partial result. Raises what ORT raises on models it cannot handle (custom ops)."""
-    from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
-
-    infer = SymbolicShapeInference(2**31 - 1, auto_merge, False, 0)
+    infer = _symbolic_shape_inference_class()(2**31 - 1, auto_merge, False, 0)
     infer._preprocess(model)
     complete = False
     for _ in range(MAX_SHAPE_PASSES):  # ORT loops "while run_", forever on some models (input of type 0)
