@@ -188,8 +188,15 @@ def test_retracted_manifest_says_what_is_pending(tmp_path):
     assert set(data["files"]) == {"m.onnx", "m.tflite"}
 
 
-def test_sdk_applies_a_manifest_only_to_the_file_it_records(tmp_path, caplog):
+def test_sdk_applies_a_manifest_only_to_the_file_it_records(tmp_path, caplog, monkeypatch):
+    import logging
+
     import builders
+
+    # a library imported by an earlier test may have disabled existing loggers (logging.config's default)
+    monkeypatch.setattr(logging.getLogger("edge_sdk.pipeline"), "disabled", False)
+    monkeypatch.setattr(logging.getLogger("edge_sdk"), "propagate", True)
+    caplog.set_level(logging.WARNING, logger="edge_sdk.pipeline")
 
     model = builders.onnx_mlp(tmp_path / "m.onnx")
     content = {"preprocessing": {"size": [4, 4]}, "artifacts": [{"path": "m.onnx", "sha256": "0" * 64}]}

@@ -38,6 +38,7 @@ def tflite_bytes(
     op="ADD",
     op_inputs=(0, 1),
     op_outputs=(2,),
+    options=None,
 ) -> bytes:
     """A one-operator TFLite model; tensors are (name: str | bytes, shape, TensorType, constant bytes or None)."""
     flatbuffers = pytest.importorskip("flatbuffers")
@@ -64,6 +65,12 @@ def tflite_bytes(
     sg.inputs, sg.outputs = list(inputs), list(outputs)
     node = S.OperatorT()
     node.opcodeIndex, node.inputs, node.outputs = 0, list(op_inputs), list(op_outputs)
+    if options:  # (union name, {field: value}), e.g. ("Pool2DOptions", {"filterHeight": 2})
+        kind, values = options
+        node.builtinOptionsType = getattr(S.BuiltinOptions, kind)
+        node.builtinOptions = getattr(S, kind + "T")()
+        for key, value in values.items():
+            setattr(node.builtinOptions, key, value)
     sg.operators = [node]
     m.subgraphs = [sg]
     b = flatbuffers.Builder(1024)
@@ -236,6 +243,18 @@ F32x4 = np.zeros(4, np.float32).tobytes()
         (  # RESHAPE's shape tensor read through null (SIGSEGV on load; fuzzer finding)
             dict(op="RESHAPE", op_inputs=(0, -1)),
             "subgraph 0 operator 0 (builtin operator 22) has no tensor for its required input #1",
+        ),
+        (  # the pooling kernel loops over a filter of -2**31 rows (SIGSEGV on run; fuzzer finding)
+            dict(
+                tensors=(("x", [1, 4, 4, 1], 0, None), ("out", [1, 2, 2, 1], 0, None)),
+                inputs=(0,),
+                outputs=(1,),
+                op="AVERAGE_POOL_2D",
+                op_inputs=(0,),
+                op_outputs=(1,),
+                options=("Pool2DOptions", dict(strideW=2, strideH=2, filterWidth=2, filterHeight=-(2**31))),
+            ),
+            "subgraph 0 operator 0 has Pool2DOptions.filter_height = -2147483648; it must be between 1 and 65536",
         ),
         (  # FULLY_CONNECTED may omit its bias (#2), never its weights (#1)
             dict(op="FULLY_CONNECTED", op_inputs=(0, -1, -1)),
@@ -497,6 +516,14 @@ def test_openvino_constant_layer_type_that_crashes_the_plugin_is_refused(tmp_pat
     with pytest.raises(ModelFileError) as info:
         es.inspect_file(path)
     assert "Constant layer 'w' has type 'Constant'; OpenVINO IR stores constants as 'Const' layers" in str(info.value)
+
+
+@pytest.mark.parametrize("kind", ["Assign", "ReadValue"])
+def test_openvino_state_layer_without_its_variable_is_refused(kind, tmp_path):
+    """An Assign/ReadValue with no variable_id is built with a null variable: read_model segfaulted (fuzzer)."""
+    src = tiny_ir(tmp_path / "src")
+    path = edit_ir(src, tmp_path / "state.xml", b'type="ReLU"', f'type="{kind}"'.encode())
+    raises_everywhere(path, ModelFileError, f"{kind} layer 'y' has no <data variable_id=...>; a state layer must")
 
 
 def test_openvino_declared_shapes_and_weights_are_bounded(tmp_path):

@@ -64,6 +64,11 @@ def _check_layer(layer: ET.Element, budget: MemoryBudget, path: Path) -> None:
             "layers (a 'Constant' layer is built without its data and crashes the CPU plugin)"
         )
     data = layer.find("data")
+    if kind in ("Assign", "ReadValue") and not (data is not None and data.get("variable_id")):
+        raise ModelFileError(  # OpenVINO builds the state op without its variable and crashes (fuzzer finding)
+            f"{path.name}: {_layer_name(layer)} has no <data variable_id=...>; "
+            "a state layer must name its variable"
+        )
     if kind in ("Const", "Parameter") and data is not None:
         etype = data.get("element_type", "")
         if etype not in ELEMENT_BITS:  # "dynamic"/"undefined" crash OpenVINO's readers or have no numpy dtype

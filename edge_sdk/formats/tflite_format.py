@@ -41,12 +41,24 @@ _OPTIONAL_ONLY_AT: dict[int, set[int] | None] = {
     16: None, 44: None, 52: None, 46: None, 35: None, 24: None, 27: None, 15: None,  # LSTM/RNN/SVDF/LSH
 }  # fmt: skip
 _CUSTOM, _DEQUANTIZE = 32, 6
+#: builtin options (union type -> name, fields that must be 1..65536): strides, filter sizes and dilations
+#: the kernels divide by or loop over (AVERAGE_POOL_2D with filter height -2**31 segfaults LiteRT on run).
+_POSITIVE_OPTIONS: dict[int, tuple[str, dict[int, str]]] = {
+    1: ("Conv2DOptions", {1: "stride_w", 2: "stride_h", 4: "dilation_w_factor", 5: "dilation_h_factor"}),
+    2: ("DepthwiseConv2DOptions", {1: "stride_w", 2: "stride_h", 5: "dilation_w_factor", 6: "dilation_h_factor"}),
+    5: ("Pool2DOptions", {1: "stride_w", 2: "stride_h", 3: "filter_width", 4: "filter_height"}),
+    49: ("TransposeConvOptions", {1: "stride_w", 2: "stride_h"}),
+    106: ("Conv3DOptions", {1: "stride_d", 2: "stride_w", 3: "stride_h", 5: "dilation_d_factor",
+                            6: "dilation_w_factor", 7: "dilation_h_factor"}),
+}  # fmt: skip
+#: schema defaults of those fields when absent (dilations default to 1, strides and filters to 0)
+_DEFAULT_ONE = {"dilation_w_factor", "dilation_h_factor", "dilation_d_factor"}
 
 # table field indexes (schema.fbs order)
 _MODEL_OPCODES, _MODEL_SUBGRAPHS, _MODEL_BUFFERS, _MODEL_SIGNATURES = 1, 2, 4, 7
 _SG_TENSORS, _SG_INPUTS, _SG_OUTPUTS, _SG_OPERATORS = 0, 1, 2, 3
 _T_SHAPE, _T_TYPE, _T_BUFFER, _T_NAME, _T_SPARSITY, _T_SIGNATURE = 0, 1, 2, 3, 6, 7
-_OP_OPCODE, _OP_INPUTS, _OP_OUTPUTS, _OP_INTERMEDIATES = 0, 1, 2, 8
+_OP_OPCODE, _OP_INPUTS, _OP_OUTPUTS, _OP_OPTIONS_TYPE, _OP_OPTIONS, _OP_INTERMEDIATES = 0, 1, 2, 3, 4, 8
 _SIG_INPUTS, _SIG_OUTPUTS, _SIG_KEY, _SIG_SUBGRAPH = 0, 1, 2, 4
 
 
@@ -270,7 +282,21 @@ def _check_subgraph(
         _check_indexes(f"{where} output", outs, n, optional=True)
         _check_indexes(f"{where} intermediate", fb.ints(op, _OP_INTERMEDIATES, f"{where} intermediates"), n, True)
         _check_operator(where, codes[opcode], ins, outs, tensors, budget)
+        _check_options(fb, op, where)
     return n
+
+
+def _check_options(fb: _Flat, op: int, where: str) -> None:
+    """Strides, filter sizes and dilations in 1..65536: a kernel divides by them or loops over them."""
+    known = _POSITIVE_OPTIONS.get(fb.scalar(op, _OP_OPTIONS_TYPE, "B", 0))
+    table = fb.ref(op, _OP_OPTIONS, f"{where} options") if known else None
+    if known is None or table is None:
+        return
+    name, fields = known
+    for index, field in fields.items():
+        value = fb.scalar(table, index, "i", 1 if field in _DEFAULT_ONE else 0)
+        if not 1 <= value <= 65536:
+            raise _Corrupt(f"{where} has {name}.{field} = {value}; it must be between 1 and 65536")
 
 
 def _check_signatures(fb: _Flat, root: int, tensor_counts: list[int]) -> None:
