@@ -66,8 +66,7 @@ def _check_layer(layer: ET.Element, budget: MemoryBudget, path: Path) -> None:
     data = layer.find("data")
     if kind in ("Assign", "ReadValue") and not (data is not None and data.get("variable_id")):
         raise ModelFileError(  # OpenVINO builds the state op without its variable and crashes (fuzzer finding)
-            f"{path.name}: {_layer_name(layer)} has no <data variable_id=...>; "
-            "a state layer must name its variable"
+            f"{path.name}: {_layer_name(layer)} has no <data variable_id=...>; a state layer must name its variable"
         )
     if kind in ("Const", "Parameter") and data is not None:
         etype = data.get("element_type", "")
