@@ -24,6 +24,7 @@ from edge_sdk.errors import (
     InferenceError,
     InputMismatchError,
     ModelClosedError,
+    ModelFileError,
     first_line,
 )
 from edge_sdk.tensor_spec import TensorSpec
@@ -31,6 +32,9 @@ from edge_sdk.tensor_spec import TensorSpec
 if TYPE_CHECKING:
     from edge_sdk.backends.base import Backend
     from edge_sdk.formats import ModelFile
+
+#: numpy's limit on the number of dimensions of an array
+MAX_RANK = 64
 
 Feeds = Union[np.ndarray, Sequence[np.ndarray], Mapping[str, np.ndarray]]
 
@@ -51,6 +55,13 @@ class Model:
         self.dequantize = dequantize
         self.inputs: list[TensorSpec] = list(backend.inputs)
         self.outputs: list[TensorSpec] = list(backend.outputs)
+        too_deep = [s for s in (*self.inputs, *self.outputs) if len(s.shape) > MAX_RANK]
+        if too_deep:  # no numpy array can feed or hold it (found by benchmarks/fuzz_loaders.py)
+            backend.close()
+            raise ModelFileError(
+                f"{model_file.path.name}: tensor '{too_deep[0].name}' has rank {len(too_deep[0].shape)}; "
+                f"numpy arrays have at most {MAX_RANK} dimensions, so no input or output of this model can be passed"
+            )
         self._input_names = [s.name for s in self.inputs]
         self._output_names = [s.name for s in self.outputs]
         self._lock = threading.Lock()

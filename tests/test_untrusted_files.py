@@ -738,3 +738,20 @@ def test_cache_key_of_a_huge_weights_file_reads_only_samples(tmp_path, monkeypat
     key = cache._file_digest(small, small.stat())
     small.write_bytes(b"\0" * 2048 + b"\1" + b"\0" * 2047)
     assert cache._file_digest(small, small.stat()) != key
+
+
+def test_tensor_of_rank_above_numpy_limit_is_refused_at_load(tmp_path):
+    """ONNX Runtime loads a rank-66 input, but no numpy array can feed it (found by the fuzzer, seed 7)."""
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper
+
+    dims = [1] * 66
+    _, model = onnx_model(
+        [onnx.helper.make_node("Relu", ["x"], ["y"])],
+        inputs=[helper.make_tensor_value_info("x", TensorProto.FLOAT, dims)],
+        outputs=[helper.make_tensor_value_info("y", TensorProto.FLOAT, dims)],
+    )
+    path = write(tmp_path / "deep.onnx", model.SerializeToString())
+    with pytest.raises(ModelFileError) as info:
+        es.load(path)
+    assert "deep.onnx: tensor 'x' has rank 66; numpy arrays have at most 64 dimensions" in str(info.value)
