@@ -22,7 +22,7 @@ from converters.manifest import OutputFolder
 from converters.metrics import OutputMetrics
 from converters.quantizers import NEEDS_CALIBRATION, TOOLS, check_precision, quantize
 from converters.routes import TARGET_SUFFIX, RouteContext, find_route
-from converters.sources import SourceModel, file_sha256, open_source
+from converters.sources import SourceModel, open_source
 from converters.stateful import roll_state, with_default_extras
 from converters.validate import HeldOut, run_reference, synthetic_held_out, validate_artifact
 from edge_sdk._quiet import native_output, quiet_third_party
@@ -221,7 +221,7 @@ def convert(
                         precision=prec,
                         path=final,
                         size_bytes=sum(p.stat().st_size for p in _companions(final, final).values()),
-                        sha256=file_sha256(final),
+                        sha256=folder.files[final.name]["sha256"],
                         route=(
                             f"{source.kind} -> {target} ({ctx.used_tool[target]})"
                             if target in ctx.used_tool

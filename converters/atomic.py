@@ -23,6 +23,7 @@ from typing import Iterator
 
 from converters.cleanup import owner_alive, owner_tag, remove, track, untrack
 from edge_sdk.errors import DiskFullError, OutputDirError
+from edge_sdk.formats.budget import human
 
 #: ``...{pid}.{start}.{pid namespace}-{random}[.suffix]``: the owner tag :func:`owner_tag` puts in temp names
 _OWNED = re.compile(r"[.-](\d+)\.(\d+)\.(\d+)-[a-z0-9_]+(?:\.[A-Za-z0-9]+)?$")
@@ -170,10 +171,6 @@ def remove_stale_temp_files(folder: Path, prefix: str = ".") -> int:
 
 
 # ---- disk full ------------------------------------------------------------------------------------------------
-def is_disk_full(exc: BaseException) -> bool:
-    return isinstance(exc, OSError) and exc.errno in _DISK_FULL
-
-
 def disk_full_error(folder: Path, what: str, needed: int | None = None, *, at_least: bool = False) -> DiskFullError:
     """The typed error for a write in ``folder`` that ran out of space: names the folder, what was being
     written, the space it needs (when known) and the space free now."""
@@ -181,8 +178,8 @@ def disk_full_error(folder: Path, what: str, needed: int | None = None, *, at_le
         free: int | None = shutil.disk_usage(folder).free
     except OSError:
         free = None
-    need = "" if needed is None else f" needs {'more than ' if at_least else ''}{_human(needed)};"
-    has = "" if free is None else f" {_human(free)} free there;"
+    need = "" if needed is None else f" needs {'more than ' if at_least else ''}{human(needed)};"
+    has = "" if free is None else f" {human(free)} free there;"
     return DiskFullError(
         f"no space left on the device of {folder} while writing {what}:{need}{has} free some space or "
         "write elsewhere (-o OUT for the output folder, TMPDIR for the work folder)",
@@ -229,15 +226,6 @@ def _where(path: Path | None, folders: list[Path]) -> tuple[Path, str | None]:
             return 1 << 62
 
     return min(folders, key=free), None
-
-
-def _human(n: int) -> str:
-    size, unit = float(n), "B"
-    for bigger in ("KiB", "MiB", "GiB"):
-        if size < 1024:
-            break
-        size, unit = size / 1024, bigger
-    return f"{n} B" if unit == "B" else f"{size:.1f} {unit}"
 
 
 def _fsync(path: Path) -> None:

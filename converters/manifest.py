@@ -9,7 +9,6 @@ it records, and a reader (``edge_sdk.pipeline.model_info``) checks that before a
 
 from __future__ import annotations
 
-import hashlib
 import json
 import platform
 import sys
@@ -19,6 +18,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from converters.atomic import publish, write_bytes_atomic
+from edge_sdk.cache import sha256_file
 
 MANIFEST = "manifest.json"
 #: files that belong to another one (an OpenVINO .xml names its .bin): replacing either retracts both
@@ -42,9 +42,7 @@ def tool_versions() -> dict[str, str]:
 
 def file_record(path: Path) -> dict[str, Any]:
     """Size and sha256 of a file, as the manifest records it."""
-    with open(path, "rb") as f:
-        digest = hashlib.file_digest(f, "sha256") if hasattr(hashlib, "file_digest") else _sha256(f)
-    return {"size": path.stat().st_size, "sha256": digest.hexdigest()}
+    return {"size": path.stat().st_size, "sha256": sha256_file(path)}
 
 
 def write_manifest(output_dir: Path, content: dict[str, Any], files: dict[str, dict[str, Any]] | None = None) -> Path:
@@ -121,13 +119,6 @@ def companions(name: str) -> set[str]:
     """``name`` and the files that belong with it (``m.xml`` <-> ``m.bin``)."""
     p = Path(name)
     return {name, *(p.with_suffix(s).name for s in COMPANIONS.get(p.suffix, ()))}
-
-
-def _sha256(f: Any) -> Any:
-    h = hashlib.sha256()
-    for chunk in iter(lambda: f.read(1 << 20), b""):
-        h.update(chunk)
-    return h
 
 
 def _jsonable(value: Any) -> Any:

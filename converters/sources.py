@@ -22,6 +22,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from converters.keras_guard import keras_config, lambda_layers, load_keras_model, unsafe_objects
+from edge_sdk.cache import sha256_file
 from edge_sdk.errors import EdgeSDKError, SourceModelError, first_line
 from edge_sdk.tensor_spec import TensorSpec, guess_layout
 
@@ -54,10 +55,7 @@ def file_sha256(path: Path) -> str:
                 h.update(str(p.relative_to(path)).encode())
                 h.update(p.read_bytes())
         return h.hexdigest()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    return sha256_file(path)
 
 
 def source_kind(model: Any) -> str:

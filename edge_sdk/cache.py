@@ -50,18 +50,34 @@ def _file_digest(path: Path, st: os.stat_result) -> str:
     The trade-off: a same-size in-place edit that also restores the mtime and misses every sample
     would reuse a stale compiled model; delete the cache (or set ``cache_dir=None``) after such surgery.
     """
+    if st.st_size <= FULL_HASH_BYTES:
+        return sha256_file(path)
     h = hashlib.sha256()
     with open(path, "rb") as f:
-        if st.st_size <= FULL_HASH_BYTES:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
-            return h.hexdigest()
         h.update(f"sampled:{st.st_size}:{st.st_mtime_ns}:{st.st_ino}:{st.st_dev}".encode())
         last = st.st_size - SAMPLE_BYTES
         for i in range(SAMPLE_BLOCKS):
             f.seek(last * i // (SAMPLE_BLOCKS - 1))
             h.update(f.read(SAMPLE_BYTES))
     return h.hexdigest()
+
+
+_SHA256: dict[tuple[str, int, int, int], str] = {}
+
+
+def sha256_file(path: Path) -> str:
+    """The whole file's SHA-256 (hex), remembered while its size, mtime and inode stay the same."""
+    st = path.stat()
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns, st.st_ino)
+    if key not in _SHA256:
+        if len(_SHA256) > 64:
+            _SHA256.clear()
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+        _SHA256[key] = h.hexdigest()
+    return _SHA256[key]
 
 
 def model_hash(model_file: ModelFile) -> str:

@@ -189,29 +189,6 @@ def probe(
     return ProbeResult(seconds, reply.get("peak_vm_bytes"), memory_limit, list(reply.get("notes") or []))
 
 
-def probe_load(
-    model_file: ModelFile,
-    backend: str,
-    *,
-    device: str,
-    threads: int | None,
-    options: Mapping[str, Any],
-    timeout_s: float | None = None,
-    memory_limit: int | None = None,
-) -> None:
-    """Load and run the model once in a child process; raise a typed error if that fails."""
-    probe(
-        model_file,
-        backend,
-        kind="load",
-        device=device,
-        threads=threads,
-        options=options,
-        timeout_s=timeout_s,
-        memory_limit=memory_limit,
-    )
-
-
 def _memory_message(name: str, what: str, step: str | None, limit: int | None, detail: str) -> str:
     from edge_sdk.formats.budget import human
 

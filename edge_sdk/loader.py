@@ -6,7 +6,6 @@ import os
 from typing import Any
 
 from edge_sdk._quiet import native_stderr, quiet_third_party
-from edge_sdk.errors import EdgeSDKError, ModelLoadError, first_line
 from edge_sdk.formats import MAX_MODEL_BYTES, inspect_file
 from edge_sdk.model import Model
 from edge_sdk.placement import construct, deferred_logs, plan_attempts
@@ -58,14 +57,7 @@ def load(
         cached_probe(model_file, backend, runtime=runtime, plan=plan, device=device, threads=threads,
                      options=child_options, budget=max_memory)  # fmt: skip
     with deferred_logs(), native_stderr(verbose):
-        try:
-            impl = construct(attempts, model_file, threads)
-        except EdgeSDKError:
-            raise
-        except Exception as e:  # a runtime error no backend foresaw: still typed, with the runtime's reason
-            raise ModelLoadError(
-                f"could not load {model_file.path.name}: {type(e).__name__}: {first_line(e)}"
-            ) from None
+        impl = construct(attempts, model_file, threads)
     model = Model(impl, model_file, dequantize=dequantize)
     if warmup:
         model.warmup(warmup)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Iterator, Mapping
 
 from edge_sdk.backends import canonical_name, choose_backend, get_backend_class
-from edge_sdk.errors import BackendOptionError, BackendUnavailableError, ModelLoadError
+from edge_sdk.errors import BackendOptionError, BackendUnavailableError, EdgeSDKError, ModelLoadError, first_line
 
 if TYPE_CHECKING:
     from edge_sdk.backends.base import Backend
@@ -76,7 +76,7 @@ def construct(attempts: list[Attempt], model_file: Any, threads: int | None) -> 
     """Build the first attempt that works; log each fallback; re-raise the last attempt's error."""
     for i, attempt in enumerate(attempts):
         try:
-            impl = attempt.backend_cls(model_file, threads=threads, device=attempt.device, options=attempt.options)
+            impl = _build(attempt, model_file, threads)
         except FALLBACK_ERRORS as e:
             if i == len(attempts) - 1:
                 raise
@@ -88,6 +88,19 @@ def construct(attempts: list[Attempt], model_file: Any, threads: int | None) -> 
             log.info("device=auto: running %s on %s", model_file.path.name, attempt.label)
         return impl
     raise BackendOptionError("no way to run this model was found")  # unreachable: attempts is never empty
+
+
+def _build(attempt: Attempt, model_file: Any, threads: int | None) -> Backend:
+    """One attempt; a runtime error its backend did not foresee is still a typed ModelLoadError (so the
+    next attempt is tried), with the runtime's reason."""
+    try:
+        return attempt.backend_cls(model_file, threads=threads, device=attempt.device, options=attempt.options)
+    except EdgeSDKError:
+        raise
+    except Exception as e:
+        raise ModelLoadError(
+            f"{attempt.label} could not load {model_file.path.name}: {type(e).__name__}: {first_line(e)}"
+        ) from None
 
 
 @contextlib.contextmanager

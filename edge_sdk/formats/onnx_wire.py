@@ -169,10 +169,6 @@ class WireModel:
     #: training_info's initialization and algorithm graphs
     training_graphs: list[WireGraph] = field(default_factory=list)
 
-    @property
-    def function_nodes(self) -> list[WireNode]:
-        return [n for f in self.functions for n in f.nodes]
-
     def all_graphs(self) -> Iterator[WireGraph]:
         """The main graph, functions and training graphs, and every subgraph inside them."""
         stack = [*([self.graph] if self.graph else []), *self.functions, *self.training_graphs]

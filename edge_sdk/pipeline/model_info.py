@@ -6,7 +6,6 @@ otherwise the input tensor's shape gives the size and layout, and pixels are sca
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from pathlib import Path
@@ -14,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from edge_sdk.cache import FULL_HASH_BYTES, sha256_file
 from edge_sdk.errors import PreprocessError
 from edge_sdk.preprocess import AnySpec, PreprocessSpec, spec_from_dict
 
@@ -59,27 +59,11 @@ def _describes(manifest: dict[str, Any], model_path: Path) -> bool:
             return False
         if "size" in rec and rec["size"] != p.stat().st_size:
             return False
-        if rec.get("sha256") != _sha256(p):
+        if n != name and p.stat().st_size > FULL_HASH_BYTES:
+            continue  # a big .bin: its size is checked, its .xml (the graph) fully; not GBs read per start
+        if rec.get("sha256") != sha256_file(p):
             return False
     return True
-
-
-_DIGESTS: dict[tuple[str, int, int, int], str] = {}
-
-
-def _sha256(path: Path) -> str:
-    """The file's sha256, remembered while its size, mtime and inode stay the same (a pipeline asks twice)."""
-    st = path.stat()
-    key = (str(path.resolve()), st.st_size, st.st_mtime_ns, st.st_ino)
-    if key not in _DIGESTS:
-        if len(_DIGESTS) > 64:
-            _DIGESTS.clear()
-        h = hashlib.sha256()
-        with open(path, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                h.update(chunk)
-        _DIGESTS[key] = h.hexdigest()
-    return _DIGESTS[key]
 
 
 def model_preprocess(model: Any) -> AnySpec:
