@@ -17,6 +17,7 @@ COMMANDS: dict[str, str] = {
     "bench": "edge_sdk.cli.bench:BenchCommand",
     "zoo": "edge_sdk.cli.zoo:ZooCommand",
     "convert": "edge_sdk.cli.convert:ConvertCommand",
+    "diff": "edge_sdk.cli.diff:DiffCommand",
     "prune": "edge_sdk.cli.prune:PruneCommand",
     "demo": "edge_sdk.cli.demo:DemoCommand",
     "devices": "edge_sdk.cli.devices:DevicesCommand",

@@ -1,0 +1,194 @@
+"""``diff(original, artifact)``: run both on the same inputs and compare every matched intermediate tensor."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from converters.diff.matching import Match, match
+from converters.diff.reference import Reference, open_reference
+from converters.diff.report import (
+    DEFAULT_SNR_JUMP_DB,
+    DEFAULT_THRESHOLD,
+    Accumulator,
+    DiffReport,
+    LayerDiff,
+    input_snrs,
+)
+from converters.diff.trace import Trace, Tracer, open_tracer
+from converters.layout import adapt_feeds, align_output, pair_outputs
+from edge_sdk.errors import CalibrationError, ModelFileError
+
+log = logging.getLogger("edge_sdk.diff")
+
+
+def diff(
+    original: Any,
+    artifact: str | Path,
+    *,
+    inputs: Any = None,
+    samples: int = 8,
+    threshold: float = DEFAULT_THRESHOLD,
+    snr_jump_db: float = DEFAULT_SNR_JUMP_DB,
+    preprocess: Any = None,
+    allow_lambda: bool = False,
+    allow_pickle: bool = False,
+) -> DiffReport:
+    """Compare ``artifact`` (ONNX, OpenVINO IR or TFLite) with ``original`` layer by layer.
+
+    ``original``: a path to an ``.onnx``, ``.tflite``, ``.pt2``, ``.keras``/``.h5`` or SavedModel, or
+    ``"zoo:NAME"`` (PyTorch and Keras originals are traced as their ONNX export). ``inputs``: an image
+    folder, ``.npy``/``.npz`` or anything :func:`converters.calibration.load_calibration` takes; default:
+    the held-out inputs ``converters.convert`` validates with (real photo crops for image models).
+    ``samples``: how many inputs. Matching and first-divergence rules: :mod:`converters.diff.matching`,
+    :mod:`converters.diff.report`.
+    """
+    from converters.atomic import temp_workdir
+
+    if samples < 1:
+        raise CalibrationError("--samples must be >= 1")
+    artifact = Path(artifact)
+    if not artifact.exists():
+        raise ModelFileError(f"artifact not found: {artifact}; pass a converted .onnx, .xml (OpenVINO) or .tflite")
+    art_tracer = open_tracer(artifact)
+    with temp_workdir("edge-sdk-diff-") as work:
+        ref = open_reference(original, work, allow_lambda=allow_lambda, allow_pickle=allow_pickle)
+        feeds, origin, synthetic = _inputs(ref, artifact, inputs, preprocess, samples)
+        return _compare(ref, art_tracer, feeds, str(original), str(artifact), origin, synthetic, threshold,
+                        snr_jump_db)  # fmt: skip
+
+
+def _inputs(
+    ref: Reference, artifact: Path, inputs: Any, preprocess: Any, n: int
+) -> tuple[list[list[np.ndarray]], str, bool]:
+    """Samples in the original's input order, where they came from, and whether they are random."""
+    from converters.calibration import load_calibration
+
+    source = ref.source
+    preprocess = preprocess or source.preprocess or _stored_preprocess(artifact, source.path)
+    if inputs is not None:
+        cs = load_calibration(inputs, source.inputs, preprocess=preprocess, limit=n)
+        return cs.samples[:n], cs.origin, cs.synthetic
+    from converters.api import _held_out
+
+    held = _held_out(None, source, preprocess, n)
+    return held.samples, held.origin, held.synthetic
+
+
+def _stored_preprocess(*paths: Path | None) -> Any:
+    """The preprocessing recorded in the manifest beside the artifact (or the original), if any."""
+    from edge_sdk.pipeline.model_info import read_manifest
+    from edge_sdk.preprocess import spec_from_dict
+
+    for path in paths:
+        if path is not None and path.is_file():
+            stored = read_manifest(path).get("preprocessing")
+            if isinstance(stored, dict):
+                return spec_from_dict(stored)
+    return None
+
+
+def _feed(tracer: Tracer, sample: list[np.ndarray], names: list[str]) -> list[np.ndarray]:
+    return adapt_feeds(sample, tracer.inputs, names)
+
+
+def _compare(
+    ref: Reference,
+    art: Tracer,
+    feeds: list[list[np.ndarray]],
+    original: str,
+    artifact: str,
+    origin: str,
+    synthetic: bool,
+    threshold: float,
+    snr_jump_db: float,
+) -> DiffReport:
+    names = [s.name for s in ref.source.inputs]
+    matches: list[Match] = []
+    acc: list[Accumulator] = []
+    out_acc: list[Accumulator] = []
+    export_acc: list[Accumulator] = []
+    order: list[int] = []
+    first_ref: Trace | None = None
+    first_art: Trace | None = None
+    for k, sample in enumerate(feeds):
+        ref_trace = ref.tracer.run(_feed(ref.tracer, sample, names))
+        art_trace = art.run(_feed(art, sample, names))
+        if k == 0:
+            first_ref, first_art = ref_trace, art_trace
+            matches = match(ref_trace.tensors, art_trace.tensors)
+            acc = [Accumulator() for _ in matches]
+            order = pair_outputs(ref_trace.outputs, art_trace.outputs)
+            out_acc = [Accumulator() for _ in order]
+            log.info("diff: %d of %d reference tensors matched", len(matches), len(ref_trace.tensors))
+        for m, a in zip(matches, acc):
+            r = ref_trace.tensors[m.ref].value
+            a.add(r, m.transform.apply(art_trace.tensors[m.art].value, r.shape))
+        for i, (j, a) in enumerate(zip(order, out_acc)):
+            r = np.asarray(ref_trace.outputs[i])
+            a.add(r, align_output(np.asarray(art_trace.outputs[j]), r))
+        if ref.exported:  # how faithful the traced export is to the original itself
+            own = ref.source.run(sample)
+            export_acc = export_acc or [Accumulator() for _ in own]
+            for a, o, r in zip(export_acc, own, ref_trace.outputs):
+                a.add(np.asarray(o), align_output(np.asarray(r), np.asarray(o)))
+    assert first_ref is not None and first_art is not None
+    layers = [_layer(m, a, first_ref, first_art) for m, a in zip(matches, acc)]
+    input_snrs(layers, {t.name: t.inputs for t in first_ref.tensors})
+    matched_ref = {m.ref for m in matches}
+    report = DiffReport(
+        original=original,
+        artifact=artifact,
+        reference=ref.description,
+        inputs={"count": len(feeds), "origin": origin, "synthetic": synthetic},
+        layers=layers,
+        outputs=[
+            {"name": ref.tracer.output_names[i], "cosine": a.cosine, "snr_db": _json_num(a.snr_db)}
+            for i, a in enumerate(out_acc)
+        ],
+        threshold=threshold,
+        snr_jump_db=snr_jump_db,
+        unmatched_reference=[t.name for i, t in enumerate(first_ref.tensors) if i not in matched_ref],
+        unmatched_artifact=len(first_art.tensors) - len(matches),
+    )
+    report.notes += _notes(ref, art, export_acc, synthetic)
+    return report
+
+
+def _layer(m: Match, a: Accumulator, ref: Trace, art: Trace) -> LayerDiff:
+    r, t = ref.tensors[m.ref], art.tensors[m.art]
+    return LayerDiff(
+        index=m.ref,
+        name=r.name,
+        node=r.node,
+        op=r.op,
+        shape=list(r.value.shape),
+        artifact=t.name,
+        artifact_op=t.op,
+        match=m.by,
+        layout=m.transform.describe(),
+        quantized=t.quantized,
+        cosine=a.cosine,
+        snr_db=a.snr_db,
+        max_abs_error=a.max_abs,
+        inputs=list(r.inputs),
+    )
+
+
+def _notes(ref: Reference, art: Tracer, export_acc: list[Accumulator], synthetic: bool) -> list[str]:
+    notes = []
+    if ref.exported:
+        cos = min((a.cosine for a in export_acc), default=float("nan"))
+        notes.append(f"the original was traced as its {ref.description}; export vs original outputs: cosine {cos:.6f}")
+    if synthetic:
+        notes.append("inputs are seeded random numbers: pass --inputs with data of the model's kind for real ranges")
+    if "tflite" in (art.format, ref.tracer.format):
+        notes.append("TFLite traced with its builtin kernels (no XNNPACK delegate, which keeps no intermediates)")
+    return notes
+
+
+def _json_num(x: float) -> float | str:
+    return "inf" if np.isinf(x) else round(float(x), 3)
