@@ -1,4 +1,9 @@
-"""ONNX Runtime quantization: fp16 conversion, dynamic int8, static QDQ int8 with per-channel weights."""
+"""ONNX Runtime quantization: fp16 conversion, dynamic int8, static QDQ int8 with per-channel weights.
+
+Static int8 takes ``scheme`` (:class:`converters.quantizers.isa.Int8Scheme`: activation/weight types and
+``reduce_range`` for the target ISA) and ``exclude`` (node names kept float, ``nodes_to_exclude``); the
+``fallback_*`` / ``capture`` functions let :mod:`converters.quantizers.fallback` compare a QDQ model's
+intermediate tensors with the float model's and choose what to exclude."""
 
 from __future__ import annotations
 
@@ -9,6 +14,8 @@ from typing import Any
 from converters.layout import adapt_feeds
 from edge_sdk.errors import ConversionError, first_line
 from edge_sdk.summary.onnx_summary import ort_symbolic_shapes
+
+CHANNEL_AXIS = 1  # ONNX activations are NCHW
 
 
 def quantize(fp32: Path, out: Path, precision: str, calibration: Any, ctx: Any, **options: Any) -> Path:
@@ -61,6 +68,9 @@ def quantize(fp32: Path, out: Path, precision: str, calibration: Any, ctx: Any, 
         def rewind(self) -> None:
             self._it = iter(feeds)
 
+    scheme = options.get("scheme")
+    act, weight = (scheme.onnx_activations, scheme.onnx_weights) if scheme is not None else ("u8", "s8")
+    types = {"u8": QuantType.QUInt8, "s8": QuantType.QInt8}
     method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
               "percentile": CalibrationMethod.Percentile}[options.get("calibration_method", "minmax")]  # fmt: skip
     try:
@@ -70,8 +80,10 @@ def quantize(fp32: Path, out: Path, precision: str, calibration: Any, ctx: Any, 
             Reader(),
             quant_format=QuantFormat.QDQ,
             per_channel=True,
-            activation_type=QuantType.QUInt8,
-            weight_type=QuantType.QInt8,
+            activation_type=types[act],
+            weight_type=types[weight],
+            reduce_range=bool(scheme is not None and scheme.onnx_reduce_range),
+            nodes_to_exclude=list(options.get("exclude") or []),
             calibrate_method=method,
             extra_options={"CalibMovingAverage": False},
         )
@@ -98,3 +110,132 @@ def _at_least_opset(path: Path, opset: int, ctx: Any) -> Path:
     out = ctx.workdir / f"{path.stem}.opset{opset}.onnx"
     onnx.save(upgraded, str(out))
     return out
+
+
+# -- int8 fallback: what the QDQ model computes differently, and how to keep a layer float ------------------------
+
+#: single-input ops that pass a tensor on unchanged in kind; ORT quantizes through them (e.g. Conv -> Relu)
+_PASS_THROUGH = {"Relu", "Clip", "LeakyRelu", "Sigmoid", "HardSigmoid", "MaxPool", "Reshape", "Flatten", "Transpose",
+                 "Squeeze", "Unsqueeze", "Identity", "Resize"}  # fmt: skip
+
+
+def float_reference(fp32: Path, ctx: Any) -> Path:
+    """The float model the QDQ model was made from (after ORT's pre-processing, so tensor names match)."""
+    for stem in (fp32.stem, f"{fp32.stem}.opset13"):
+        prepared = ctx.workdir / f"{stem}.prep.onnx"
+        if prepared.exists():
+            return prepared
+    return fp32
+
+
+def fallback_layers(reference: Path, quantized: Path) -> tuple[list[Any], dict[str, str]]:
+    """Nodes of the QDQ model that read a quantized activation, with the tensors they read and write named as in
+    ``reference``, and the QDQ model's names for them: a tensor is measured as its readers see it, after its
+    QuantizeLinear -> DequantizeLinear (so a Relu folded into the quantization range is counted)."""
+    import onnx
+
+    from converters.quantizers.fallback import Layer
+
+    known = _tensor_names(onnx.load(str(reference), load_external_data=False))
+    graph = onnx.load(str(quantized), load_external_data=False).graph
+    producer = {t: n for n in graph.node for t in n.output}
+    consumers: dict[str, list[Any]] = {}
+    for n in graph.node:
+        for t in n.input:
+            consumers.setdefault(t, []).append(n)
+    layers, aliases = [], {}
+    for node in graph.node:
+        if node.op_type in ("QuantizeLinear", "DequantizeLinear"):
+            continue
+        reads, quantized_input = [], False
+        for t in filter(None, node.input):
+            name, seen = t, t
+            dq = producer.get(t)
+            if dq is not None and dq.op_type == "DequantizeLinear":
+                q = producer.get(dq.input[0])
+                if q is None or q.op_type != "QuantizeLinear":
+                    continue  # a quantized constant (weight, bias)
+                quantized_input, name = True, q.input[0]
+            if name in known:
+                reads.append(name)
+                aliases[name] = seen
+        written = _as_read(node.output[0], consumers, known)
+        if quantized_input and written is not None:
+            aliases[written[0]] = written[1]
+            layers.append(Layer(node.name, node.op_type, tuple(reads), written[0]))
+    return layers, aliases
+
+
+def keep_float(reference: Path, names: list[str]) -> list[str]:
+    """``nodes_to_exclude`` that keeps each named node and the tensor it writes float: ORT quantizes a tensor while
+    a node that touches it is quantized, so every reader of the node's output (through Relu/Clip/... that ORT
+    folds into the quantization) is excluded with it."""
+    import onnx
+
+    graph = onnx.load(str(reference), load_external_data=False).graph
+    readers: dict[str, list[Any]] = {}
+    for n in graph.node:
+        for t in n.input:
+            readers.setdefault(t, []).append(n)
+    by_name = {n.name: n for n in graph.node}
+    keep: list[str] = []
+    for name in names:
+        todo = [by_name[name]] if name in by_name else []
+        while todo:
+            node = todo.pop()
+            keep.append(node.name)
+            for reader in (r for t in node.output for r in readers.get(t, [])):
+                if reader.op_type in _PASS_THROUGH and reader.name not in keep:
+                    todo.append(reader)
+                else:
+                    keep.append(reader.name)
+    return list(dict.fromkeys(keep))
+
+
+def capture(path: Path, keys: list[str], samples: list[list[Any]], input_names: list[str]) -> Any:
+    """Per sample, ``{tensor name: value}`` for the float tensors ``keys`` of the ONNX model ``path``."""
+    import numpy as np
+    import onnx
+    import onnxruntime as ort
+
+    model = onnx.load(str(path))
+    inferred = onnx.shape_inference.infer_shapes(model)
+    types = {v.name: v.type.tensor_type.elem_type for v in (*inferred.graph.value_info, *inferred.graph.output)}
+    inputs = {i.name for i in model.graph.input}
+    present = {o.name for o in model.graph.output}
+    wanted = [k for k in keys if k not in inputs and types.get(k) == onnx.TensorProto.FLOAT]
+    model.graph.output.extend(onnx.helper.make_tensor_value_info(k, onnx.TensorProto.FLOAT, None)
+                              for k in wanted if k not in present)  # fmt: skip
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    names = [o.name for o in session.get_outputs()]
+    specs = _specs(path)
+    for sample in samples:
+        feeds = dict(zip([s.name for s in specs], adapt_feeds(sample, specs, input_names)))
+        values = dict(zip(names, session.run(None, feeds)))
+        values.update({k: np.asarray(v) for k, v in feeds.items()})
+        yield {k: values[k] for k in keys if k in values}
+
+
+def _specs(path: Path) -> list[Any]:
+    import edge_sdk
+
+    with edge_sdk.load(path) as m:
+        return m.inputs
+
+
+def _tensor_names(model: Any) -> set[str]:
+    return {i.name for i in model.graph.input} | {t for n in model.graph.node for t in n.output}
+
+
+def _as_read(out: str, consumers: dict[str, list[Any]], known: set[str]) -> tuple[str, str] | None:
+    """(float model's name, QDQ model's name) of the tensor ``out`` as its readers see it: after its
+    QuantizeLinear -> DequantizeLinear when it has one (a graph output's DequantizeLinear took its name)."""
+    for q in consumers.get(out, []):
+        if q.op_type == "QuantizeLinear":
+            for dq in consumers.get(q.output[0], []):
+                if dq.op_type == "DequantizeLinear":
+                    name = out if out in known else dq.output[0]
+                    return (name, dq.output[0]) if name in known else None
+    return (out, out) if out in known else None

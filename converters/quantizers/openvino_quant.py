@@ -1,4 +1,8 @@
-"""OpenVINO precision: fp16 IR compression, NNCF int8 weight compression, NNCF post-training int8."""
+"""OpenVINO precision: fp16 IR compression, NNCF int8 weight compression, NNCF post-training int8.
+
+Static int8 takes ``scheme`` (:class:`converters.quantizers.isa.Int8Scheme`: NNCF's overflow fix for the target
+ISA) and ``exclude`` (op names kept float: ``nncf.IgnoredScope(names=...)``); the ``fallback_*`` / ``capture``
+functions let :mod:`converters.quantizers.fallback` compare an int8 IR's tensors with the float IR's."""
 
 from __future__ import annotations
 
@@ -8,6 +12,8 @@ from typing import Any
 
 from converters.layout import adapt_feeds
 from edge_sdk.errors import ConversionError, first_line
+
+CHANNEL_AXIS = 1  # IR tensors are NCHW
 
 
 def quantize(fp32: Path, out: Path, precision: str, calibration: Any, ctx: Any, **options: Any) -> Path:
@@ -44,7 +50,8 @@ def quantize(fp32: Path, out: Path, precision: str, calibration: Any, ctx: Any, 
             dataset,
             preset=nncf.QuantizationPreset.PERFORMANCE,
             subset_size=len(samples),
-            **_nncf_options(options.get("exact_weights", False)),
+            ignored_scope=nncf.IgnoredScope(names=list(options.get("exclude") or []), validate=False),
+            **_nncf_options(options.get("exact_weights", False), options.get("scheme")),
         )
     except Exception as e:
         raise ConversionError(f"NNCF {precision} quantization failed: {first_line(e)}") from None
@@ -52,11 +59,18 @@ def quantize(fp32: Path, out: Path, precision: str, calibration: Any, ctx: Any, 
     return out
 
 
-def _nncf_options(exact_weights: bool) -> dict[str, Any]:
-    if not exact_weights:
-        return {"fast_bias_correction": True}
+def _nncf_options(exact_weights: bool, scheme: Any = None) -> dict[str, Any]:
     from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, OverflowFix
     from nncf.quantization.range_estimator import RangeEstimatorParametersSet
+
+    if not exact_weights:
+        fix = {"enable": OverflowFix.ENABLE, "first_layer": OverflowFix.FIRST_LAYER, "disable": OverflowFix.DISABLE}
+        options: dict[str, Any] = {"fast_bias_correction": True}
+        if scheme is not None:  # 7-bit weights where u8 x s8 saturates (x86 without VNNI), full 8 bits elsewhere
+            options["advanced_parameters"] = AdvancedQuantizationParameters(
+                overflow_fix=fix[scheme.openvino_overflow_fix]
+            )
+        return options
 
     return {
         "advanced_parameters": AdvancedQuantizationParameters(
@@ -65,3 +79,124 @@ def _nncf_options(exact_weights: bool) -> dict[str, Any]:
             activations_range_estimator_params=RangeEstimatorParametersSet.MINMAX,
         )
     }
+
+
+# -- int8 fallback: what the int8 IR computes differently, and how to keep a layer float -------------------------
+
+#: ops whose output passes on to one reader unchanged in kind (bias Add, activations): NNCF quantizes after them
+_CHAIN = {"Add", "Multiply", "Subtract", "Relu", "Clamp", "Swish", "HSwish", "Sigmoid", "Gelu", "PRelu", "Reshape"}
+_NOT_LAYERS = {"Constant", "Parameter", "Result", "FakeQuantize", "Convert", "ShapeOf"}
+
+
+def float_reference(fp32: Path, ctx: Any) -> Path:
+    """The float IR the int8 IR was made from (NNCF keeps its op names)."""
+    return fp32
+
+
+def fallback_layers(reference: Path, quantized: Path) -> tuple[list[Any], dict[str, str]]:
+    """Ops of the int8 IR that read a FakeQuantize'd activation; each writes the tensor at the end of its chain
+    (bias, activation) as its readers see it, after the FakeQuantize NNCF put there."""
+    import openvino as ov
+
+    from converters.quantizers.fallback import Layer
+
+    core = ov.Core()
+    known = {op.get_friendly_name() for op in core.read_model(str(reference)).get_ops()}
+    layers, aliases = [], {}
+    for op in core.read_model(str(quantized)).get_ordered_ops():
+        if op.get_type_name() in _NOT_LAYERS or _constant(op):
+            continue
+        reads, quantized_input = [], False
+        for port in op.inputs():
+            src = port.get_source_output().get_node()
+            if _constant(src):
+                continue
+            if src.get_type_name() == "FakeQuantize":
+                quantized_input, fq = True, src
+                src = fq.input_value(0).get_node()
+                aliases[src.get_friendly_name()] = fq.get_friendly_name()
+            if src.get_friendly_name() in known:
+                reads.append(src.get_friendly_name())
+        end, fq_name = _chain_end(op)
+        if quantized_input and end in known:
+            if fq_name:
+                aliases[end] = fq_name
+            layers.append(Layer(op.get_friendly_name(), op.get_type_name(), tuple(reads), end))
+    return layers, aliases
+
+
+def keep_float(reference: Path, names: list[str]) -> list[str]:
+    """``IgnoredScope`` names that keep each named op and the tensor at the end of its chain float: NNCF puts a
+    FakeQuantize on the inputs of the readers, so the op, its chain and the readers of the chain's end are ignored."""
+    import openvino as ov
+
+    ops = {op.get_friendly_name(): op for op in ov.Core().read_model(str(reference)).get_ops()}
+    keep: list[str] = []
+    for name in names:
+        op = ops.get(name)
+        for _ in range(6):
+            if op is None:
+                break
+            keep.append(op.get_friendly_name())
+            readers = _readers(op)
+            keep.extend(r.get_friendly_name() for r in readers)
+            op = readers[0] if len(readers) == 1 and _in_chain(readers[0]) else None
+    return list(dict.fromkeys(keep))
+
+
+def capture(path: Path, keys: list[str], samples: list[list[Any]], input_names: list[str]) -> Any:
+    """Per sample, ``{op name: its first output}`` for the f32 ops ``keys`` of the IR ``path``."""
+    import numpy as np
+    import openvino as ov
+
+    from edge_sdk.backends.openvino_backend import _spec
+
+    core = ov.Core()
+    model = core.read_model(str(path))
+    specs = [_spec(p, i) for i, p in enumerate(model.inputs)]
+    ops = {op.get_friendly_name(): op for op in model.get_ops()}
+    params = {op.get_friendly_name(): i for i, op in enumerate(model.get_parameters())}
+    wanted = [k for k in keys if k in ops and k not in params and ops[k].get_type_name() != "Result"
+              and ops[k].get_output_size() and ops[k].get_output_element_type(0) == ov.Type.f32]  # fmt: skip
+    results = [r.get_node().get_friendly_name() for r in model.add_outputs([ops[k].output(0) for k in wanted])]
+    index = {r.get_node().get_friendly_name(): i for i, r in enumerate(model.outputs)}  # compiled keeps this order
+    compiled = core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    request = compiled.create_infer_request()
+    for sample in samples:
+        feeds = adapt_feeds(sample, specs, input_names)
+        request.infer(feeds)
+        values = {k: np.array(request.get_output_tensor(index[r]).data) for k, r in zip(wanted, results)}
+        values.update({k: np.asarray(feeds[i]) for k, i in params.items() if k in keys})
+        yield values
+
+
+def _constant(node: Any, depth: int = 0) -> bool:
+    """True for a Constant or an op computed from constants only (NNCF's int8 weight -> Convert -> Multiply)."""
+    if node.get_type_name() == "Constant":
+        return True
+    if depth > 4 or node.get_type_name() == "Parameter" or node.get_input_size() == 0:
+        return False
+    return all(_constant(v.get_node(), depth + 1) for v in node.input_values())
+
+
+def _readers(op: Any) -> list[Any]:
+    return [t.get_node() for out in op.outputs() for t in out.get_target_inputs()]
+
+
+def _in_chain(op: Any) -> bool:
+    """A bias/activation op: in the chain set and every input but one constant."""
+    live = [v for v in op.input_values() if not _constant(v.get_node())]
+    return op.get_type_name() in _CHAIN and len(live) == 1
+
+
+def _chain_end(op: Any) -> tuple[str, str | None]:
+    """(the last op of ``op``'s bias/activation chain, the FakeQuantize on its output or None)."""
+    for _ in range(6):
+        readers = _readers(op)
+        fq = next((r for r in readers if r.get_type_name() == "FakeQuantize"), None)
+        if fq is not None:
+            return op.get_friendly_name(), fq.get_friendly_name()
+        if len(readers) != 1 or not _in_chain(readers[0]):
+            break
+        op = readers[0]
+    return op.get_friendly_name(), None

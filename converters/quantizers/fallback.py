@@ -1,0 +1,260 @@
+"""Static int8 that meets its tolerance: keep the layers that lose most in float, until it passes or a budget is spent.
+
+Target-independent. Each target's quantizer module supplies four things:
+
+* ``float_reference(fp32, ctx)``: the float model its int8 model was made from (tensor names match);
+* ``fallback_layers(reference, quantized)``: the :class:`Layer` s of the int8 model that read a quantized
+  activation, with the tensors each reads and writes (named as in the float model), and the int8 model's
+  names for those tensors where they differ: a tensor is measured as its readers see it, quantized;
+* ``capture(path, keys, samples, input_names)``: per sample, those tensors' values in a model;
+* ``keep_float(reference, names)``: the names its own mechanism takes to keep those layers float (ONNX Runtime
+  ``nodes_to_exclude``, NNCF ``IgnoredScope(names=...)``, ai-edge-quantizer / TFLite float ops).
+
+A layer's error is measured where it arises: the SNR of its output against the float model's, minus the worst
+SNR of the tensors it reads (so error carried in from earlier layers is not counted again). Its weights' and its
+output's quantization are counted at the layer; keeping it float keeps both float (the mechanism is handed the
+readers of its output too where the target quantizes a tensor at its readers). The ranking uses
+calibration samples, never the held-out ones the artifact is validated on.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import math
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+log = logging.getLogger("edge_sdk")
+
+#: default budget: rounds of re-quantization, and the fraction of the int8 model's layers that may stay float
+MAX_ROUNDS = 5
+MAX_FRACTION = 0.10
+#: calibration samples the layer errors are measured on
+PROBE_SAMPLES = 8
+#: an SNR that cannot be measured (an exact tensor, a graph input) counts as this
+CAP_DB = 120.0
+
+_MODULES = {
+    "onnx": "converters.quantizers.onnx_quant",
+    "openvino": "converters.quantizers.openvino_quant",
+    "tflite": "converters.quantizers.tflite_quant",
+}
+MECHANISMS = {
+    "onnx": "onnxruntime quantize_static(nodes_to_exclude=...)",
+    "openvino": "nncf.quantize(ignored_scope=nncf.IgnoredScope(names=...))",
+    "tflite": "float ops (ai-edge-quantizer NO_QUANTIZE / TFLite QuantizationDebugger denylisted_nodes)",
+}
+
+Validate = Callable[[Path], tuple[list[Any], list[str]]]
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One layer of an int8 model as the fallback sees it: its name in the target's graph and the float
+    tensors (by name, present in both models) that it reads and writes."""
+
+    name: str
+    op_type: str
+    reads: tuple[str, ...]
+    writes: str
+
+
+@dataclass
+class LayerError:
+    name: str
+    op_type: str
+    snr_in_db: float
+    snr_out_db: float
+
+    @property
+    def added_db(self) -> float:
+        """The SNR this layer loses: its inputs' worst SNR minus its output's (>= 0)."""
+        return max(0.0, self.snr_in_db - self.snr_out_db)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "op_type": self.op_type, "snr_in_db": round(self.snr_in_db, 2),
+                "snr_out_db": round(self.snr_out_db, 2), "added_db": round(self.added_db, 2)}  # fmt: skip
+
+
+@dataclass
+class FallbackReport:
+    """What the fallback did for one artifact; ``kept`` names the layers left in float."""
+
+    target: str
+    mechanism: str
+    quantized_layers: int = 0
+    budget: int = 0
+    kept: list[str] = field(default_factory=list)
+    excluded: list[str] = field(default_factory=list)  # the names handed to the mechanism (kept + neighbours)
+    rounds: list[dict[str, Any]] = field(default_factory=list)
+    most_sensitive: list[LayerError] = field(default_factory=list)  # the first ranking, worst first
+    plain_failures: list[str] = field(default_factory=list)
+    passed: bool = False
+    latency: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "target": self.target,
+            "mechanism": self.mechanism,
+            "quantized_layers": self.quantized_layers,
+            "budget": self.budget,
+            "kept": self.kept,
+            "excluded": self.excluded,
+            "rounds": self.rounds,
+            "most_sensitive": [e.to_dict() for e in self.most_sensitive],
+            "plain_int8_failures": self.plain_failures,
+            "passed": self.passed,
+            "latency": self.latency,
+        }
+
+    def summary(self) -> str:
+        """One line for logs and error messages."""
+        state = "passes" if self.passed else "still fails"
+        cost = f", int8/fp32 latency {self.latency['ratio_fallback']:.2f}" if "ratio_fallback" in self.latency else ""
+        return f"fallback kept {len(self.kept)} layer(s) float {self.kept} and {state}{cost}"
+
+
+def rank_layers(target: str, reference: Path, quantized: Path, calibration: Any,
+                samples: int = PROBE_SAMPLES) -> list[LayerError]:  # fmt: skip
+    """The int8 model's layers, most error added first, measured on ``samples`` calibration samples."""
+    mod = importlib.import_module(_MODULES[target])
+    layers, aliases = mod.fallback_layers(reference, quantized)
+    keys = sorted({k for layer in layers for k in (*layer.reads, layer.writes)})
+    q_keys = [aliases.get(k, k) for k in keys]
+    chosen = calibration.samples[:samples]
+    axis = getattr(mod, "CHANNEL_AXIS", 1)
+    signal: dict[str, Any] = dict.fromkeys(keys, 0.0)
+    noise: dict[str, Any] = dict.fromkeys(keys, 0.0)
+    seen: set[str] = set()
+    ref_iter = mod.capture(reference, keys, chosen, calibration.input_names)
+    q_iter = mod.capture(quantized, q_keys, chosen, calibration.input_names)
+    for ref, q_got in zip(ref_iter, q_iter):
+        got = {k: q_got[qk] for k, qk in zip(keys, q_keys) if qk in q_got}
+        for k in keys:
+            if k in ref and k in got and np.shape(ref[k]) == np.shape(got[k]):
+                r, g = _channels_last(ref[k], axis), _channels_last(got[k], axis)
+                signal[k] = signal[k] + np.sum(r * r, axis=0)
+                noise[k] = noise[k] + np.sum((r - g) ** 2, axis=0)
+                seen.add(k)
+
+    def snr(k: str) -> float:
+        return channel_snr(signal[k], noise[k]) if k in seen else CAP_DB
+
+    errors = [
+        LayerError(la.name, la.op_type, min((snr(k) for k in la.reads), default=CAP_DB), snr(la.writes))
+        for la in layers
+        if la.writes in seen
+    ]
+    return sorted(errors, key=lambda e: -e.added_db)
+
+
+def channel_snr(signal: Any, noise: Any) -> float:
+    """SNR (dB) of a tensor with every channel weighed alike: 1 / the mean of the channels' noise-to-signal ratios.
+
+    Per-tensor int8 of a tensor with one huge channel leaves that channel exact and rounds the others to nothing;
+    the tensor's plain SNR (dominated by the huge channel) hides that, this does not. Channels whose signal is
+    below 1e-3 of the median channel's (dead after a ReLU) are left out."""
+    s, n = np.atleast_1d(signal), np.atleast_1d(noise)
+    if not (s > 0).any():
+        return CAP_DB
+    live = s > 1e-3 * float(np.median(s[s > 0]))  # the median: one huge channel must not make the others "dead"
+    if not live.any():
+        return CAP_DB
+    ratio = float(np.mean(n[live] / s[live]))
+    return CAP_DB if ratio <= 0 else float(np.clip(-10 * math.log10(ratio), -CAP_DB, CAP_DB))
+
+
+def _channels_last(x: Any, axis: int) -> Any:
+    """``x`` as (positions, channels) float64: channels on ``axis`` for 4-D tensors, the last axis otherwise."""
+    a = np.asarray(x, np.float64)
+    if a.ndim == 4:
+        a = np.moveaxis(a, axis, -1)
+    return a.reshape(-1, a.shape[-1]) if a.ndim >= 1 else a.reshape(1, 1)
+
+
+def quantize_with_fallback(
+    target: str,
+    fp32: Path,
+    out: Path,
+    calibration: Any,
+    ctx: Any,
+    validate: Validate,
+    *,
+    enabled: bool = True,
+    max_rounds: int = MAX_ROUNDS,
+    max_fraction: float = MAX_FRACTION,
+    measure_latency: bool = True,
+    **options: Any,
+) -> tuple[list[Any], list[str], FallbackReport | None]:
+    """Static int8 of ``fp32`` into ``out``, validated; when it misses its tolerance (and ``enabled``), re-quantize
+    with the worst layers kept float until it passes, ``max_rounds`` re-quantizations are spent or
+    ``max_fraction`` of its layers are float. Returns (metrics, failures, report; None when plain int8 passed or
+    the fallback is off). ``options`` go to the target's quantizer (``scheme``, ``int8_io``...)."""
+    from converters.quantizers import quantize
+
+    quantize(target, fp32, out, "int8", calibration, ctx, **options)
+    metrics, failures = validate(out)
+    if not failures or not enabled:
+        return metrics, failures, None
+    mod = importlib.import_module(_MODULES[target])
+    reference = mod.float_reference(fp32, ctx)
+    plain = _keep_copy(out, ctx.workdir / f"plain_int8_{out.name}")
+    report = FallbackReport(target, MECHANISMS[target], plain_failures=list(failures))
+    for round_no in range(1, max_rounds + 1):
+        ranking = rank_layers(target, reference, out, calibration)
+        if round_no == 1:
+            report.quantized_layers = len(ranking)
+            report.budget = max(1, int(max_fraction * len(ranking)))
+            report.most_sensitive = ranking[:10]
+        room = report.budget - len(report.kept)
+        fresh = [e.name for e in ranking if e.added_db > 0 and e.name not in report.kept]
+        add = fresh[: min(room, 2 ** (round_no - 1))]
+        if not add:
+            break
+        report.kept += add
+        report.excluded = mod.keep_float(reference, report.kept)
+        quantize(target, fp32, out, "int8", calibration, ctx, exclude=report.excluded, **options)
+        metrics, failures = validate(out)
+        report.rounds.append({"round": round_no, "added": add, "excluded": len(report.excluded),
+                              "failures": list(failures)})  # fmt: skip
+        log.info("%s int8 fallback round %d: float %s -> %s", target, round_no, add, failures or "passes")
+        if not failures:
+            break
+    report.passed = not failures
+    if measure_latency and report.kept:
+        report.latency = latency_cost(fp32, plain, out)
+    log.info("%s int8: %s", target, report.summary())
+    return metrics, failures, report
+
+
+def latency_cost(fp32: Path, plain: Path, fallback: Path, runs: int = 30) -> dict[str, Any]:
+    """p50 latency of the fp32, plain int8 and int8-with-fallback files (``edge_sdk.bench``) and the ratios."""
+    from edge_sdk.bench import benchmark
+
+    ms = {}
+    backend = ""
+    for key, path in (("fp32", fp32), ("int8", plain), ("int8_fallback", fallback)):
+        r = benchmark(str(path), runs=runs, warmup=5, progress=False)
+        ms[key], backend = r.p50_ms, r.backend
+    return {
+        "backend": backend,
+        "runs": runs,
+        "fp32_p50_ms": round(ms["fp32"], 3),
+        "int8_p50_ms": round(ms["int8"], 3),
+        "int8_fallback_p50_ms": round(ms["int8_fallback"], 3),
+        "ratio_plain": round(ms["int8"] / ms["fp32"], 3),
+        "ratio_fallback": round(ms["int8_fallback"] / ms["fp32"], 3),
+    }
+
+
+def _keep_copy(path: Path, dest: Path) -> Path:
+    """A copy of an artifact (an OpenVINO .xml with its .bin) at ``dest``."""
+    shutil.copyfile(path, dest)
+    if path.suffix == ".xml":
+        shutil.copyfile(path.with_suffix(".bin"), dest.with_suffix(".bin"))
+    return dest
