@@ -46,6 +46,8 @@ class ArtifactReport:
     failures: list[str]
     seconds: float
     latency: dict[str, float] = field(default_factory=dict)
+    fallback: dict[str, Any] | None = None  # static int8: the layers kept float and what they cost
+    isa: dict[str, Any] | None = None  # static int8: the ISA and int8 scheme it was made for
 
     @property
     def passed(self) -> bool:
@@ -65,6 +67,8 @@ class ArtifactReport:
             "metrics": [m.to_dict() for m in self.metrics],
             "seconds": round(self.seconds, 2),
             "latency": self.latency,
+            "fallback": self.fallback,
+            "isa": self.isa,
         }
 
 
@@ -117,6 +121,8 @@ def convert(
     prune: Any = None,
     qat: Any = None,
     weight_rounding: str = "nearest",
+    fallback: bool = True,
+    target_isa: str | None = None,
 ) -> ConversionResult:
     """Convert ``model`` to each target at each precision, validate each artifact, write a manifest.
 
@@ -139,6 +145,10 @@ def convert(
     ``"nearest"`` (default) leaves rounding to each quantizer.
     ``allow_lambda`` / ``allow_pickle``: trust the file: run a Keras file's Lambda layers / load a ``.pt2``
     unchecked, as torch does (its pickles and program code run). Off by default: such files are refused.
+    ``fallback``: a static int8 artifact that misses its tolerance is re-quantized with its worst layers kept float
+    until it passes or a budget is spent (:mod:`converters.quantizers.fallback`); False keeps plain int8.
+    ``target_isa``: the CPU the int8 artifacts are for (``x86-avx2``, ``x86-vnni``, ``arm64-dotprod``, ...: see
+    :mod:`converters.quantizers.isa`); default: this machine's.
     """
     quiet_third_party(verbose)
     targets = [to] if isinstance(to, str) else list(to)
@@ -191,7 +201,7 @@ def convert(
         fp32_files: dict[str, Path] = {}
         with staging_dir(out_dir) as stage:
             for target, prec in Progress(jobs, len(jobs), "convert", progress):
-                start = time.monotonic()
+                start, checked = time.monotonic(), None
                 route = find_route(source.kind, target)
                 staged = stage / f"{base}_{prec}{TARGET_SUFFIX[target]}"
                 with native_output(verbose):
@@ -210,9 +220,19 @@ def convert(
                                 fp32_files[target] = _make_static(fp32_files[target], ctx)
                         if prec == "fp32":
                             _copy_model(fp32_files[target], staged)
+                        elif prec == "int8":  # static int8 in the ISA's scheme, layers kept float if it must
+                            from converters.quantizers.fallback import quantize_with_fallback
+                            from converters.quantizers.isa import scheme_for
+
+                            scheme = scheme_for(target_isa)
+                            checked = quantize_with_fallback(
+                                target, fp32_files[target], staged, calib, ctx,
+                                lambda p: validate_artifact(original, p, held, prec, tolerances),
+                                enabled=fallback, scheme=scheme, int8_io=int8_io,
+                            )  # fmt: skip
                         else:
                             quantize(target, fp32_files[target], staged, prec, calib, ctx, int8_io=int8_io)
-                metrics, fails = validate_artifact(original, staged, held, prec, tolerances)
+                metrics, fails = checked[:2] if checked else validate_artifact(original, staged, held, prec, tolerances)
                 final = out_dir / staged.name
                 folder.publish(_companions(staged, final))
                 reports.append(
@@ -231,6 +251,8 @@ def convert(
                         metrics=metrics,
                         failures=fails,
                         seconds=time.monotonic() - start,
+                        fallback=checked[2].to_dict() if checked and checked[2] else None,
+                        isa=scheme.to_dict() if checked else None,
                     )
                 )
                 log.info("%s %s: %s", target, prec, "ok" if not fails else "; ".join(fails))
