@@ -115,6 +115,16 @@ class ConvertCommand(Command):
             default="nearest",
             help="int8 of a PyTorch model: nearest (default) or gptq (error-compensating weight rounding, once)",
         )
+        parser.add_argument(
+            "--no-fallback",
+            action="store_true",
+            help="static int8: keep plain int8 when it misses its tolerance (default: keep its worst layers float)",
+        )
+        parser.add_argument(
+            "--target-isa",
+            help="CPU the int8 artifacts will run on: x86-avx2, x86-avx512, x86-vnni, arm64, arm64-dotprod, "
+            "arm64-i8mm (default: this machine's)",
+        )
         parser.add_argument("--allow-degraded", action="store_true", help="exit 0 even if validation fails")
         parser.add_argument(
             "--unsafe-allow-lambda",
@@ -148,6 +158,8 @@ class ConvertCommand(Command):
                 prune=args.prune,
                 qat=_qat_options(args),
                 weight_rounding=args.int8_rounding,
+                fallback=not args.no_fallback,
+                target_isa=args.target_isa,
             )
         if args.bench:
             _bench(result, args.verbose)
@@ -156,6 +168,11 @@ class ConvertCommand(Command):
                        "passed": result.passed, "artifacts": result.report})  # fmt: skip
         else:
             print(format_table(*_table(result)))
+            for a in result.artifacts:
+                if a.fallback:
+                    fb = a.fallback
+                    print(f"{a.path.name}: int8 fallback kept {fb['kept']} float of {fb['quantized_layers']} int8 "
+                          f"layers; latency {fb['latency']}")  # fmt: skip
             print(f"\nmanifest: {result.manifest_path}")
         if not result.passed and not args.allow_degraded:
             from edge_sdk.errors import ValidationFailedError
