@@ -4,7 +4,9 @@ The manifest always describes the files beside it, whenever the process is kille
 publishes artifacts and manifest together. Before a file is replaced, the manifest is rewritten (atomically)
 without it, the name listed under ``pending``; then the file is renamed into place; at the end the new manifest
 records every published file's size and sha256 under ``files``. So every file a manifest lists has the content
-it records, and a reader (``edge_sdk.pipeline.model_info``) checks that before applying it.
+it records, and a reader (``edge_sdk.metadata``) checks that before applying it. Each artifact's entry also
+holds the record embedded in the artifact itself (``converters.embed_metadata``): the manifest is keyed per
+file, and entries of an earlier run's artifacts still beside it are kept.
 """
 
 from __future__ import annotations
@@ -71,9 +73,20 @@ class OutputFolder:
         """Rewrite the manifest, if it lists any of ``names`` (or their companions), without them."""
         retract(self.path, names)
 
-    def publish(self, files: dict[Path, Path]) -> None:
-        """Move staged files (source -> final path, companions first) into the folder and record them."""
+    def publish(self, files: dict[Path, Path], metadata: dict[str, Any] | None = None) -> None:
+        """Move staged files (source -> final path, companions first) into the folder and record them.
+
+        ``metadata``: edge_sdk's record of the artifact (:func:`converters.embed_metadata.artifact_metadata`),
+        written inside the model file (the last one) first, so the size and sha256 recorded are the final
+        file's; the manifest keeps the record too, under this file's entry."""
+        written = None
+        if metadata is not None:
+            from converters.embed_metadata import embed
+
+            written = embed(list(files)[-1], metadata)
         records = {dst.name: file_record(src) for src, dst in files.items() if src.is_file()}
+        if written is not None:
+            records[list(files.values())[-1].name]["metadata"] = written
         self.retract(dst.name for dst in files.values())
         publish(files)
         self.files.update(records)
@@ -84,7 +97,37 @@ class OutputFolder:
             self.files[path.name] = file_record(path)
 
     def write_manifest(self, content: dict[str, Any]) -> Path:
-        return write_manifest(self.path, content, self.files)
+        """The final manifest: ``content`` and the records of this run's files, plus the per-file records of
+        earlier runs' artifacts still beside them unchanged (a folder holding two conversions lists both,
+        each with its own metadata)."""
+        return write_manifest(self.path, content, {**self._earlier_records(), **self.files})
+
+    def _earlier_records(self) -> dict[str, dict[str, Any]]:
+        """Records (with metadata) in the existing manifest of files this run did not write, true on disk."""
+        try:
+            files = json.loads((self.path / MANIFEST).read_text(encoding="utf-8")).get("files")
+        except (OSError, ValueError, AttributeError):
+            return {}
+        if not isinstance(files, dict):
+            return {}
+        mine = {c for n in self.files for c in companions(n)}
+        kept: dict[str, dict[str, Any]] = {}
+        for name, rec in files.items():
+            group = companions(name)
+            if group & mine or not isinstance(rec, dict) or not isinstance(rec.get("metadata"), dict):
+                continue
+            if all(isinstance(files.get(n), dict) and _still(self.path / n, files[n]) for n in group if n in files):
+                kept.update({n: files[n] for n in group if n in files})
+        return kept
+
+
+def _still(path: Path, record: dict[str, Any]) -> bool:
+    """Whether ``path`` still has the size and sha256 ``record`` says."""
+    try:
+        same_size = path.is_file() and record.get("size") == path.stat().st_size
+        return same_size and record.get("sha256") == sha256_file(path)
+    except OSError:
+        return False
 
 
 def retract(folder: Path, names: Iterable[str]) -> bool:

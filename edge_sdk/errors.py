@@ -21,6 +21,10 @@ class ModelFileError(EdgeSDKError):
     """The model file is missing, not a regular file, empty, truncated or corrupt."""
 
 
+class ModelMetadataError(ModelFileError):
+    """The metadata a model file carries (edge_sdk's embedded record) is malformed; names the file and the field."""
+
+
 class UnsupportedFormatError(EdgeSDKError):
     """The file's content is not a model format edge_sdk knows."""
 

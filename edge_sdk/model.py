@@ -32,6 +32,7 @@ from edge_sdk.tensor_spec import TensorSpec
 if TYPE_CHECKING:
     from edge_sdk.backends.base import Backend
     from edge_sdk.formats import ModelFile
+    from edge_sdk.metadata import ModelMetadata
 
 #: numpy's limit on the number of dimensions of an array
 MAX_RANK = 64
@@ -67,6 +68,7 @@ class Model:
         self._lock = threading.Lock()
         self._closed = False
         self._closing = False
+        self._metadata: tuple[ModelMetadata | None] | None = None  # read on first use
 
     # -- description -------------------------------------------------------------------------
     @property
@@ -80,6 +82,16 @@ class Model:
     @property
     def backend(self) -> str:
         return self._backend.name
+
+    @property
+    def metadata(self) -> ModelMetadata | None:
+        """What the file says about itself (task, preprocessing, labels...: embedded by ``edge-sdk convert``),
+        else what a folder manifest listing this very file says; None when neither (see ``edge_sdk.metadata``)."""
+        if self._metadata is None:
+            from edge_sdk.metadata import model_metadata
+
+            self._metadata = (model_metadata(self.path, self.format),)
+        return self._metadata[0]
 
     def describe(self) -> dict[str, Any]:
         """Format, backend, what the runtime uses (providers/delegate/device) and the tensors."""

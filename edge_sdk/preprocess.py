@@ -1,7 +1,7 @@
 """How an image (or an audio clip) becomes a model input, as data that travels with the model.
 
-A :class:`PreprocessSpec` is stored in a converted model's manifest, so the device runs the
-exact preprocessing the model was converted and validated with::
+A :class:`PreprocessSpec` is stored inside a converted model (and in its folder's manifest), so the device runs
+the exact preprocessing the model was converted and validated with; :func:`with_overrides` changes parts of it::
 
     spec = PreprocessSpec(size=(224, 224), mean=127.0, std=128.0)
     x = spec.apply(frame_rgb)                 # (1, 3, 224, 224) float32
@@ -14,7 +14,7 @@ else a vectorised numpy bilinear resize that matches ``cv2.INTER_LINEAR`` within
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Iterator, Mapping, Sequence, Union
 
 import numpy as np
@@ -280,6 +280,53 @@ class AudioSpec:
 
 
 AnySpec = Union[PreprocessSpec, AudioSpec]
+
+
+def with_overrides(
+    spec: PreprocessSpec,
+    *,
+    size: str | tuple[int, int] | None = None,
+    mean: str | float | Sequence[float] | None = None,
+    std: str | float | Sequence[float] | None = None,
+    resize: str | None = None,
+    channels: str | None = None,
+) -> PreprocessSpec:
+    """``spec`` with the given fields replaced (the rest kept); text as the CLI takes it: ``size="224x224"``,
+    ``mean="123.7,116.3,103.5"``, ``channels="bgr"``. A bad value is a :class:`PreprocessError` naming it."""
+    changes: dict[str, Any] = {}
+    if size is not None:
+        changes["size"] = parse_size(size) if isinstance(size, str) else size
+    for name, value in (("mean", mean), ("std", std)):
+        if value is not None:
+            changes[name] = parse_floats(name, value) if isinstance(value, str) else value
+    if resize is not None:
+        changes["resize"] = resize
+    if channels is not None:
+        changes["channels"] = channels.upper()
+    return replace(spec, **changes) if changes else spec
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """``"224x224"`` (or ``"224"``) -> (224, 224); anything else is a PreprocessError showing the form."""
+    parts = text.lower().replace(" ", "").split("x")
+    try:
+        hw = [int(p) for p in parts]
+    except ValueError:
+        hw = []
+    if len(hw) == 1:
+        hw = hw * 2
+    if len(hw) != 2 or min(hw) <= 0:
+        raise PreprocessError(f"size '{text}' is not HxW with positive integers, e.g. 224x224")
+    return (hw[0], hw[1])
+
+
+def parse_floats(name: str, text: str) -> tuple[float, ...]:
+    """``"127"`` or ``"123.7,116.3,103.5"`` -> floats; else a PreprocessError naming ``name``."""
+    try:
+        return tuple(float(t) for t in text.split(",") if t.strip())
+    except ValueError:
+        raise PreprocessError(f"{name} '{text}' is not a number or 3 comma-separated numbers, e.g. 127 or "
+                              "123.7,116.3,103.5") from None  # fmt: skip
 
 
 def spec_from_dict(data: Mapping[str, Any]) -> AnySpec:

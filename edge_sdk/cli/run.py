@@ -1,10 +1,14 @@
-"""``edge-sdk run MODEL|zoo:NAME --source SRC --task classify|detect|vad``: the real-time pipeline.
+"""``edge-sdk run MODEL|zoo:NAME --source SRC [--task classify|detect|vad]``: the real-time pipeline.
+
+A converted model carries its task, preprocessing and labels (``edge_sdk.metadata``), so ``--task`` and the
+preprocessing flags are needed only for a model that does not, or to override what it carries.
 
 Examples::
 
     edge-sdk run zoo:efficientnet-lite0 --source 0 --sink http://:8080
     edge-sdk run face.onnx --task detect --source rtsp://cam/stream --sink events.jsonl --sink mqtt://broker/faces
     edge-sdk run zoo:centerface --source clip.mp4 --sink out.mp4 --post-opt blur=true --json
+    edge-sdk run other.onnx --task classify --size 224x224 --mean 127.5 --std 127.5 --channels bgr --labels l.txt
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from edge_sdk.cli.base import Command, add_probe_arguments, emit_json, format_table, probe_model
+from edge_sdk.preprocess import RESIZE_MODES
 
 log = logging.getLogger("edge_sdk.cli")
 #: zoo task names -> pipeline task
@@ -77,7 +82,9 @@ class RunCommand(Command):
         parser.add_argument("--source", "-s", default="0",
                             help="0 | /dev/video0 | rtsp://... | http://... | gst:... | clip.mp4 | folder/ | "
                                  "picamera2: | synthetic: | mic: | file.wav (default 0)")  # fmt: skip
-        parser.add_argument("--task", "-t", help="classify | detect | vad (default: the zoo model's task)")
+        parser.add_argument(
+            "--task", "-t", help="classify | detect | vad (default: the task the model carries, or the zoo model's)"
+        )
         parser.add_argument("--sink", action="append", metavar="SINK",
                             help="window | http://:8080 | out.mp4 | events.jsonl | - | mqtt://host/topic "
                                  "(repeatable)")  # fmt: skip
@@ -90,33 +97,54 @@ class RunCommand(Command):
         parser.add_argument("--queue-size", type=int, default=1, help="items between stages (default 1)")
         parser.add_argument("--drop", choices=("oldest", "newest", "block"),
                             help="when a stage is full (default: oldest if live, block for files)")  # fmt: skip
+        pre = parser.add_argument_group("preprocessing and labels (default: what the model carries; these override)")
+        pre.add_argument("--size", metavar="HxW", help="input image size, e.g. 224x224")
+        pre.add_argument("--mean", help="per-channel mean in pixel units, e.g. 123.7,116.3,103.5 or 127")
+        pre.add_argument("--std", help="per-channel std in pixel units, e.g. 58.4,57.1,57.4 or 128 (255: x / 255)")
+        pre.add_argument("--resize", choices=RESIZE_MODES, help="how a frame fits the input (default: stretch)")
+        pre.add_argument("--channels", type=str.lower, choices=("rgb", "bgr"), help="channel order the model takes")
+        pre.add_argument("--labels", metavar="FILE", help="class names, one a line, in index order")
         add_probe_arguments(parser)
 
     def run(self, args: argparse.Namespace) -> int:
         import edge_sdk as es
         from edge_sdk.errors import CLIUsageError
+        from edge_sdk.labels import load_labels
+        from edge_sdk.metadata import model_metadata
         from edge_sdk.pipeline import Pipeline
         from edge_sdk.sources import open_source
 
         post_opts = _kv(args.post_opt, "--post-opt")
         source_opts = _kv(args.source_opt, "--source-opt")
         rm = resolve_model(args.model)
-        task = args.task or rm.task
+        stored = model_metadata(rm.path)  # what the file carries (or a manifest listing it); cheap, no runtime
+        task = args.task or (stored.task if stored else None) or rm.task
         if task is None:
-            raise CLIUsageError("--task is required for a model file: classify, detect or vad")
+            raise CLIUsageError(
+                f"--task is required: {rm.path.name} carries no task (no edge_sdk metadata inside, no manifest "
+                "listing it); give --task classify, detect or vad"
+            )
+        labels = load_labels(args.labels) if args.labels else rm.labels
         probe_model(args, rm.path)
         source = open_source(args.source, **source_opts)
         model = es.load(rm.path)
-        pipe = Pipeline(source, model, task=task, sinks=args.sink or [], preprocess=rm.preprocess, labels=rm.labels,
-                        metrics_every=args.metrics_every, metrics_file=args.metrics_file,
-                        queue_size=args.queue_size, drop=args.drop, **post_opts)  # fmt: skip
+        try:
+            preprocess = _preprocess(args, rm.preprocess, model)
+            pipe = Pipeline(source, model, task=task, sinks=args.sink or [], preprocess=preprocess, labels=labels,
+                            metrics_every=args.metrics_every, metrics_file=args.metrics_file,
+                            queue_size=args.queue_size, drop=args.drop, **post_opts)  # fmt: skip
+        except BaseException:
+            model.close()
+            raise
         try:
             metrics = pipe.run(duration=args.duration, max_results=args.max_results)
         finally:
             model.close()
         last = pipe.last_event
         if args.json:
-            emit_json({"model": str(rm.path), "task": task, "metrics": metrics, "last_result": last})
+            spec = pipe.spec.to_dict() if hasattr(pipe.spec, "to_dict") else None
+            emit_json({"model": str(rm.path), "task": task, "metadata": stored.origin if stored else None,
+                       "preprocessing": spec, "metrics": metrics, "last_result": last})  # fmt: skip
             return 0
         lat = metrics["latency_ms"]
         rows = [[metrics["results"], metrics["fps"], lat["p50"], lat["p99"], metrics["frames"]["captured"],
@@ -130,6 +158,31 @@ class RunCommand(Command):
             print(f"last result: {_describe(last)}")
         sys.stdout.flush()
         return 0
+
+
+def _preprocess(args: argparse.Namespace, given: Any, model: Any) -> Any:
+    """The spec to run with: the zoo entry's, else the one the model carries, with the flags' overrides applied;
+    None (the pipeline decides: stored, else guessed with a warning naming these flags) when no flag is given."""
+    flags = {"size": args.size, "mean": args.mean, "std": args.std, "resize": args.resize, "channels": args.channels}
+    flags = {k: v for k, v in flags.items() if v is not None}
+    if not flags:
+        return given
+    from edge_sdk.errors import CLIUsageError
+    from edge_sdk.pipeline.model_info import guess_preprocess, model_preprocess
+    from edge_sdk.preprocess import PreprocessSpec, with_overrides
+
+    if given is None:
+        meta = model.metadata
+        if meta is not None and meta.preprocessing is not None:
+            given = model_preprocess(model)
+        else:  # no stored spec: the flags complete the guess; warn about what they leave guessed
+            given = guess_preprocess(model, warn=not {"mean", "std"} <= set(flags))
+    if not isinstance(given, PreprocessSpec):
+        raise CLIUsageError(
+            f"--{'/--'.join(flags)}: image preprocessing flags, but {model.path.name} takes "
+            f"{type(given).__name__.replace('Spec', '').lower()} input"
+        )
+    return with_overrides(given, **flags)
 
 
 def _describe(event: dict[str, Any]) -> str:
