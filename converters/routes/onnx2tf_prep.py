@@ -124,6 +124,20 @@ def _reaches_spatial_op(name: str, readers: dict[str, list], depth: int = 8) -> 
     return False
 
 
+#: ops with no TFLite builtin that onnx2tf can rewrite into builtins (its ``-rtpo``, float math identities).
+#: Without it they reach TFLite as TF ops that need the Flex delegate, and the conversion fails. ``Erf`` is
+#: rewritten before onnx2tf instead (:mod:`converters.routes.onnx_decompose`): its pseudo-Erf is not int8-safe.
+PSEUDO_OPS = ("Asin", "Acos", "Atan")
+
+
+def pseudo_operators(path: Path) -> list[str]:
+    """The :data:`PSEUDO_OPS` present in ``path``, for onnx2tf's ``-rtpo`` (replace with builtin-only math)."""
+    import onnx
+
+    ops = {n.op_type for n in onnx.load(str(path), load_external_data=False).graph.node}
+    return [op for op in PSEUDO_OPS if op in ops]
+
+
 #: longest recurrent sequence unrolled into plain ops (beyond it the graph would grow too much)
 MAX_UNROLLED_STEPS = 64
 

@@ -21,6 +21,7 @@ import numpy as np
 
 from converters.cleanup import run_tool
 from converters.routes import RouteContext
+from converters.routes.onnx_decompose import decompose_for_tflite
 from converters.sources import SourceModel
 from edge_sdk.errors import ConversionError, UnsupportedOperatorError, first_line
 
@@ -172,6 +173,8 @@ def _run_onnx2tf(path: Path, ctx: RouteContext) -> Path:
         log.warning("onnxsim (beside onnx2tf) is missing or failed on %s: onnx2tf simplifies it itself", path.name)
     prepared = run_dir / "prepared.onnx"
     onnx2tf_prep.squeezes_to_reshapes(simplified or path, prepared)
+    if decompose_for_tflite(prepared, prepared) and ctx.verbose:
+        log.info("Erf rewritten as builtin-only math for TFLite")
     rng = np.random.default_rng(0)
     np.save(run_dir / ONNX2TF_SAMPLE, rng.random((20, 128, 128, 3), dtype=np.float32))
     saved = ctx.workdir / "onnx2tf_saved_model"
@@ -183,6 +186,9 @@ def _run_onnx2tf(path: Path, ctx: RouteContext) -> Path:
         cmd += ["-kat", *kept]
     if onnx2tf_prep.unrollable_rnns(prepared):
         cmd.append("-eru")
+    pseudo = onnx2tf_prep.pseudo_operators(prepared)
+    if pseudo:
+        cmd += ["-rtpo", *pseudo]
     proc = run_tool(cmd, cwd=run_dir, env={**os.environ, "CUDA_VISIBLE_DEVICES": ""})
     if ctx.verbose:
         sys.stderr.write(" ".join(cmd) + "\n" + proc.stdout[-20000:] + proc.stderr[-20000:])
