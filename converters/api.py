@@ -9,6 +9,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Sequence
 
+import numpy as np
+
 from converters.atomic import (
     disk_space_errors,
     ensure_writable_dir,
@@ -25,7 +27,7 @@ from converters.quantizers import NEEDS_CALIBRATION, TOOLS, check_precision, qua
 from converters.routes import TARGET_SUFFIX, RouteContext, find_route
 from converters.sources import SourceModel, open_source
 from converters.stateful import roll_state, with_default_extras
-from converters.validate import HeldOut, run_reference, synthetic_held_out, validate_artifact
+from converters.validate import HeldOut, run_reference, validate_artifact
 from edge_sdk._quiet import native_output, quiet_third_party
 from edge_sdk.errors import ConversionError, ValidationFailedError
 from edge_sdk.preprocess import AudioSpec
@@ -182,10 +184,11 @@ def convert(
         base = name or _default_name(model, source)
         for t in targets:
             find_route(source.kind, t)
+        calib_data, held_part = _split_user_data(calibration, held_out, source, preprocess, validate_samples)
         calib = None
         if NEEDS_CALIBRATION & set(precisions):
-            calib = _calibration(calibration, source, preprocess)
-        held = run_reference(source, _held_out(held_out, source, preprocess, validate_samples))
+            calib = _calibration(calib_data, source, preprocess)
+        held = run_reference(source, held_part or _held_out(held_out, source, preprocess, validate_samples))
         original, pruning = source, None
         if prune is not None:  # validation below compares every artifact with the unpruned original
             from converters.prune.api import prune_source
@@ -420,6 +423,46 @@ def _quantizer_name(target: str, precision: str, qat_spec: Any, rounding: str = 
 TF_KINDS = ("keras", "savedmodel", "onnx", "torch", "pt2")
 
 
+#: share of the user's own data (``--calib`` without ``--held-out``) kept apart for validation
+HELD_OUT_SHARE = 0.2
+MIN_SPLIT_SAMPLES = 5
+
+
+def _split_user_data(
+    calibration: Any, held_out: Any, source: SourceModel, preprocess: Any, n: int
+) -> tuple[Any, HeldOut | None]:
+    """The user's own data split 80/20 (deterministic, seeded): calibration part, validation part.
+
+    Validation on data of the user's kind, never on the samples the int8 scales were fitted to. Audio is
+    split by recording (a state is carried within one), other data by sample. Without user data, or
+    with ``held_out`` given, or too few samples to split: (calibration, None).
+    """
+    generated = isinstance(calibration, str) and (calibration == "synthetic" or calibration.startswith("photos"))
+    user = calibration is not None and not generated
+    if not user or held_out is not None:
+        return calibration, None
+    cs = load_calibration(calibration, source.inputs, preprocess=preprocess)
+    if len(cs.samples) < MIN_SPLIT_SAMPLES:
+        log.warning("only %d samples in %s: all used for calibration; validation uses generated inputs",
+                    len(cs.samples), cs.origin)  # fmt: skip
+        return cs, None
+    by_group = cs.kind == "wav" and len(set(cs.groups)) >= 2
+    keys = sorted(set(cs.groups)) if by_group else list(range(len(cs.samples)))
+    order = np.random.default_rng(0).permutation(len(keys))
+    held_keys = {keys[i] for i in order[: max(1, round(len(keys) * HELD_OUT_SHARE))]}
+    key_of = cs.groups if by_group else list(range(len(cs.samples)))
+    pick = [i for i, k in enumerate(key_of) if k in held_keys]
+    rest = [i for i, k in enumerate(key_of) if k not in held_keys]
+    subset = lambda idx: [cs.groups[i] for i in idx] if cs.groups else []  # noqa: E731
+    held_cs = replace(cs, samples=[cs.samples[i] for i in pick], groups=subset(pick))
+    streamed = _as_streamed(source, held_cs)
+    held = HeldOut(streamed[: max(n, len(streamed))], f"held-out {HELD_OUT_SHARE:.0%} of {cs.origin} "
+                   f"({len(pick)} of {len(cs.samples)} samples, seeded split)", cs.synthetic)  # fmt: skip
+    calib = replace(cs, samples=[cs.samples[i] for i in rest], groups=subset(rest))
+    calib.notes.append(f"{len(pick)} of {len(cs.samples)} samples kept apart for validation")
+    return calib, held
+
+
 def _calibration(calibration: Any, source: SourceModel, preprocess: Any) -> CalibrationSet:
     if calibration is None:
         raise ConversionError(
@@ -427,6 +470,10 @@ def _calibration(calibration: Any, source: SourceModel, preprocess: Any) -> Cali
             "or --calib synthetic to accept random data explicitly (the result is then marked synthetic)"
         )
     cs = load_calibration(calibration, source.inputs, preprocess=preprocess)
+    if cs.synthetic:  # random floats were asked for; integer inputs still get ids the model can look up
+        from converters.realistic_inputs import realistic_integers
+
+        cs = replace(cs, samples=realistic_integers(source, cs.samples))
     return replace(cs, samples=_as_streamed(source, cs))
 
 
@@ -454,7 +501,12 @@ def _held_out(held_out: Any, source: SourceModel, preprocess: Any, n: int) -> He
         if datasets.available_photos():
             images = datasets.held_out_images(n, preprocess.size)
             return HeldOut([[preprocess.apply(im)] for im in images], "held-out real photo crops", False)
-    return HeldOut(synthetic_held_out(source.inputs, n), "seeded random inputs", True)
+    from converters.realistic_inputs import realistic_samples
+
+    samples, origin, synthetic = realistic_samples(source, n, preprocess=preprocess)
+    if synthetic:
+        log.warning("validating on partly random inputs (%s): pass --held-out or --calib with your own data", origin)
+    return HeldOut(samples, origin, synthetic)
 
 
 def _companions(path: Path, final: Path) -> dict[Path, Path]:
