@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +38,7 @@ def diff(
     preprocess: Any = None,
     allow_lambda: bool = False,
     allow_pickle: bool = False,
+    verbose: bool = False,
 ) -> DiffReport:
     """Compare ``artifact`` (ONNX, OpenVINO IR or TFLite) with ``original`` layer by layer.
 
@@ -43,10 +46,12 @@ def diff(
     ``"zoo:NAME"`` (PyTorch and Keras originals are traced as their ONNX export). ``inputs``: an image
     folder, ``.npy``/``.npz`` or anything :func:`converters.calibration.load_calibration` takes; default:
     the held-out inputs ``converters.convert`` validates with (real photo crops for image models).
-    ``samples``: how many inputs. Matching and first-divergence rules: :mod:`converters.diff.matching`,
+    ``samples``: how many inputs. ``verbose``: let the exporters and runtimes print (else stdout stays clean
+    for ``--json``). Matching and first-divergence rules: :mod:`converters.diff.matching`,
     :mod:`converters.diff.report`.
     """
     from converters.atomic import temp_workdir
+    from edge_sdk._quiet import native_output
 
     if samples < 1:
         raise CalibrationError("--samples must be >= 1")
@@ -54,7 +59,7 @@ def diff(
     if not artifact.exists():
         raise ModelFileError(f"artifact not found: {artifact}; pass a converted .onnx, .xml (OpenVINO) or .tflite")
     art_tracer = open_tracer(artifact)
-    with temp_workdir("edge-sdk-diff-") as work:
+    with temp_workdir("edge-sdk-diff-") as work, native_output(verbose), contextlib.redirect_stdout(sys.stderr):
         ref = open_reference(original, work, allow_lambda=allow_lambda, allow_pickle=allow_pickle)
         feeds, origin, synthetic = _inputs(ref, artifact, inputs, preprocess, samples)
         return _compare(ref, art_tracer, feeds, str(original), str(artifact), origin, synthetic, threshold,
@@ -146,8 +151,7 @@ def _compare(
         inputs={"count": len(feeds), "origin": origin, "synthetic": synthetic},
         layers=layers,
         outputs=[
-            {"name": ref.tracer.output_names[i], "cosine": a.cosine, "snr_db": _json_num(a.snr_db)}
-            for i, a in enumerate(out_acc)
+            {"name": ref.tracer.output_names[i], "cosine": a.cosine, "snr_db": a.snr_db} for i, a in enumerate(out_acc)
         ],
         threshold=threshold,
         snr_jump_db=snr_jump_db,
@@ -182,13 +186,9 @@ def _notes(ref: Reference, art: Tracer, export_acc: list[Accumulator], synthetic
     notes = []
     if ref.exported:
         cos = min((a.cosine for a in export_acc), default=float("nan"))
-        notes.append(f"the original was traced as its {ref.description}; export vs original outputs: cosine {cos:.6f}")
+        notes.append(f"reference = {ref.description}; its outputs vs the original's: cosine {cos:.6f}")
     if synthetic:
         notes.append("inputs are seeded random numbers: pass --inputs with data of the model's kind for real ranges")
     if "tflite" in (art.format, ref.tracer.format):
         notes.append("TFLite traced with its builtin kernels (no XNNPACK delegate, which keeps no intermediates)")
     return notes
-
-
-def _json_num(x: float) -> float | str:
-    return "inf" if np.isinf(x) else round(float(x), 3)

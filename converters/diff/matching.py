@@ -3,8 +3,9 @@
 The rule, in order:
 
 1. **By name.** A reference tensor is paired with the first artifact tensor that carries its name (its own
-   name or an alias: the DequantizeLinear output of a QDQ pair, an OpenVINO op's friendly name, a part of
-   a fused TFLite name) when their shapes are compatible.
+   name or an alias: the DequantizeLinear output of a QDQ pair, an OpenVINO op's friendly name, the first
+   part of a fused TFLite name; TF names compared without ``StatefulPartitionedCall/`` and ``:0``) when
+   their shapes are compatible.
 2. **By position.** Name matches that keep both graphs' order are anchors. Between two anchors, the
    remaining tensors of both sides are aligned in order (no crossing) with a weighted longest-common-
    subsequence over shape-compatible pairs: each pair scores 1 + its cosine on the first sample, so the
@@ -18,6 +19,7 @@ reference's shape that way before comparing.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -129,14 +131,28 @@ def match(ref: list[Traced], art: list[Traced]) -> list[Match]:
     return sorted(found, key=lambda m: m.ref)
 
 
+def normalized(name: str) -> str:
+    """A TF-made tensor name without what differs between exporters: ``StatefulPartitionedCall/`` scopes,
+    a ``:0`` output suffix, a ``serving_default_`` prefix (tf2onnx and TFLiteConverter name the same tensor
+    ``StatefulPartitionedCall/model/conv/Relu:0`` and ``model/conv/Relu``)."""
+    name = re.sub(r":\d+$", "", name.split(";")[0]).removeprefix("serving_default_")
+    while name.startswith("StatefulPartitionedCall/"):
+        name = name.removeprefix("StatefulPartitionedCall/")
+    return name
+
+
+def _keys(t: Traced) -> list[str]:
+    return list(dict.fromkeys([*t.names, *(normalized(n) for n in t.names)]))
+
+
 def _by_name(ref: list[Traced], art: list[Traced], probe: _Probe) -> list[Match]:
     index: dict[str, int] = {}
     for j, t in enumerate(art):
-        for name in t.names:
+        for name in _keys(t):
             index.setdefault(name, j)
     out, taken = [], set()
     for i, t in enumerate(ref):
-        for name in t.names:
+        for name in _keys(t):
             j = index.get(name)
             if j is None or j in taken:
                 continue

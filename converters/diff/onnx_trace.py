@@ -110,7 +110,7 @@ def _plan(graph: Any, types: dict[str, int]) -> list[dict[str, Any]]:
                 {
                     "name": name,
                     "fetch": dq or name,
-                    "node": node.name or name,
+                    "node": _module_path(node) or node.name or name,
                     "op": node.op_type,
                     "aliases": (dq,) if dq else (),
                     "inputs": tuple(_through_qdq(i, producers) for i in node.input if i in live),
@@ -118,6 +118,20 @@ def _plan(graph: Any, types: dict[str, int]) -> list[dict[str, Any]]:
                 }
             )
     return plan
+
+
+def _module_path(node: Any) -> str | None:
+    """The PyTorch module a node came from, as ``torch.onnx.export(dynamo=True)`` records it (``dw.1``)."""
+    import ast
+
+    for prop in node.metadata_props:
+        if prop.key == "pkg.torch.onnx.name_scopes":
+            try:
+                scopes = ast.literal_eval(prop.value)
+            except (ValueError, SyntaxError):
+                return None
+            return str(scopes[-2]) if isinstance(scopes, list) and len(scopes) >= 3 else None
+    return None
 
 
 def _dequantized(name: str, consumers: dict[str, list[Any]]) -> str | None:

@@ -125,7 +125,7 @@ class DiffReport:
             "rule": {"threshold": self.threshold, "snr_jump_db": self.snr_jump_db},
             "first_divergence": None if first is None else {**_brief(first), "reason": self.diverged(first)},
             "worst_jump": None if worst is None else {**_brief(worst), "snr_drop_db": _num(worst.snr_drop_db)},
-            "outputs": self.outputs,
+            "outputs": [{**o, "snr_db": _num(o["snr_db"])} for o in self.outputs],
             "output_cosine": min((o["cosine"] for o in self.outputs), default=None),
             "matched": len(self.layers),
             "matched_by_name": sum(layer.match == "name" for layer in self.layers),
@@ -146,7 +146,7 @@ class DiffReport:
             rows.append(
                 [
                     layer.index,
-                    _short(layer.name),
+                    _short(layer.node),
                     layer.op,
                     "name" if layer.match == "name" else "pos",
                     f"{layer.cosine:.5f}",

@@ -76,6 +76,7 @@ class DiffCommand(Command):
                 preprocess=preprocess_from_args(args),
                 allow_lambda=args.unsafe_allow_lambda,
                 allow_pickle=args.unsafe_allow_pickle,
+                verbose=args.verbose,
             )
         if args.json:
             emit_json(report.to_dict())
