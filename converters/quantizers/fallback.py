@@ -94,6 +94,7 @@ class FallbackReport:
     rounds: list[dict[str, Any]] = field(default_factory=list)
     most_sensitive: list[LayerError] = field(default_factory=list)  # the first ranking, worst first
     plain_failures: list[str] = field(default_factory=list)
+    plain_metrics: list[dict[str, Any]] = field(default_factory=list)  # plain int8 against the original
     passed: bool = False
     latency: dict[str, Any] = field(default_factory=dict)
 
@@ -108,6 +109,7 @@ class FallbackReport:
             "rounds": self.rounds,
             "most_sensitive": [e.to_dict() for e in self.most_sensitive],
             "plain_int8_failures": self.plain_failures,
+            "plain_int8_metrics": self.plain_metrics,
             "passed": self.passed,
             "latency": self.latency,
         }
@@ -204,7 +206,8 @@ def quantize_with_fallback(
     mod = importlib.import_module(_MODULES[target])
     reference = mod.float_reference(fp32, ctx)
     plain = _keep_copy(out, ctx.workdir / f"plain_int8_{out.name}")
-    report = FallbackReport(target, MECHANISMS[target], plain_failures=list(failures))
+    report = FallbackReport(target, MECHANISMS[target], plain_failures=list(failures),
+                            plain_metrics=[m.to_dict() for m in metrics])  # fmt: skip
     for round_no in range(1, max_rounds + 1):
         ranking = rank_layers(target, reference, out, calibration)
         if round_no == 1:
