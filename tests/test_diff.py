@@ -160,7 +160,7 @@ def test_cli_json_and_exit_codes(cli, nets: dict[str, Path]) -> None:
 
     strict = cli("diff", str(nets["orig"]), str(nets["pert"]), "--samples", "1", "--exit-code", "--no-probe")
     assert strict.returncode == 3
-    assert "first divergence: #4 conv2_out (Conv): cosine" in strict.stdout
+    assert "first divergence: #4 conv2_out (node conv2, Conv): cosine" in strict.stdout
     same = cli("diff", str(nets["orig"]), str(nets["orig"]), "--samples", "1", "--exit-code")
     assert same.returncode == 0, same.stderr
     assert "first divergence: none" in same.stdout

@@ -158,7 +158,7 @@ def _compare(
         unmatched_reference=[t.name for i, t in enumerate(first_ref.tensors) if i not in matched_ref],
         unmatched_artifact=len(first_art.tensors) - len(matches),
     )
-    report.notes += _notes(ref, art, export_acc, synthetic)
+    report.notes += _notes(ref, art, export_acc, synthetic, len(matches))
     return report
 
 
@@ -182,8 +182,10 @@ def _layer(m: Match, a: Accumulator, ref: Trace, art: Trace) -> LayerDiff:
     )
 
 
-def _notes(ref: Reference, art: Tracer, export_acc: list[Accumulator], synthetic: bool) -> list[str]:
+def _notes(ref: Reference, art: Tracer, export_acc: list[Accumulator], synthetic: bool, matched: int) -> list[str]:
     notes = []
+    if not matched:
+        notes.append("no intermediate tensor could be paired (names and shapes all differ): only outputs compared")
     if ref.exported:
         cos = min((a.cosine for a in export_acc), default=float("nan"))
         notes.append(f"reference = {ref.description}; its outputs vs the original's: cosine {cos:.6f}")

@@ -2,9 +2,10 @@
 
 **First divergence**: the first matched layer, in the reference's topological order, whose cosine is below
 ``threshold`` (default 0.99), or whose SNR is more than ``snr_jump_db`` (default 20 dB) below the SNR of the
-tensors it is computed from, when those are not bit-exact (an SNR of +inf: a quantized model's first layer
-always loses that much and is not a jump). A layer's input SNR is that of its nearest matched ancestors
-(the worst of them). **Worst jump**: the layer whose SNR falls most below its inputs'.
+tensors it is computed from and below ``NOISE_FLOOR_DB`` (40 dB: above it, differences are float rounding).
+Inputs that are bit-exact (SNR +inf) do not count: a quantized model's first layer always loses that much
+and it is not a jump. A layer's input SNR is that of its nearest matched ancestors (the worst of them).
+**Worst jump**: the layer (below the noise floor) whose SNR falls most below its inputs'.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import numpy as np
 
 DEFAULT_THRESHOLD = 0.99
 DEFAULT_SNR_JUMP_DB = 20.0
+NOISE_FLOOR_DB = 40.0  # fp32 artifacts sit at 100+ dB; their ups and downs are rounding, not error
 
 
 class Accumulator:
@@ -102,7 +104,7 @@ class DiffReport:
         """Why ``layer`` counts as a divergence, or None."""
         if layer.cosine < self.threshold:
             return f"cosine {layer.cosine:.4f} < {self.threshold}"
-        if layer.snr_drop_db > self.snr_jump_db:
+        if layer.snr_drop_db > self.snr_jump_db and layer.snr_db < NOISE_FLOOR_DB:
             return f"SNR {layer.snr_db:.1f} dB, {layer.snr_drop_db:.1f} dB below its inputs' (> {self.snr_jump_db})"
         return None
 
@@ -112,7 +114,7 @@ class DiffReport:
 
     @property
     def worst_jump(self) -> LayerDiff | None:
-        jumps = [layer for layer in self.layers if layer.snr_drop_db > 0]
+        jumps = [layer for layer in self.layers if layer.snr_drop_db > 0 and layer.snr_db < NOISE_FLOOR_DB]
         return max(jumps, key=lambda layer: layer.snr_drop_db, default=None)
 
     def to_dict(self) -> dict[str, Any]:
@@ -170,10 +172,10 @@ class DiffReport:
         if first is None:
             lines.append(f"first divergence: none (every layer cosine >= {self.threshold})")
         else:
-            lines.append(f"first divergence: #{first.index} {first.name} ({first.op}): {self.diverged(first)}")
+            lines.append(f"first divergence: #{first.index} {_named(first)}: {self.diverged(first)}")
         worst = self.worst_jump
         if worst is not None:
-            lines.append(f"worst jump: #{worst.index} {worst.name} ({worst.op}) loses {worst.snr_drop_db:.1f} dB")
+            lines.append(f"worst jump: #{worst.index} {_named(worst)} loses {worst.snr_drop_db:.1f} dB")
         lines += [f"note: {n}" for n in self.notes]
         return "\n".join(lines)
 
@@ -196,6 +198,11 @@ def input_snrs(layers: Sequence[LayerDiff], parents: dict[str, tuple[str, ...]])
 
     for layer in layers:
         layer.input_snr_db = min((effective(p) for p in layer.inputs), default=math.inf)
+
+
+def _named(layer: LayerDiff) -> str:
+    where = layer.name if layer.node in (layer.name, "") else f"{layer.name} (node {layer.node}"
+    return f"{where}, {layer.op})" if "(" in where else f"{where} ({layer.op})"
 
 
 def _brief(layer: LayerDiff) -> dict[str, Any]:
