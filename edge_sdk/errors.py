@@ -84,6 +84,10 @@ class SourceModelError(EdgeSDKError):
     """The source model is of an unknown kind, does not load, or is refused as unsafe."""
 
 
+class DiffError(EdgeSDKError):
+    """``edge-sdk diff`` cannot compare the two models: their inputs or outputs do not correspond."""
+
+
 class CalibrationError(EdgeSDKError):
     """Calibration data is missing, does not decode, or does not fit the model."""
 

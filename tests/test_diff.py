@@ -182,3 +182,11 @@ def test_cli_bad_paths_are_one_line_typed_errors(cli, nets: dict[str, Path], tmp
     assert "source model not found" in no_original.stderr and "Traceback" not in no_original.stderr
     bad_samples = cli("diff", str(nets["orig"]), str(nets["pert"]), "--samples", "0")
     assert bad_samples.returncode == 2 and "--samples must be >= 1" in bad_samples.stderr
+
+
+def test_models_that_do_not_correspond_are_a_typed_error(nets: dict[str, Path], tmp_path: Path) -> None:
+    from edge_sdk.errors import DiffError
+
+    other = convnet(tmp_path / "other.onnx", layers=3, ch=4)  # same input, 4 outputs instead of 8
+    with pytest.raises(DiffError, match=r"other.onnx's outputs do not correspond to the original's"):
+        diff(nets["orig"], other, samples=1)

@@ -22,7 +22,7 @@ from converters.diff.report import (
 )
 from converters.diff.trace import Trace, Tracer, open_tracer
 from converters.layout import adapt_feeds, align_output, pair_outputs
-from edge_sdk.errors import CalibrationError, ModelFileError
+from edge_sdk.errors import CalibrationError, DiffError, EdgeSDKError, ModelFileError, first_line
 
 log = logging.getLogger("edge_sdk.diff")
 
@@ -96,8 +96,26 @@ def _stored_preprocess(*paths: Path | None) -> Any:
     return None
 
 
-def _feed(tracer: Tracer, sample: list[np.ndarray], names: list[str]) -> list[np.ndarray]:
-    return adapt_feeds(sample, tracer.inputs, names)
+def _run(tracer: Tracer, sample: list[np.ndarray], names: list[str], role: str) -> Trace:
+    """``tracer`` run on ``sample`` (the original's inputs, reordered and transposed for it)."""
+    feeds = adapt_feeds(sample, tracer.inputs, names)
+    if len(feeds) != len(tracer.inputs) or len(sample) != len(tracer.inputs):
+        raise DiffError(
+            f"the {role} {tracer.path.name} has {len(tracer.inputs)} input(s), the original {len(sample)}: "
+            "is it a conversion of this original?"
+        )
+    for x, spec in zip(feeds, tracer.inputs):
+        if len(x.shape) != len(spec.shape) or any(d is not None and d != g for d, g in zip(spec.shape, x.shape)):
+            raise DiffError(
+                f"the {role} {tracer.path.name} input '{spec.name}' expects {spec.shape_str()}, the original's "
+                f"inputs are {list(x.shape)}: is it a conversion of this original (same input shapes)?"
+            )
+    try:
+        return tracer.run(feeds)
+    except EdgeSDKError:
+        raise
+    except Exception as e:
+        raise DiffError(f"running the {role} {tracer.path.name} failed: {first_line(e)}") from None
 
 
 def _compare(
@@ -120,13 +138,16 @@ def _compare(
     first_ref: Trace | None = None
     first_art: Trace | None = None
     for k, sample in enumerate(feeds):
-        ref_trace = ref.tracer.run(_feed(ref.tracer, sample, names))
-        art_trace = art.run(_feed(art, sample, names))
+        ref_trace = _run(ref.tracer, sample, names, "reference")
+        art_trace = _run(art, sample, names, "artifact")
         if k == 0:
             first_ref, first_art = ref_trace, art_trace
             matches = match(ref_trace.tensors, art_trace.tensors)
             acc = [Accumulator() for _ in matches]
-            order = pair_outputs(ref_trace.outputs, art_trace.outputs)
+            try:
+                order = pair_outputs(ref_trace.outputs, art_trace.outputs)
+            except ValueError as e:
+                raise DiffError(f"{art.path.name}'s outputs do not correspond to the original's: {e}") from None
             out_acc = [Accumulator() for _ in order]
             log.info("diff: %d of %d reference tensors matched", len(matches), len(ref_trace.tensors))
         for m, a in zip(matches, acc):
