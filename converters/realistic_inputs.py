@@ -215,8 +215,13 @@ def _images(spec: TensorSpec, shape: tuple[int, ...], n: int, preprocess: Any, s
     if not datasets.available_photos():
         rng = np.random.default_rng(0)
         return [rng.standard_normal(shape).astype(spec.dtype) for _ in range(n)]
-    spec_pp = preprocess if hasattr(preprocess, "size") else PreprocessSpec(
-        size=(h, w), mean=(123.675, 116.28, 103.53), std=(58.395, 57.12, 57.375), layout="NCHW" if nchw else "NHWC")
+    spec_pp = (
+        preprocess
+        if hasattr(preprocess, "size")
+        else PreprocessSpec(
+            size=(h, w), mean=(123.675, 116.28, 103.53), std=(58.395, 57.12, 57.375), layout="NCHW" if nchw else "NHWC"
+        )
+    )
     pick = datasets.held_out_images if split == "held_out" else datasets.calibration_images
     out = []
     for im in pick(n, spec_pp.size):

@@ -131,7 +131,8 @@ def open_source(
     except EdgeSDKError:
         raise
     except Exception as e:  # a framework's own loader error: one line, naming the file
-        raise SourceModelError(f"source model {model} does not load as {kind}: {first_line(e)}") from None
+        what = model if isinstance(model, (str, Path)) else type(model).__name__  # a module's repr is pages long
+        raise SourceModelError(f"source model {what} does not load as {kind}: {first_line(e)}") from None
 
 
 def _torch_specs(tensors: Sequence[Any]) -> tuple[list[TensorSpec], list[np.ndarray]]:
@@ -147,10 +148,23 @@ def _torch_runner(module: Any) -> Callable[[list[np.ndarray]], list[np.ndarray]]
     def run(feeds: list[np.ndarray]) -> list[np.ndarray]:
         with torch.no_grad():
             out = module(*[torch.from_numpy(np.ascontiguousarray(x)) for x in feeds])
-        outs = out if isinstance(out, (tuple, list)) else [out]
-        return [o.detach().cpu().numpy() for o in outs]
+        return [o.detach().cpu().numpy() for o in _tensor_leaves(out)]
 
     return run
+
+
+def _tensor_leaves(out: Any) -> list[Any]:
+    """The output tensors in order, however the module nests them (tuples, dicts, transformers' ModelOutput),
+    which is also the order torch.onnx.export flattens them in."""
+    import torch
+
+    if isinstance(out, torch.Tensor):
+        return [out]
+    if isinstance(out, dict) or hasattr(out, "to_tuple"):  # ModelOutput is an OrderedDict of the set fields
+        out = list(out.values())
+    if isinstance(out, (tuple, list)):
+        return [t for o in out for t in _tensor_leaves(o)]
+    return []
 
 
 def _open_torch(model: Any, *, example_inputs: Sequence[Any] | None, **_: Any) -> SourceModel:
