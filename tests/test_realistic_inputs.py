@@ -49,7 +49,7 @@ def test_token_ids_stay_inside_the_vocabulary_read_from_the_embedding_table():
     samples, origin, synthetic = realistic_samples(source, 40)
     ids = np.stack([s[0] for s in samples])
     mask = np.stack([s[1] for s in samples])
-    assert ids.dtype == np.int64 and 0 <= ids.min() and ids.max() < 100  # never outside the table
+    assert ids.dtype == np.int64 and ids.min() >= 0 and ids.max() < 100  # never outside the table
     assert np.all(ids[mask == 0] == 0) and np.all(ids[mask == 1] > 0)  # padding after the used length
     lengths = mask.sum(axis=(1, 2))
     assert lengths.min() >= 3 and lengths.max() <= 12 and len(set(lengths.tolist())) > 3  # realistic, varied

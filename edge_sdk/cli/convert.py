@@ -86,7 +86,10 @@ class ConvertCommand(Command):
         parser.add_argument("--to", default="onnx", help="targets, comma-separated: tflite,onnx,openvino")
         parser.add_argument("--precision", default="fp32", help="fp32,fp16,int8-dynamic,int8 (comma-separated)")
         parser.add_argument("--calib", help="calibration data: image folder, .npy/.npz, WAV folder, or 'synthetic'")
-        parser.add_argument("--held-out", help="validation data (same kinds as --calib); default: 20%% of --calib, else realistic inputs per input kind")
+        parser.add_argument(
+            "--held-out",
+            help="validation data (same kinds as --calib); default: 20%% of --calib, else realistic inputs",
+        )
         parser.add_argument("--validate-samples", type=int, default=32, help="held-out samples to validate on")
         parser.add_argument("--input-shape", action="append", metavar="NAME=D1,D2,..", help="fix an input's shape")
         parser.add_argument("--opset", type=int, default=17, help="ONNX opset for exports (default 17)")
