@@ -115,7 +115,8 @@ def test_manifest_is_keyed_per_file_and_hashes_the_final_file(shared):
         rec = data["files"][file]
         assert {k: rec[k] for k in ("size", "sha256")} == file_record(out / file), f"{file}: not the final file"
         embedded = read_embedded(out / file)
-        assert rec["metadata"]["labels"] == embedded.labels and rec["metadata"]["preprocessing"] == embedded.preprocessing
+        assert rec["metadata"]["labels"] == embedded.labels
+        assert rec["metadata"]["preprocessing"] == embedded.preprocessing
         from_manifest = manifest_metadata(out / file)
         assert from_manifest.origin == "manifest" and from_manifest.preprocessing == embedded.preprocessing
     assert [a["path"] for a in data["artifacts"]] == [f"b_fp32{s}" for s in FORMATS.values()], "top level: last run"
@@ -168,7 +169,8 @@ def test_run_overrides_what_the_model_carries(shared, image_dir, tmp_path, cli):
     doc, _ = _run_json(cli, copy, image_dir, "--channels", "bgr", "--labels", str(labels))
     assert doc["preprocessing"]["channels"] == "BGR" and doc["preprocessing"]["std"] == [255.0], "rest kept"
     assert doc["last_result"]["top"][0]["label"] == "bleu", "B first, named by the labels file"
-    doc, _ = _run_json(cli, copy, image_dir, "--mean", "1,2,3", "--std", "2", "--resize", "letterbox", "--size", "16x16")
+    more = ("--mean", "1,2,3", "--std", "2", "--resize", "letterbox", "--size", "16x16")
+    doc, _ = _run_json(cli, copy, image_dir, *more)
     pre = doc["preprocessing"]
     assert (pre["mean"], pre["std"], pre["resize"], pre["size"]) == ([1.0, 2.0, 3.0], [2.0], "letterbox", [16, 16])
     r = cli("run", str(copy), "--source", str(image_dir), "--no-probe", "--std", "0")
