@@ -210,6 +210,21 @@ def test_a_model_without_metadata_is_a_warning_naming_the_flags(bare_onnx, image
     assert "metadata      none" in text and "--mean" in text
 
 
+def test_convert_cli_stores_task_and_labels(bare_onnx, image_dir, tmp_path, cli):
+    """`convert --task --labels --size --mean --std`: the artifact then runs with no flags at all."""
+    names = tmp_path / "names.txt"
+    names.write_text("r\ng\nb\n")
+    out = tmp_path / "out"
+    r = cli("convert", str(bare_onnx), "--to", "onnx", "-o", str(out), "--task", "classify", "--labels", str(names),
+            "--size", "16x16", "--mean", "0", "--std", "255", "--validate-samples", "4")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    doc, err = _run_json(cli, out / "bare_fp32.onnx", image_dir)
+    assert doc["task"] == "classify" and doc["last_result"]["top"][0]["label"] == "r"
+    assert "carries no preprocessing" not in err
+    r = cli("convert", str(bare_onnx), "--to", "onnx", "-o", str(tmp_path / "x"), "--labels", str(tmp_path / "no.txt"))
+    assert r.returncode == 2 and "labels file" in r.stderr and "does not exist" in r.stderr
+
+
 def test_a_malformed_record_is_a_typed_error(bare_onnx, tmp_path, cli):
     import onnx
 

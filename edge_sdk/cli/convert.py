@@ -25,6 +25,8 @@ def add_preprocess_arguments(parser: argparse.ArgumentParser, title: str) -> Non
     pre.add_argument("--resize", default="stretch", choices=["stretch", "letterbox", "center_crop"])
     pre.add_argument("--channel-order", default="RGB", choices=["RGB", "BGR"])
     pre.add_argument("--layout", default="NCHW", choices=["NCHW", "NHWC"])
+    pre.add_argument("--task", choices=("classify", "detect", "vad"), help="stored in every artifact (run needs none)")
+    pre.add_argument("--labels", metavar="FILE", help="class names, one a line, stored in every artifact")
 
 
 def add_unsafe_pickle_argument(parser: argparse.ArgumentParser) -> None:
@@ -46,12 +48,20 @@ def convert_options(args: argparse.Namespace) -> dict[str, Any]:
         "input_shapes": parse_shapes(args.input_shape) or None,
         "output_dir": args.output_dir,
         "preprocess": preprocess_from_args(args),
+        "task": args.task,
+        "labels": _labels(args.labels),
         "held_out": args.held_out,
         "validate_samples": args.validate_samples,
         "allow_degraded": True,
         "allow_pickle": args.unsafe_allow_pickle,
         "verbose": args.verbose,
     }
+
+
+def _labels(path: str | None) -> list[str] | None:
+    from edge_sdk.labels import load_labels
+
+    return load_labels(path) if path else None
 
 
 def preprocess_from_args(args: argparse.Namespace) -> Any:
