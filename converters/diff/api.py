@@ -23,6 +23,7 @@ from converters.diff.report import (
 from converters.diff.trace import Trace, Tracer, open_tracer
 from converters.layout import adapt_feeds, align_output, pair_outputs
 from edge_sdk.errors import CalibrationError, DiffError, EdgeSDKError, ModelFileError, first_line
+from edge_sdk.progress import Progress
 
 log = logging.getLogger("edge_sdk.diff")
 
@@ -39,6 +40,7 @@ def diff(
     allow_lambda: bool = False,
     allow_pickle: bool = False,
     verbose: bool = False,
+    progress: bool | None = None,
 ) -> DiffReport:
     """Compare ``artifact`` (ONNX, OpenVINO IR or TFLite) with ``original`` layer by layer.
 
@@ -47,8 +49,8 @@ def diff(
     folder, ``.npy``/``.npz`` or anything :func:`converters.calibration.load_calibration` takes; default:
     the held-out inputs ``converters.convert`` validates with (real photo crops for image models).
     ``samples``: how many inputs. ``verbose``: let the exporters and runtimes print (else stdout stays clean
-    for ``--json``). Matching and first-divergence rules: :mod:`converters.diff.matching`,
-    :mod:`converters.diff.report`.
+    for ``--json``). ``progress``: a bar on stderr (default: when it is a terminal). Matching and
+    first-divergence rules: :mod:`converters.diff.matching`, :mod:`converters.diff.report`.
     """
     from converters.atomic import temp_workdir
     from edge_sdk._quiet import native_output
@@ -58,12 +60,14 @@ def diff(
     artifact = Path(artifact)
     if not artifact.exists():
         raise ModelFileError(f"artifact not found: {artifact}; pass a converted .onnx, .xml (OpenVINO) or .tflite")
-    art_tracer = open_tracer(artifact)
-    with temp_workdir("edge-sdk-diff-") as work, native_output(verbose), contextlib.redirect_stdout(sys.stderr):
-        ref = open_reference(original, work, allow_lambda=allow_lambda, allow_pickle=allow_pickle)
-        feeds, origin, synthetic = _inputs(ref, artifact, inputs, preprocess, samples)
-        return _compare(ref, art_tracer, feeds, str(original), str(artifact), origin, synthetic, threshold,
-                        snr_jump_db)  # fmt: skip
+    with temp_workdir("edge-sdk-diff-") as work:
+        with native_output(verbose), contextlib.redirect_stdout(sys.stderr):  # exporters print; --json stays clean
+            art_tracer = open_tracer(artifact)
+            ref = open_reference(original, work, allow_lambda=allow_lambda, allow_pickle=allow_pickle)
+            feeds, origin, synthetic = _inputs(ref, artifact, inputs, preprocess, samples)
+        with contextlib.redirect_stdout(sys.stderr):
+            return _compare(ref, art_tracer, feeds, str(original), str(artifact), origin, synthetic, threshold,
+                            snr_jump_db, progress)  # fmt: skip
 
 
 def _inputs(
@@ -128,6 +132,7 @@ def _compare(
     synthetic: bool,
     threshold: float,
     snr_jump_db: float,
+    progress: bool | None = None,
 ) -> DiffReport:
     names = [s.name for s in ref.source.inputs]
     matches: list[Match] = []
@@ -137,7 +142,7 @@ def _compare(
     order: list[int] = []
     first_ref: Trace | None = None
     first_art: Trace | None = None
-    for k, sample in enumerate(feeds):
+    for k, sample in enumerate(Progress(feeds, len(feeds), "diff", progress)):
         ref_trace = _run(ref.tracer, sample, names, "reference")
         art_trace = _run(art, sample, names, "artifact")
         if k == 0:
