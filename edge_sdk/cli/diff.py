@@ -39,7 +39,7 @@ class DiffCommand(Command):
             type=float,
             default=20.0,
             metavar="DB",
-            help="... or when its SNR is this many dB below its inputs' (default 20)",
+            help="a layer also diverges when its SNR is this many dB below its inputs' and under 40 dB (default 20)",
         )
         parser.add_argument(
             "--exit-code", action="store_true", help="exit 3 when a layer diverges (for scripts), else 0"
