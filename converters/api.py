@@ -109,7 +109,7 @@ def convert(
     example_inputs: Sequence[Any] | None = None,
     preprocess: Any = None,
     held_out: Any = None,
-    validate_samples: int = 32,
+    validate_samples: int = 64,
     opset: int = 17,
     int8_io: bool = False,
     tflite_sparse: bool = False,
@@ -469,12 +469,29 @@ def _calibration(calibration: Any, source: SourceModel, preprocess: Any) -> Cali
             "int8 needs calibration data: pass --calib PATH (images, .npy/.npz, WAV folder) "
             "or --calib synthetic to accept random data explicitly (the result is then marked synthetic)"
         )
-    cs = load_calibration(calibration, source.inputs, preprocess=preprocess)
-    if cs.synthetic:  # random floats were asked for; integer inputs still get ids the model can look up
-        from converters.realistic_inputs import realistic_integers
-
-        cs = replace(cs, samples=realistic_integers(source, cs.samples))
+    if isinstance(calibration, str) and calibration == "synthetic":
+        cs = _generated_calibration(source, preprocess)
+    else:
+        cs = load_calibration(calibration, source.inputs, preprocess=preprocess)
     return replace(cs, samples=_as_streamed(source, cs))
+
+
+GENERATED_CALIBRATION_SAMPLES = 64
+
+
+def _generated_calibration(source: SourceModel, preprocess: Any) -> CalibrationSet:
+    """``--calib synthetic``: no data from the user, so the best we can generate, from the calibration split:
+    photo crops for image inputs, speech for audio, token ids inside the vocabulary; random values only for
+    inputs of no known kind. Marked synthetic: int8 scales from it are a guess about the user's data."""
+    from converters.realistic_inputs import realistic_samples
+
+    samples, origin, _ = realistic_samples(source, GENERATED_CALIBRATION_SAMPLES, preprocess=preprocess, seed=0,
+                                           split="calibration")  # fmt: skip
+    cs = CalibrationSet(samples, "synthetic", f"generated: {origin}", synthetic=True,
+                        input_names=[s.name for s in source.inputs])  # fmt: skip
+    cs.notes.append("generated calibration (no --calib data): int8 scales may not fit your data")
+    log.warning(cs.notes[-1])
+    return cs
 
 
 def _as_streamed(source: SourceModel, cs: CalibrationSet) -> list[list[Any]]:

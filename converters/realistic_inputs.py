@@ -116,15 +116,6 @@ def realistic_samples(
     return samples, "; ".join(parts), synthetic
 
 
-def realistic_integers(source: Any, samples: list[list[np.ndarray]], seed: int = 0) -> list[list[np.ndarray]]:
-    """``samples`` with every integer/boolean input replaced by realistic values (for ``--calib synthetic``)."""
-    if not any(np.dtype(s.dtype).kind in "iub" for s in source.inputs) or not samples:
-        return samples
-    fresh, _, _ = realistic_samples(source, len(samples), seed=seed, split="calibration")
-    integer = [np.dtype(s.dtype).kind in "iub" for s in source.inputs]
-    return [[f if is_int else x for x, f, is_int in zip(row, new, integer)] for row, new in zip(samples, fresh)]
-
-
 def _describe(role: InputRole) -> str:
     text = {
         "token_ids": f"token ids within the vocabulary ({role.vocab}), realistic lengths",

@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
-import shutil
+import logging
 import sys
 from pathlib import Path
 
 from converters.cleanup import run_tool
 from converters.routes import RouteContext
+from converters.routes.tflite_signature import SIGNATURE_KEY, with_signature
 from converters.sources import SourceModel
 from edge_sdk.errors import ConversionError, first_line
 
+log = logging.getLogger("edge_sdk.convert")
+
 
 def to_tflite(source: SourceModel, out: Path, ctx: RouteContext) -> Path:
+    """The source itself, with a SignatureDef added when it has none (the quantizer addresses it through one)."""
     assert source.path is not None
-    shutil.copyfile(source.path, out)
+    if with_signature(source.path, out):
+        log.info("%s has no SignatureDef: added '%s' from its subgraph's tensors", source.path.name, SIGNATURE_KEY)
     return out
 
 

@@ -100,7 +100,7 @@ class ConvertCommand(Command):
             "--held-out",
             help="validation data (same kinds as --calib); default: 20%% of --calib, else realistic inputs",
         )
-        parser.add_argument("--validate-samples", type=int, default=32, help="held-out samples to validate on")
+        parser.add_argument("--validate-samples", type=int, default=64, help="held-out samples to validate on")
         parser.add_argument("--input-shape", action="append", metavar="NAME=D1,D2,..", help="fix an input's shape")
         parser.add_argument("--opset", type=int, default=17, help="ONNX opset for exports (default 17)")
         parser.add_argument("--int8-io", action="store_true", help="TFLite int8: integer inputs/outputs too")
