@@ -96,6 +96,7 @@ def test_identical_models_do_not_diverge(nets: dict[str, Path]) -> None:
     assert all(layer.cosine == pytest.approx(1.0) for layer in report.layers)
 
 
+@pytest.mark.slow  # the `converted` fixture runs onnx2tf once for the three tests that use it
 def test_openvino_artifact_names_the_perturbed_layer(nets: dict[str, Path], converted: Path) -> None:
     report = diff(nets["orig"], converted / "pert_fp32.xml", samples=2)
     assert report.first_divergence.name == "conv2_out"
@@ -103,6 +104,7 @@ def test_openvino_artifact_names_the_perturbed_layer(nets: dict[str, Path], conv
     assert all(layer.match == "name" for layer in report.layers)  # the IR keeps the ONNX tensor names
 
 
+@pytest.mark.slow
 def test_tflite_artifact_names_the_perturbed_layer(nets: dict[str, Path], converted: Path) -> None:
     report = diff(nets["orig"], converted / "pert_fp32.tflite", samples=2)
     assert_names_perturbed_layer(report)
@@ -113,6 +115,7 @@ def test_tflite_artifact_names_the_perturbed_layer(nets: dict[str, Path], conver
     assert any("builtin kernels" in n for n in report.notes)
 
 
+@pytest.mark.slow
 def test_int8_qdq_onnx_compares_dequantized_tensors(nets: dict[str, Path], converted: Path) -> None:
     report = diff(nets["orig"], converted / "pert_int8.onnx", samples=4)
     assert_names_perturbed_layer(report, before=0.99)
@@ -190,3 +193,30 @@ def test_models_that_do_not_correspond_are_a_typed_error(nets: dict[str, Path], 
     other = convnet(tmp_path / "other.onnx", layers=3, ch=4)  # same input, 4 outputs instead of 8
     with pytest.raises(DiffError, match=r"other.onnx's outputs do not correspond to the original's"):
         diff(nets["orig"], other, samples=1)
+
+
+@pytest.mark.slow  # TensorFlow, a SavedModel export and tf2onnx in a subprocess
+def test_keras_original_against_its_tflite(tmp_path: Path) -> None:
+    keras = pytest.importorskip("keras")
+    tf = pytest.importorskip("tensorflow")
+
+    inp = keras.Input((32, 32, 3), batch_size=1)
+    x = inp
+    for i in range(4):
+        x = keras.layers.Conv2D(8, 3, padding="same", activation="relu", name=f"conv{i}")(x)
+    x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+    model = keras.Model(inp, keras.layers.Dense(5, name="fc")(x))
+    model.save(tmp_path / "net.keras")
+    w = model.get_layer("conv2").get_weights()
+    w[0] = w[0] + 0.5 * np.random.default_rng(0).standard_normal(w[0].shape).astype(np.float32) * np.abs(w[0]).mean()
+    model.get_layer("conv2").set_weights(w)
+    model.export(str(tmp_path / "changed"), verbose=False)
+    (tmp_path / "changed.tflite").write_bytes(
+        tf.lite.TFLiteConverter.from_saved_model(str(tmp_path / "changed")).convert()
+    )
+
+    report = diff(tmp_path / "net.keras", tmp_path / "changed.tflite", samples=2)
+    assert report.reference == "ONNX export of the keras original (tf2onnx via a SavedModel)"
+    first = report.first_divergence
+    assert first is not None and "/conv2" in first.name and first.match == "name", report.table()
+    assert all(layer.cosine > 0.9999 for layer in report.layers if layer.index < first.index)
