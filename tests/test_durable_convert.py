@@ -399,8 +399,6 @@ def test_disk_full_writing_a_file_is_typed_and_names_folder_and_size(tmp_path, m
 
 
 def test_disk_full_in_a_conversion_is_typed(mlp_onnx, tmp_path, monkeypatch):
-    import converters.api
-
     out = tmp_path / "out"
     real_copy = shutil.copyfile
 
@@ -409,7 +407,7 @@ def test_disk_full_in_a_conversion_is_typed(mlp_onnx, tmp_path, monkeypatch):
             return real_copy(src, dst, *a, **k)
         raise OSError(errno.ENOSPC, "No space left on device", str(src), None, str(dst))
 
-    monkeypatch.setattr(converters.api.shutil, "copyfile", copy_fails)
+    monkeypatch.setattr(shutil, "copyfile", copy_fails)  # the artifact stage copies the fp32 file
     with pytest.raises(DiskFullError) as e:
         convert(mlp_onnx, to="onnx", output_dir=out)
     assert f"no space left on the device of {out} while writing mlp_fp32.onnx: needs {os.path.getsize(mlp_onnx)} B;" \

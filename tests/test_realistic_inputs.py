@@ -98,7 +98,7 @@ def test_user_npy_is_split_into_calibration_and_held_out(tmp_path):
 
 
 def test_split_is_deterministic_and_disjoint(tmp_path):
-    from converters.api import _split_user_data
+    from converters.plan.data_stage import split_user_data as _split_user_data
 
     torch.manual_seed(1)
     data = np.arange(30 * 8, dtype=np.float32).reshape(30, 1, 8)

@@ -153,16 +153,15 @@ class ConvertCommand(Command):
         add_preprocess_arguments(parser, "preprocessing (stored in the manifest; needed for image calibration)")
 
     def run(self, args: argparse.Namespace) -> int:
-        from converters import convert
         from converters.cleanup import exit_cleanly_on_signals
+        from converters.plan import ConversionOptions, ConversionPlan
         from edge_sdk.errors import CLIUsageError
 
         if args.validate_samples < 1:
             raise CLIUsageError("--validate-samples must be >= 1")
         with exit_cleanly_on_signals():  # a stopped run leaves no temp files, no manifest, no tool running
-            result = convert(
-                args.source,
-                **convert_options(args),
+            keywords = dict(
+                convert_options(args),
                 opset=args.opset,
                 int8_io=args.int8_io,
                 tflite_sparse=args.tflite_sparse,
@@ -174,6 +173,9 @@ class ConvertCommand(Command):
                 fallback=not args.no_fallback,
                 target_isa=args.target_isa,
             )
+            targets, precisions = keywords.pop("to"), keywords.pop("precision")
+            options = ConversionOptions.from_keywords(**keywords)  # the objects convert() builds, too
+            result = ConversionPlan(args.source, targets, precisions, options).run()
         if args.bench:
             _bench(result, args.verbose)
         if args.json:
