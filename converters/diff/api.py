@@ -73,30 +73,30 @@ def diff(
 def _inputs(
     ref: Reference, artifact: Path, inputs: Any, preprocess: Any, n: int
 ) -> tuple[list[list[np.ndarray]], str, bool]:
-    """Samples in the original's input order, where they came from, and whether they are random."""
-    from converters.calibration import load_calibration
+    """Samples in the original's input order, where they came from, and whether they are random: the user's
+    ``inputs``, else the held-out inputs ``convert`` validates with."""
+    from converters.plan.data_stage import held_out_inputs
 
     source = ref.source
     preprocess = preprocess or source.preprocess or _stored_preprocess(artifact, source.path)
-    if inputs is not None:
-        cs = load_calibration(inputs, source.inputs, preprocess=preprocess, limit=n)
-        return cs.samples[:n], cs.origin, cs.synthetic
-    from converters.api import _held_out
-
-    held = _held_out(None, source, preprocess, n)
-    return held.samples, held.origin, held.synthetic
+    held = held_out_inputs(inputs, source, preprocess, n)
+    return held.samples[:n], held.origin, held.synthetic
 
 
 def _stored_preprocess(*paths: Path | None) -> Any:
-    """The preprocessing recorded in the manifest beside the artifact (or the original), if any."""
-    from edge_sdk.pipeline.model_info import read_manifest
-    from edge_sdk.preprocess import spec_from_dict
+    """The preprocessing the artifact (or the original) records about itself (embedded or manifest), if any."""
+    from edge_sdk.metadata import model_metadata
 
     for path in paths:
-        if path is not None and path.is_file():
-            stored = read_manifest(path).get("preprocessing")
-            if isinstance(stored, dict):
-                return spec_from_dict(stored)
+        if path is not None and path.is_file() and path.suffix.lower() in (".onnx", ".tflite", ".xml"):
+            try:
+                meta = model_metadata(path)
+            except EdgeSDKError as e:  # unreadable metadata: the preprocessing is then not known from it
+                log.warning("%s", e)
+                continue
+            spec = meta.preprocess_spec() if meta is not None else None
+            if spec is not None:
+                return spec
     return None
 
 
@@ -197,6 +197,7 @@ def _layer(m: Match, a: Accumulator, ref: Trace, art: Trace) -> LayerDiff:
         op=r.op,
         shape=list(r.value.shape),
         artifact=t.name,
+        artifact_node=t.node,
         artifact_op=t.op,
         match=m.by,
         layout=m.transform.describe(),

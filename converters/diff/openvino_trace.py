@@ -68,9 +68,13 @@ def _key(port: Any) -> tuple[str, int]:
 
 
 def _port_name(port: Any) -> str:
-    names = sorted(port.get_names())
+    """The port's tensor name; its op's friendly name when it has none but numbers (the PyTorch frontend's)."""
+    names = sorted(n for n in port.get_names() if not n.isdigit())
+    if names:
+        return names[0]
     node = port.get_node()
-    return names[0] if names else f"{node.get_friendly_name()}:{port.get_index()}"
+    suffix = f":{port.get_index()}" if node.get_output_size() > 1 else ""
+    return f"{node.get_friendly_name()}{suffix}"
 
 
 def _plan(model: Any) -> tuple[list[dict[str, Any]], list[Any]]:
@@ -89,13 +93,13 @@ def _plan(model: Any) -> tuple[list[dict[str, Any]], list[Any]]:
             if not port.get_element_type().is_real():
                 continue
             fq = _fake_quantize(port)
-            names = sorted(port.get_names())
+            name = _port_name(port)
             plan.append(
                 {
-                    "name": _port_name(port),
+                    "name": name,
                     "node": op.get_friendly_name(),
                     "op": kind,
-                    "aliases": tuple(names[1:]) + (op.get_friendly_name(),),
+                    "aliases": tuple(n for n in sorted(port.get_names()) + [op.get_friendly_name()] if n != name),
                     "inputs": tuple(_port_name(_through_fq(s)) for s in sources if _is_live(s, live)),
                     "quantized": fq is not None,
                 }

@@ -59,6 +59,7 @@ class LayerDiff:
     op: str
     shape: list[int]
     artifact: str  # the artifact's tensor name
+    artifact_node: str  # the node / op that made it there
     artifact_op: str
     match: str  # "name" or "position"
     layout: str | None  # how the artifact's tensor was brought to the reference's shape
