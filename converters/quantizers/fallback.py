@@ -10,10 +10,12 @@ Target-independent. Each target's quantizer module supplies four things:
 * ``keep_float(reference, names)``: the names its own mechanism takes to keep those layers float (ONNX Runtime
   ``nodes_to_exclude``, NNCF ``IgnoredScope(names=...)``, ai-edge-quantizer / TFLite float ops).
 
-A layer's error is measured where it arises: the SNR of its output against the float model's, minus the worst
-SNR of the tensors it reads (so error carried in from earlier layers is not counted again). Its weights' and its
-output's quantization are counted at the layer; keeping it float keeps both float (the mechanism is handed the
-readers of its output too where the target quantizes a tensor at its readers). The ranking uses
+A layer's error is measured where it shows: the SNR of its output (as its readers see it) against the float
+model's, minus the worst SNR of the tensors it reads (so error carried in from earlier layers is not counted
+again). An input's quantization can hide in that input's SNR (one huge channel dominates it while the others
+are rounded away) and show only at the layer, so keeping a layer float keeps the activations it reads and
+writes float too: each target's ``keep_float`` hands its mechanism the layer, the producers and other readers of
+its inputs, and the readers of its output. The ranking uses
 calibration samples, never the held-out ones the artifact is validated on.
 """
 
@@ -129,9 +131,8 @@ def rank_layers(target: str, reference: Path, quantized: Path, calibration: Any,
     keys = sorted({k for layer in layers for k in (*layer.reads, layer.writes)})
     q_keys = [aliases.get(k, k) for k in keys]
     chosen = calibration.samples[:samples]
-    axis = getattr(mod, "CHANNEL_AXIS", 1)
-    signal: dict[str, Any] = dict.fromkeys(keys, 0.0)
-    noise: dict[str, Any] = dict.fromkeys(keys, 0.0)
+    signal = dict.fromkeys(keys, 0.0)
+    noise = dict.fromkeys(keys, 0.0)
     seen: set[str] = set()
     ref_iter = mod.capture(reference, keys, chosen, calibration.input_names)
     q_iter = mod.capture(quantized, q_keys, chosen, calibration.input_names)
@@ -139,13 +140,15 @@ def rank_layers(target: str, reference: Path, quantized: Path, calibration: Any,
         got = {k: q_got[qk] for k, qk in zip(keys, q_keys) if qk in q_got}
         for k in keys:
             if k in ref and k in got and np.shape(ref[k]) == np.shape(got[k]):
-                r, g = _channels_last(ref[k], axis), _channels_last(got[k], axis)
-                signal[k] = signal[k] + np.sum(r * r, axis=0)
-                noise[k] = noise[k] + np.sum((r - g) ** 2, axis=0)
+                r = np.asarray(ref[k], np.float64)
+                signal[k] += float(np.sum(r * r))
+                noise[k] += float(np.sum((r - np.asarray(got[k], np.float64)) ** 2))
                 seen.add(k)
 
     def snr(k: str) -> float:
-        return channel_snr(signal[k], noise[k]) if k in seen else CAP_DB
+        if k not in seen or noise[k] == 0:
+            return CAP_DB
+        return float(np.clip(10 * math.log10(max(signal[k], 1e-30) / noise[k]), -CAP_DB, CAP_DB))
 
     errors = [
         LayerError(la.name, la.op_type, min((snr(k) for k in la.reads), default=CAP_DB), snr(la.writes))
@@ -153,30 +156,6 @@ def rank_layers(target: str, reference: Path, quantized: Path, calibration: Any,
         if la.writes in seen
     ]
     return sorted(errors, key=lambda e: -e.added_db)
-
-
-def channel_snr(signal: Any, noise: Any) -> float:
-    """SNR (dB) of a tensor with every channel weighed alike: 1 / the mean of the channels' noise-to-signal ratios.
-
-    Per-tensor int8 of a tensor with one huge channel leaves that channel exact and rounds the others to nothing;
-    the tensor's plain SNR (dominated by the huge channel) hides that, this does not. Channels whose signal is
-    below 1e-3 of the median channel's (dead after a ReLU) are left out."""
-    s, n = np.atleast_1d(signal), np.atleast_1d(noise)
-    if not (s > 0).any():
-        return CAP_DB
-    live = s > 1e-3 * float(np.median(s[s > 0]))  # the median: one huge channel must not make the others "dead"
-    if not live.any():
-        return CAP_DB
-    ratio = float(np.mean(n[live] / s[live]))
-    return CAP_DB if ratio <= 0 else float(np.clip(-10 * math.log10(ratio), -CAP_DB, CAP_DB))
-
-
-def _channels_last(x: Any, axis: int) -> Any:
-    """``x`` as (positions, channels) float64: channels on ``axis`` for 4-D tensors, the last axis otherwise."""
-    a = np.asarray(x, np.float64)
-    if a.ndim == 4:
-        a = np.moveaxis(a, axis, -1)
-    return a.reshape(-1, a.shape[-1]) if a.ndim >= 1 else a.reshape(1, 1)
 
 
 def quantize_with_fallback(

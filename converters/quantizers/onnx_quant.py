@@ -15,8 +15,6 @@ from converters.layout import adapt_feeds
 from edge_sdk.errors import ConversionError, first_line
 from edge_sdk.summary.onnx_summary import ort_symbolic_shapes
 
-CHANNEL_AXIS = 1  # ONNX activations are NCHW
-
 
 def quantize(fp32: Path, out: Path, precision: str, calibration: Any, ctx: Any, **options: Any) -> Path:
     import onnx
@@ -167,28 +165,40 @@ def fallback_layers(reference: Path, quantized: Path) -> tuple[list[Any], dict[s
 
 
 def keep_float(reference: Path, names: list[str]) -> list[str]:
-    """``nodes_to_exclude`` that keeps each named node and the tensor it writes float: ORT quantizes a tensor while
-    a node that touches it is quantized, so every reader of the node's output (through Relu/Clip/... that ORT
-    folds into the quantization) is excluded with it."""
+    """``nodes_to_exclude`` that keeps each named node float with the activations it reads and writes: ORT
+    quantizes a tensor while any node touching it is quantized, so the producers of its inputs (back through
+    Relu/Clip/... that ORT folds into the quantization), every reader of those inputs, and the readers of its
+    output (forward through the same) are excluded with it."""
     import onnx
 
     graph = onnx.load(str(reference), load_external_data=False).graph
+    producer = {t: n for n in graph.node for t in n.output}
     readers: dict[str, list[Any]] = {}
     for n in graph.node:
         for t in n.input:
             readers.setdefault(t, []).append(n)
     by_name = {n.name: n for n in graph.node}
     keep: list[str] = []
+
+    def forward(node: Any) -> None:  # the node and the readers of what it writes
+        keep.append(node.name)
+        for reader in (r for t in node.output for r in readers.get(t, [])):
+            if reader.op_type in _PASS_THROUGH and reader.name not in keep:
+                forward(reader)
+            else:
+                keep.append(reader.name)
+
     for name in names:
-        todo = [by_name[name]] if name in by_name else []
-        while todo:
-            node = todo.pop()
-            keep.append(node.name)
-            for reader in (r for t in node.output for r in readers.get(t, [])):
-                if reader.op_type in _PASS_THROUGH and reader.name not in keep:
-                    todo.append(reader)
-                else:
-                    keep.append(reader.name)
+        node = by_name.get(name)
+        if node is None:
+            continue
+        forward(node)
+        for t in filter(None, node.input):
+            src = producer.get(t)
+            while src is not None and src.op_type in _PASS_THROUGH and src.input and src.input[0] in producer:
+                src = producer[src.input[0]]
+            if src is not None:
+                forward(src)
     return list(dict.fromkeys(keep))
 
 

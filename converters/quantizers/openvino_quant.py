@@ -13,8 +13,6 @@ from typing import Any
 from converters.layout import adapt_feeds
 from edge_sdk.errors import ConversionError, first_line
 
-CHANNEL_AXIS = 1  # IR tensors are NCHW
-
 
 def quantize(fp32: Path, out: Path, precision: str, calibration: Any, ctx: Any, **options: Any) -> Path:
     """``options["exact_weights"]``: the weights are already on their int8 grid (GPTQ): keep them there.
@@ -126,21 +124,36 @@ def fallback_layers(reference: Path, quantized: Path) -> tuple[list[Any], dict[s
 
 
 def keep_float(reference: Path, names: list[str]) -> list[str]:
-    """``IgnoredScope`` names that keep each named op and the tensor at the end of its chain float: NNCF puts a
-    FakeQuantize on the inputs of the readers, so the op, its chain and the readers of the chain's end are ignored."""
+    """``IgnoredScope`` names that keep each named op float with the activations it reads and writes: NNCF puts a
+    FakeQuantize on the inputs of the ops it quantizes, so the op, the ops whose chains (bias, activation) end
+    in its inputs, the other readers of those, and the op's own chain and its readers are ignored."""
     import openvino as ov
 
     ops = {op.get_friendly_name(): op for op in ov.Core().read_model(str(reference)).get_ops()}
     keep: list[str] = []
-    for name in names:
-        op = ops.get(name)
+
+    def forward(op: Any) -> None:  # the op, its chain, and the readers of the chain's end
         for _ in range(6):
-            if op is None:
-                break
             keep.append(op.get_friendly_name())
             readers = _readers(op)
             keep.extend(r.get_friendly_name() for r in readers)
-            op = readers[0] if len(readers) == 1 and _in_chain(readers[0]) else None
+            if len(readers) != 1 or not _in_chain(readers[0]):
+                return
+            op = readers[0]
+
+    for name in names:
+        op = ops.get(name)
+        if op is None:
+            continue
+        forward(op)
+        for value in op.input_values():
+            src = value.get_node()
+            for _ in range(6):  # back over the chain to the op that computes it
+                if _constant(src) or src.get_type_name() == "Parameter" or not _in_chain(src):
+                    break
+                src = next(v.get_node() for v in src.input_values() if not _constant(v.get_node()))
+            if not _constant(src) and src.get_type_name() != "Parameter":
+                forward(src)
     return list(dict.fromkeys(keep))
 
 

@@ -140,8 +140,6 @@ def _signature_samples(fp32: Path, calibration: Any) -> tuple[str, list[dict[str
 
 # -- int8 fallback: what the int8 model computes differently, and how to keep an op float ------------------------
 
-CHANNEL_AXIS = -1  # TFLite activations are NHWC
-
 
 def float_reference(fp32: Path, ctx: Any) -> Path:
     """The float .tflite the int8 one was converted beside (same SavedModel or file: same tensor names)."""
@@ -183,13 +181,17 @@ def fallback_layers(reference: Path, quantized: Path) -> tuple[list[Any], dict[s
 
 
 def keep_float(reference: Path, names: list[str]) -> list[str]:
-    """The ops to keep float for each named op (by output tensor) and its output: it and the ops reading it
-    (a float op's output is quantized again for an int8 reader)."""
+    """The ops (by output tensor) to keep float for each named op, with the activations it reads and writes: a
+    float op's output is quantized again for an int8 reader, so the op, the producers of its inputs, the other
+    readers of those, and the readers of its output stay float together."""
     ops = _graph(reference)[0]
+    produced = {t: op for op in ops for t in op["outputs"]}
     keep: list[str] = []
     for name in names:
-        keep.append(name)
-        keep.extend(op["outputs"][0] for op in ops if name in op["inputs"] and op["outputs"])
+        sources = [name] + [t for t in (produced[name]["inputs"] if name in produced else []) if t in produced]
+        for tensor in sources:
+            keep.append(tensor)
+            keep.extend(op["outputs"][0] for op in ops if tensor in op["inputs"] and op["outputs"])
     return list(dict.fromkeys(keep))
 
 

@@ -1,0 +1,166 @@
+"""Static int8 that meets its tolerance: a model with one sensitive layer fails plain int8 on every target; the
+fallback finds that layer by comparing the int8 model's tensors with the float model's, keeps it float with the
+target's own mechanism, and passes. ``--no-fallback`` keeps the old failure. The int8 scheme follows the ISA."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from converters import convert
+from converters.quantizers.isa import ISAS, scheme_for
+from edge_sdk.errors import ConversionError, ValidationFailedError
+
+TARGETS = ["onnx", "openvino", "tflite"]
+
+
+@pytest.fixture(scope="module")
+def sensitive_keras(tmp_path_factory) -> Path:
+    """Four convs and a classifier. The conv 'outlier' writes one channel 1000x larger than its other 15; the conv
+    'sensitive' reads that activation and scales the big channel back down, so the float model is ordinary but
+    per-tensor int8 of its input rounds the 15 channels it depends on to nothing."""
+    import keras
+
+    keras.utils.set_random_seed(5)
+    inp = keras.Input((16, 16, 3), name="image")
+    x = keras.layers.Conv2D(16, 3, padding="same", activation="relu", name="stem")(inp)
+    x = keras.layers.Conv2D(16, 3, padding="same", activation="relu", name="outlier")(x)
+    x = keras.layers.Conv2D(16, 3, padding="same", activation="relu", name="sensitive")(x)
+    x = keras.layers.Conv2D(16, 3, padding="same", activation="relu", name="last")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    model = keras.Model(inp, keras.layers.Dense(10, name="head")(x))
+    kernel, bias = model.get_layer("outlier").get_weights()
+    kernel[..., 0] = np.abs(kernel[..., 0]) * 1000.0
+    bias[0] = 100.0
+    model.get_layer("outlier").set_weights([kernel, bias])
+    kernel, bias = model.get_layer("sensitive").get_weights()
+    kernel[:, :, 0, :] /= 1000.0
+    model.get_layer("sensitive").set_weights([kernel, bias])
+    path = tmp_path_factory.mktemp("sensitive") / "sensitive.keras"
+    model.save(path)
+    return path
+
+
+@pytest.mark.slow
+def test_fallback_keeps_the_sensitive_layer_float_on_every_target(sensitive_keras, tmp_path):
+    result = convert(sensitive_keras, to=TARGETS, precision="int8", calibration="synthetic", output_dir=tmp_path)
+    assert result.passed  # no allow_degraded: it would raise otherwise
+    manifest = {a["target"]: a for a in json.loads((tmp_path / "manifest.json").read_text())["artifacts"]}
+    for a in result.artifacts:
+        fb = a.fallback
+        assert fb is not None, a.target
+        assert any("top-1 agreement" in f for f in fb["plain_int8_failures"]), (a.target, fb)  # plain int8 failed
+        assert fb["plain_int8_metrics"][0]["top1_agreement"] < 0.9
+        assert fb["passed"] and not a.failures and fb["rounds"][-1]["failures"] == [] and len(fb["rounds"]) == 1
+        sensitive, outlier = _layer_names(a.target, a.path)
+        assert fb["kept"] == [sensitive], (a.target, fb["kept"])
+        assert fb["most_sensitive"][0]["name"] == sensitive and fb["most_sensitive"][0]["added_db"] > 10
+        assert outlier in fb["excluded"]  # the activation it reads stays float: its producer is excluded too
+        assert fb["latency"]["ratio_fallback"] > 0 and fb["latency"]["backend"]
+        assert manifest[a.target]["fallback"]["kept"] == fb["kept"]
+        assert manifest[a.target]["isa"]["isa"] in ISAS and manifest[a.target]["isa"]["detected"] is True
+        assert a.metrics[0].top1_agreement >= 0.9
+    _assert_float_in_onnx(result.artifact("onnx", "int8").path)
+    _assert_float_in_openvino(result.artifact("openvino", "int8").path)
+
+
+def _layer_names(target: str, path: Path) -> tuple[str, str]:
+    """How ``target`` names the 'sensitive' and 'outlier' convs: ONNX node names, TFLite output tensors (both
+    carry the Keras layer name); OpenVINO's IR from a SavedModel does not, so its 3rd and 2nd Convolution."""
+    if target == "onnx":
+        import onnx
+
+        convs = [n.name for n in onnx.load(str(path)).graph.node if n.op_type == "Conv"]
+    elif target == "openvino":
+        import openvino as ov
+
+        ops = ov.Core().read_model(str(path)).get_ordered_ops()
+        convs = [op.get_friendly_name() for op in ops if op.get_type_name() == "Convolution"]
+        return convs[2], convs[1]
+    else:
+        from converters.quantizers.tflite_quant import _graph
+
+        convs = [op["outputs"][0] for op in _graph(path)[0] if op["op"] == "CONV_2D"]
+    return next(c for c in convs if "sensitive" in c), next(c for c in convs if "outlier" in c)
+
+
+def _assert_float_in_onnx(path: Path) -> None:
+    """The 'sensitive' conv reads float weights and a float activation; the stem is still int8."""
+    import onnx
+
+    graph = onnx.load(str(path)).graph
+    producers = {t: n for n in graph.node for t in n.output}
+
+    def dequantized(t: str) -> bool:
+        return t in producers and producers[t].op_type == "DequantizeLinear"
+
+    convs = {n.name: n for n in graph.node if n.op_type == "Conv"}
+    sensitive = next(n for name, n in convs.items() if "sensitive" in name)
+    assert not any(dequantized(t) for t in sensitive.input)
+    assert all(dequantized(t) for t in next(n for name, n in convs.items() if "stem" in name).input[:2])
+
+
+def _assert_float_in_openvino(path: Path) -> None:
+    """The 3rd Convolution ('sensitive') has float weights and no FakeQuantize before it; the stem is int8."""
+    import openvino as ov
+
+    ops = ov.Core().read_model(str(path)).get_ordered_ops()
+    convs = [op for op in ops if op.get_type_name() == "Convolution"]
+    kinds = [[v.get_node().get_type_name() for v in conv.input_values()] for conv in convs]
+    assert "FakeQuantize" not in kinds[2] and kinds[2][1] == "Constant", kinds
+    assert kinds[0][1] == "Multiply", kinds  # the stem's weights are int8, decompressed (Convert -> Multiply)
+
+
+def test_no_fallback_keeps_the_old_failure(sensitive_keras, tmp_path, cli):
+    with pytest.raises(ValidationFailedError, match=r"sensitive_int8.onnx: output '.*': top-1 agreement .*% < 90%"):
+        convert(sensitive_keras, to="onnx", precision="int8", calibration="synthetic", output_dir=tmp_path / "py",
+                fallback=False)  # fmt: skip
+    manifest = json.loads((tmp_path / "py" / "manifest.json").read_text())
+    assert manifest["artifacts"][0]["fallback"] is None and manifest["artifacts"][0]["passed"] is False
+
+    out = tmp_path / "cli"
+    r = cli("convert", str(sensitive_keras), "--to", "onnx", "--precision", "int8", "--calib", "synthetic",
+            "--no-fallback", "-o", str(out))  # fmt: skip
+    assert r.returncode != 0
+    assert "1 artifact(s) outside tolerance: sensitive_int8.onnx; pass --allow-degraded to accept" in r.stderr
+    r = cli("convert", str(sensitive_keras), "--to", "onnx", "--precision", "int8", "--calib", "synthetic",
+            "--target-isa", "x86-vnni", "-o", str(out), "--json")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    art = json.loads(r.stdout)["artifacts"][0]
+    assert "sensitive" in art["fallback"]["kept"][0] and art["isa"]["isa"] == "x86-vnni"
+
+
+def test_fallback_budget_spent_reports_the_failure(sensitive_keras, tmp_path):
+    """A tolerance nothing meets: the fallback stops at its budget (10% of 6 layers -> 1) and the error stays."""
+    with pytest.raises(ValidationFailedError, match=r"cosine .* < 1.1"):
+        convert(sensitive_keras, to="onnx", precision="int8", calibration="synthetic", output_dir=tmp_path,
+                tolerances={"cosine": 1.1})  # fmt: skip
+    fb = json.loads((tmp_path / "manifest.json").read_text())["artifacts"][0]["fallback"]
+    assert fb["passed"] is False and fb["budget"] == 1 and len(fb["kept"]) == 1 and len(fb["rounds"]) == 1
+
+
+def test_scheme_follows_the_isa(sensitive_keras, tmp_path):
+    """x86 without VNNI: u8 activations and 7-bit weights (reduce_range); Arm: s8 activations, full 8-bit weights."""
+    import onnx
+    from onnx import numpy_helper
+
+    def weights_and_activation_type(isa: str) -> tuple[int, int]:
+        result = convert(sensitive_keras, to="onnx", precision="int8", calibration="synthetic", target_isa=isa,
+                         output_dir=tmp_path / isa, fallback=False, allow_degraded=True)  # fmt: skip
+        art = result.artifact("onnx", "int8")
+        assert art.isa["isa"] == isa and art.isa["detected"] is False
+        graph = onnx.load(str(art.path)).graph
+        inits = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+        weights = max(int(np.abs(v).max()) for k, v in inits.items() if k.endswith("_quantized") and v.ndim == 4)
+        q = next(n for n in graph.node if n.op_type == "QuantizeLinear")
+        return weights, graph.initializer[[i.name for i in graph.initializer].index(q.input[2])].data_type
+
+    assert weights_and_activation_type("x86-avx2") == (63, onnx.TensorProto.UINT8)
+    assert weights_and_activation_type("arm64-dotprod") == (127, onnx.TensorProto.INT8)
+    assert scheme_for("x86-vnni").onnx == "u8s8" and scheme_for("x86-avx2").openvino_overflow_fix == "enable"
+    assert scheme_for().detected and scheme_for().isa in ISAS
+    with pytest.raises(ConversionError, match=r"unknown target ISA 'sparc'; use one of x86-avx2, .*arm64-dotprod"):
+        scheme_for("sparc")
