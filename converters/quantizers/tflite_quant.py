@@ -52,9 +52,9 @@ def _with_tflite_converter(saved: Path, fp32: Path, out: Path, precision: str, c
     elif precision == "int8":
         _, samples = _signature_samples(fp32, calibration)
 
-        def representative() -> Any:  # dicts by signature name: a list is fed in an order of TF's choosing
+        def representative() -> Any:  # dicts by signature name (a list comes in TF's order); token ids stay int
             for s in samples:
-                yield {name: x.astype("float32") for name, x in s.items()}
+                yield {name: x if x.dtype.kind in "iub" else x.astype("float32") for name, x in s.items()}
 
         conv.representative_dataset = representative
         conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]

@@ -36,20 +36,37 @@ def to_onnx(source: SourceModel, out: Path, ctx: RouteContext) -> Path:
                 program.save(str(out))
                 ctx.intermediates["onnx"] = out
                 return out
-            torch.onnx.export(
-                module,
-                args,
-                str(out),
-                input_names=names,
-                output_names=source.output_names,
-                opset_version=ctx.opset,
-                dynamo=False,
-                do_constant_folding=True,
-            )
+            try:
+                torch.onnx.export(
+                    module,
+                    args,
+                    str(out),
+                    input_names=names,
+                    output_names=source.output_names,
+                    opset_version=ctx.opset,
+                    dynamo=False,
+                    do_constant_folding=True,
+                )
+            except Exception as traced_error:  # TorchScript tracing cannot run some modules (transformers 5)
+                log.info("TorchScript export failed (%s); exporting with torch.export", first_line(traced_error))
+                _export_with_dynamo(module, args, names, source.output_names, out, ctx)
     except Exception as e:
         raise ConversionError(f"torch.onnx.export failed: {first_line(e)}") from None
     ctx.intermediates["onnx"] = out
     return out
+
+
+def _export_with_dynamo(module: Any, args: tuple[Any, ...], names: list[str], outputs: list[str], out: Path,
+                        ctx: RouteContext) -> None:  # fmt: skip
+    """The torch.export-based exporter: what transformers 5 models need (their forward wrappers break tracing)."""
+    import torch
+
+    program = torch.onnx.export(module, args, dynamo=True, opset_version=max(ctx.opset, 18), input_names=names,
+                                output_names=outputs)  # fmt: skip
+    program.save(str(out))
+    for target in ("onnx", "tflite"):  # say so in the route of every artifact that goes through this ONNX
+        ctx.used_tool.setdefault(target, "torch.onnx.export(dynamo=True)" + (" + onnx2tf + TFLiteConverter"
+                                                                              if target == "tflite" else ""))
 
 
 def to_openvino(source: SourceModel, out: Path, ctx: RouteContext) -> Path:
