@@ -1,12 +1,13 @@
 """Read and write WAV files with the standard library (no soundfile / libsndfile needed).
 
-Reads integer PCM of 8, 16, 24 or 32 bits, any rate, any channel count; writes 16-bit PCM
-atomically. Anything else (float WAV, 64-bit samples, not a RIFF/WAVE file) is an
+Reads integer PCM of 8, 16, 24 or 32 bits (plain or WAVE_FORMAT_EXTENSIBLE), any rate, any channel
+count; writes 16-bit PCM atomically. Anything else (float WAV, 64-bit samples, not a RIFF/WAVE file) is an
 :class:`~edge_sdk.errors.AudioFileError` naming the file and how to convert it.
 """
 
 from __future__ import annotations
 
+import io
 import os
 import struct
 import tempfile
@@ -20,43 +21,75 @@ from edge_sdk.errors import AudioFileError
 _CONVERT = "convert it to 16-bit PCM: sox IN -b 16 -e signed-integer OUT.wav (or ffmpeg -i IN -c:a pcm_s16le OUT.wav)"
 
 
-def _format_tag(path: Path) -> int | None:
-    """The WAVE fmt chunk's format tag (1 = PCM, 3 = float, 0xFFFE = extensible), None if not found."""
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(12)
-            if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
-                return None
-            while True:
-                hdr = fh.read(8)
-                if len(hdr) < 8:
-                    return None
-                cid, size = hdr[:4], struct.unpack("<I", hdr[4:])[0]
-                if cid == b"fmt ":
-                    return struct.unpack("<H", fh.read(2))[0]
-                fh.seek(size + (size & 1), 1)
-    except OSError:
-        return None
+_PCM, _FLOAT, _EXTENSIBLE = 1, 3, 0xFFFE
+
+
+def _chunks(fh: io.BufferedReader, path: Path) -> tuple[bytes | None, bytes | None]:
+    """The ``fmt `` chunk's bytes and the ``data`` chunk's bytes (cut at the end of a truncated file)."""
+    head = fh.read(12)
+    if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+        raise AudioFileError(f"{path} is not a WAV file (no RIFF/WAVE header); {_CONVERT}")
+    fmt = data = None
+    while fmt is None or data is None:
+        hdr = fh.read(8)
+        if len(hdr) < 8:
+            break
+        cid, size = hdr[:4], struct.unpack("<I", hdr[4:])[0]
+        if cid == b"fmt ":
+            fmt = fh.read(size)
+        elif cid == b"data":
+            data = fh.read(size)
+        else:
+            fh.seek(size, 1)
+        if size & 1:
+            fh.seek(1, 1)
+    return fmt, data
+
+
+def _parse_fmt(fmt: bytes, path: Path) -> tuple[int, int, int, int]:
+    """``(format tag, channels, rate, bytes per sample)``; WAVE_FORMAT_EXTENSIBLE resolved to its sub-format."""
+    if len(fmt) < 16:
+        raise AudioFileError(f"WAV file {path} has a {len(fmt)}-byte fmt chunk (16 needed); the header is corrupt")
+    tag, ch, rate, _, block_align, bits = struct.unpack("<HHIIHH", fmt[:16])
+    if tag == _EXTENSIBLE:
+        if len(fmt) < 40:
+            raise AudioFileError(
+                f"WAV file {path} says WAVE_FORMAT_EXTENSIBLE but its fmt chunk has {len(fmt)} bytes (40 needed); "
+                "the header is corrupt"
+            )
+        tag = struct.unpack("<H", fmt[24:26])[0]  # the sub-format GUID starts with the plain format tag
+    width = block_align // ch if ch else 0  # the container size; valid bits may be fewer (left-justified)
+    if width * 8 < bits:
+        width = (bits + 7) // 8
+    return tag, ch, rate, width
 
 
 def read_wav(path: str | os.PathLike[str], *, mono: bool = True) -> tuple[np.ndarray, int]:
-    """``(samples, sample_rate)``: float32 in [-1, 1], ``(n,)`` when ``mono`` (channels averaged) else ``(n, ch)``."""
+    """``(samples, sample_rate)``: float32 in [-1, 1], ``(n,)`` when ``mono`` (channels averaged) else ``(n, ch)``.
+
+    Plain PCM and WAVE_FORMAT_EXTENSIBLE PCM (what many recorders and ffmpeg write for 24-bit or
+    multichannel audio) of 8, 16, 24 or 32 bits.
+    """
     p = Path(path)
     if not p.exists():
         raise AudioFileError(f"WAV file {p} does not exist")
     if not p.is_file():
         raise AudioFileError(f"WAV file {p} is not a regular file")
     try:
-        with wave.open(str(p), "rb") as w:
-            ch, width, rate, n = w.getnchannels(), w.getsampwidth(), w.getframerate(), w.getnframes()
-            raw = w.readframes(n)
-    except (wave.Error, EOFError, struct.error) as e:
-        tag = _format_tag(p)
-        if tag == 3:
-            raise AudioFileError(f"WAV file {p} holds float samples, which are not supported; {_CONVERT}") from None
-        if tag is None:
-            raise AudioFileError(f"{p} is not a WAV file (no RIFF/WAVE header); {_CONVERT}") from None
+        with open(p, "rb") as fh:
+            fmt, raw = _chunks(fh, p)
+    except OSError as e:
+        raise AudioFileError(f"WAV file {p} cannot be read: {e.strerror or e}") from None
+    except struct.error as e:
         raise AudioFileError(f"WAV file {p} cannot be read ({e}); {_CONVERT}") from None
+    if fmt is None or raw is None:
+        missing = "fmt" if fmt is None else "data"
+        raise AudioFileError(f"WAV file {p} cannot be read (no '{missing}' chunk); {_CONVERT}")
+    tag, ch, rate, width = _parse_fmt(fmt, p)
+    if tag == _FLOAT:
+        raise AudioFileError(f"WAV file {p} holds float samples, which are not supported; {_CONVERT}")
+    if tag != _PCM:
+        raise AudioFileError(f"WAV file {p} has format tag 0x{tag:04X}, not PCM; {_CONVERT}")
     if width not in (1, 2, 3, 4):
         raise AudioFileError(f"WAV file {p} has {width * 8}-bit samples; supported: 8, 16, 24, 32-bit PCM; {_CONVERT}")
     if ch < 1 or rate < 1:
