@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 import struct
 
 import numpy as np
@@ -54,3 +56,69 @@ def test_wave_format_extensible_float_is_refused_by_name(tmp_path):
     _extensible_wav(p, np.zeros((10, 1), int), 16000, 32, subformat=3)
     with pytest.raises(AudioFileError, match=r"float\.wav holds float samples.*sox IN -b 16"):
         read_wav(p)
+
+
+# -- output names and folders -----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    """A dynamic-batch MLP (x[batch,16] -> y[batch,4]) and a static one, as ONNX files."""
+    import builders
+
+    folder = tmp_path_factory.mktemp("newcomer_models")
+    return {
+        "dynamic": builders.onnx_mlp(folder / "dyn.onnx"),
+        "static": builders.onnx_mlp(folder / "static.onnx", batch=1),
+    }
+
+
+@pytest.mark.parametrize(
+    "stem, expected",
+    [("x_fp32", "x"), ("x_fp16", "x"), ("x_int8", "x"), ("x_int8-dynamic", "x"), ("x", "x"), ("fp32", "fp32"),
+     ("x_fp32_int8", "x_fp32"), ("my_fp32net", "my_fp32net")],
+)  # fmt: skip
+def test_default_name_drops_one_precision_suffix(stem, expected):
+    from converters.plan.source_stage import default_name
+
+    assert default_name(f"/m/{stem}.onnx", None) == expected
+
+
+def test_converting_a_converted_file_again_keeps_its_name(cli, models, tmp_path):
+    src = tmp_path / "net_fp32.onnx"
+    src.write_bytes(models["static"].read_bytes())
+    r = cli("convert", str(src), "-o", str(tmp_path / "again"), "--json")
+    assert r.returncode == 0, r.stderr
+    assert [a["path"] for a in json.loads(r.stdout)["artifacts"]] == ["net_fp32.onnx"]
+    assert sorted(p.name for p in (tmp_path / "again").iterdir()) == ["manifest.json", "net_fp32.onnx"]
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--to", "foo"], r"unknown target\(s\) \['foo'\]; targets are tflite, onnx, openvino"),
+        (["--calib", "/nonexistent/calib"], "calibration data not found: /nonexistent/calib"),
+        (["--prune", "bad:0.5"], "pruning method 'bad' is unknown; use one of magnitude, channel"),
+        (["--input-shape", "zz=1,16"], r"--input-shape names unknown input\(s\) \['zz'\]; inputs: \['x'\]"),
+        (["--int8-rounding", "gptq"], "gptq weight rounding is for static int8: add --precision int8"),
+    ],
+)
+def test_argument_errors_create_no_output_folder(cli, models, tmp_path, flags, message):
+    out = tmp_path / "new" / "nested"
+    r = cli("convert", str(models["dynamic"]), "-o", str(out), *flags)
+    assert r.returncode != 0
+    assert re.search(message, r.stderr.strip().splitlines()[-1]), r.stderr
+    assert not (tmp_path / "new").exists()
+
+
+def test_a_refused_conversion_leaves_an_existing_folder_alone(cli, models, tmp_path):
+    (tmp_path / "keep").mkdir()
+    r = cli("convert", str(models["dynamic"]), "-o", str(tmp_path / "keep"), "--to", "foo")
+    assert r.returncode != 0 and (tmp_path / "keep").is_dir()
+
+
+def test_prune_argument_error_creates_no_output_folder(cli, models, tmp_path):
+    r = cli("prune", str(models["dynamic"]), "-o", str(tmp_path / "p"), "--amount", "2")
+    assert r.returncode != 0
+    assert "amount 2 is outside (0, 1)" in r.stderr
+    assert not (tmp_path / "p").exists()

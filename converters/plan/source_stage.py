@@ -4,6 +4,7 @@ all before any export work."""
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Sequence
@@ -72,11 +73,17 @@ def check_options(
     return qat_spec
 
 
+#: precision suffixes a converted file carries; converting it again must not stack them (``x_fp32_fp32``)
+_PRECISION_SUFFIX = re.compile(r"_(fp32|fp16|int8-dynamic|int8)$")
+
+
 def default_name(model: Any, source: SourceModel) -> str:
+    """The artifacts' base name: the zoo name or the file's stem without a precision suffix of ours."""
     if isinstance(model, str) and model.startswith("zoo:"):
         return model[4:]
     if isinstance(model, (str, Path)):
-        return Path(model).stem
+        stem = Path(model).stem
+        return _PRECISION_SUFFIX.sub("", stem) or stem
     return source.description.lower() or "model"
 
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
 import sys
-from typing import Any, ClassVar, Mapping, Sequence
+from pathlib import Path
+from typing import Any, ClassVar, Iterator, Mapping, Sequence
 
 log = logging.getLogger("edge_sdk.cli")
 
@@ -148,3 +150,23 @@ def probe_model(
         memory=getattr(args, "probe_memory", None),
     )
     log.info("%s", verdict.describe())
+
+
+@contextlib.contextmanager
+def no_new_folder_on_error(path: str | os.PathLike[str]) -> Iterator[None]:
+    """Remove the folders a verb created for ``path`` (and its missing parents) if it fails while they are empty.
+
+    A mistyped flag found after the output folder was made must not leave an empty folder behind;
+    a folder that existed before, or that holds anything, is never touched.
+    """
+    target = Path(path).absolute()
+    missing = [p for p in (target, *target.parents) if not p.exists()]
+    try:
+        yield
+    except BaseException:
+        for p in missing:  # deepest first
+            try:
+                p.rmdir()  # only an empty folder goes
+            except OSError:
+                break
+        raise

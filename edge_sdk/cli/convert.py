@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from edge_sdk.cli.base import Command, emit_json, format_table, human_bytes, parse_shapes
+from edge_sdk.cli.base import Command, emit_json, format_table, human_bytes, no_new_folder_on_error, parse_shapes
 
 
 def _csv(text: str) -> list[str]:
@@ -159,7 +159,8 @@ class ConvertCommand(Command):
 
         if args.validate_samples < 1:
             raise CLIUsageError("--validate-samples must be >= 1")
-        with exit_cleanly_on_signals():  # a stopped run leaves no temp files, no manifest, no tool running
+        # a stopped run leaves no temp files, no manifest, no tool running; a refused one no empty folder
+        with exit_cleanly_on_signals(), no_new_folder_on_error(args.output_dir):
             keywords = dict(
                 convert_options(args),
                 opset=args.opset,

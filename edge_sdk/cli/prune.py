@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from edge_sdk.cli.base import Command, emit_json, format_table, human_bytes, human_count
+from edge_sdk.cli.base import Command, emit_json, format_table, human_bytes, human_count, no_new_folder_on_error
 from edge_sdk.cli.convert import _table, add_preprocess_arguments, add_unsafe_pickle_argument, convert_options
 
 
@@ -89,7 +89,7 @@ class PruneCommand(Command):
         from converters import convert
         from converters.cleanup import exit_cleanly_on_signals
 
-        with exit_cleanly_on_signals():
+        with exit_cleanly_on_signals(), no_new_folder_on_error(args.output_dir):
             result = convert(args.source, **convert_options(args), prune=spec)
         if args.bench:
             from edge_sdk.cli.convert import _bench
