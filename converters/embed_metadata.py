@@ -19,7 +19,6 @@ import json
 import logging
 import math
 import xml.etree.ElementTree as ET
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -64,7 +63,7 @@ def artifact_metadata(
         "conversion": {
             "target": target, "precision": precision, "tool": tool, "quantizer": quantizer,
             "passed": not failures, "failures": list(failures), "validation": [m.to_dict() for m in metrics],
-            "edge_sdk": version, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "edge_sdk": version,  # no timestamp: the same model and data give byte-identical files (signing, caches)
         },
     }  # fmt: skip
     return finite({k: v for k, v in record.items() if v is not None})

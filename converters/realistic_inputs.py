@@ -214,11 +214,14 @@ def _images(spec: TensorSpec, shape: tuple[int, ...], n: int, preprocess: Any, s
         )
     )
     pick = datasets.held_out_images if split == "held_out" else datasets.calibration_images
-    out = []
-    for im in pick(n, spec_pp.size):
+    batch = max(1, shape[0])
+    crops = []
+    for im in pick(n * batch, spec_pp.size):
         x = np.asarray(spec_pp.apply(im), dtype=np.float32)
-        if channels == 1:
-            x = x.mean(axis=1 if nchw else 3, keepdims=True)
+        crops.append(x.mean(axis=1 if nchw else 3, keepdims=True) if channels == 1 else x)
+    out = []
+    for i in range(n):  # a batch of distinct crops per sample when the input takes a batch
+        x = np.concatenate(crops[i * batch : (i + 1) * batch])
         out.append(x.reshape(shape).astype(spec.dtype) if x.size == int(np.prod(shape)) else x.astype(spec.dtype))
     return out
 

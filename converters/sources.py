@@ -251,11 +251,19 @@ def _open_keras(path: str | Path, *, allow_lambda: bool, **_: Any) -> SourceMode
         kind="keras",
         inputs=specs,
         run=run,
-        output_names=[getattr(t, "name", f"output_{i}") for i, t in enumerate(model.outputs)],
+        output_names=_keras_output_names(model),
         sha256=file_sha256(p),
         path=p,
         obj=model,
     )
+
+
+def _keras_output_names(model: Any) -> list[str]:
+    """The outputs' layer names (stable); tensor names like ``keras_tensor_11`` count loads in the process."""
+    names = list(getattr(model, "output_names", None) or [])
+    if len(names) == len(model.outputs) and len(set(names)) == len(names):
+        return [str(n) for n in names]
+    return [f"output_{i}" if len(model.outputs) > 1 else "output" for i in range(len(model.outputs))]
 
 
 def _open_savedmodel(path: str | Path, **_: Any) -> SourceModel:
