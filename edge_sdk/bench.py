@@ -42,6 +42,11 @@ class BenchResult:
     throughput_ips: float
     peak_rss_mb: float
     details: dict[str, Any] = field(default_factory=dict)
+    input_shapes: dict[str, list[int]] = field(default_factory=dict)  # the shape each input was timed at
+
+    def shape_text(self) -> str:
+        """``x[1,16]`` (several inputs joined by a space): the shapes timed, for tables."""
+        return " ".join(f"{k}[{','.join(map(str, v))}]" for k, v in self.input_shapes.items())
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -57,13 +62,28 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def make_inputs(specs: list[TensorSpec], shapes: Mapping[str, tuple[int, ...]] | None = None, seed: int = 0):
-    """Random inputs that fit ``specs``; dynamic dims become 1 unless ``shapes`` names them."""
+def make_inputs(
+    specs: list[TensorSpec],
+    shapes: Mapping[str, tuple[int, ...]] | None = None,
+    seed: int = 0,
+    *,
+    fill_dynamic: bool = True,
+):
+    """Random inputs that fit ``specs``, each of the shape ``shapes`` names for it.
+
+    A dynamic dim that ``shapes`` does not fix becomes 1 when ``fill_dynamic``; else only a dynamic
+    batch (dim 0) does, and any other is an InputMismatchError naming the dims and the ``--input-shape``
+    to give. A given shape must keep
+    the input's rank and its static dims.
+    """
     rng = np.random.default_rng(seed)
     shapes = dict(shapes or {})
+    unknown = sorted(set(shapes) - {s.name for s in specs})
+    if unknown:
+        raise InputMismatchError(f"--input-shape names unknown input(s) {unknown}; inputs: {[s.name for s in specs]}")
     feeds = {}
     for s in specs:
-        shape = shapes.pop(s.name, None) or s.concrete_shape()
+        shape = _input_shape(s, shapes.get(s.name), fill_dynamic)
         if s.dtype.kind == "f":
             feeds[s.name] = rng.standard_normal(shape).astype(s.dtype)
         elif s.dtype.kind in "iu":
@@ -74,11 +94,29 @@ def make_inputs(specs: list[TensorSpec], shapes: Mapping[str, tuple[int, ...]] |
             feeds[s.name] = rng.integers(0, 2, size=shape).astype(bool)
         else:
             raise InputMismatchError(f"cannot make benchmark input for '{s.name}' of dtype {s.dtype}")
-    if shapes:
-        raise InputMismatchError(
-            f"--input-shape names unknown input(s) {sorted(shapes)}; inputs: {[s.name for s in specs]}"
-        )
     return feeds
+
+
+def _input_shape(spec: TensorSpec, given: tuple[int, ...] | None, fill_dynamic: bool) -> tuple[int, ...]:
+    example = ",".join(str(d) if d is not None else "1" for d in spec.shape)
+    if given is None:
+        names = spec.dim_names or (None,) * len(spec.shape)
+        # a dynamic batch (dim 0 of a rank >= 2 input) is timed at 1, shown with the result; others are refused
+        dyn = [n or f"#{i}" for i, (d, n) in enumerate(zip(spec.shape, names)) if d is None and (i or len(names) < 2)]
+        if dyn and not fill_dynamic:
+            raise InputMismatchError(
+                f"input '{spec.name}' has dynamic dim(s) {', '.join(dyn)} (shape {spec.shape_str()}); "
+                f"give the shape to time: --input-shape {spec.name}={example}"
+            )
+        return spec.concrete_shape()
+    given = tuple(int(d) for d in given)
+    clash = len(given) != len(spec.shape) or any(d is not None and d != g for d, g in zip(spec.shape, given))
+    if clash:
+        raise InputMismatchError(
+            f"--input-shape {spec.name}={','.join(map(str, given))} does not fit input '{spec.name}' of shape "
+            f"{spec.shape_str()}; e.g. --input-shape {spec.name}={example}"
+        )
+    return given
 
 
 def benchmark(
@@ -89,17 +127,22 @@ def benchmark(
     runs: int = 100,
     warmup: int = 10,
     input_shapes: Mapping[str, tuple[int, ...]] | None = None,
+    fill_dynamic: bool = True,
     progress: bool | None = None,
     **options: Any,
 ) -> BenchResult:
-    """Load ``path`` and time it; see :class:`BenchResult` for what is measured."""
+    """Load ``path`` and time it; see :class:`BenchResult` for what is measured.
+
+    Dynamic input dims take ``input_shapes``, else 1 (``fill_dynamic``) or an InputMismatchError
+    naming them; the shapes used are in the result's ``input_shapes``.
+    """
     from edge_sdk.loader import load
 
     t0 = time.perf_counter()
     model = load(path, backend=backend, threads=threads, **options)
     load_ms = (time.perf_counter() - t0) * 1e3
     try:
-        feeds = make_inputs(model.inputs, input_shapes)
+        feeds = make_inputs(model.inputs, input_shapes, fill_dynamic=fill_dynamic)
         t0 = time.perf_counter()
         model.run(feeds)
         first_ms = (time.perf_counter() - t0) * 1e3
@@ -115,7 +158,6 @@ def benchmark(
         details = model.describe()
         details.pop("inputs", None)
         details.pop("outputs", None)
-        details["input_shapes"] = {k: list(v.shape) for k, v in feeds.items()}
         return BenchResult(
             model=path,
             format=model.format,
@@ -133,6 +175,7 @@ def benchmark(
             throughput_ips=float(1e3 / times.mean()),
             peak_rss_mb=_peak_rss_mb(),
             details=details,
+            input_shapes={k: list(v.shape) for k, v in feeds.items()},
         )
     finally:
         model.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import struct
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -70,7 +71,22 @@ def models(tmp_path_factory):
     return {
         "dynamic": builders.onnx_mlp(folder / "dyn.onnx"),
         "static": builders.onnx_mlp(folder / "static.onnx", batch=1),
+        "spatial": _relu_image_onnx(folder / "spatial.onnx"),
     }
+
+
+def _relu_image_onnx(path: Path) -> Path:
+    """x[n,3,h,w] -> Relu -> y: dynamic batch and dynamic image size."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["y"])], "relu",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 3, "h", "w"])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 3, "h", "w"])],
+    )  # fmt: skip
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), str(path))
+    return path
 
 
 @pytest.mark.parametrize(
@@ -122,3 +138,71 @@ def test_prune_argument_error_creates_no_output_folder(cli, models, tmp_path):
     assert r.returncode != 0
     assert "amount 2 is outside (0, 1)" in r.stderr
     assert not (tmp_path / "p").exists()
+
+
+# -- bench ------------------------------------------------------------------------------------------------
+
+
+def test_bench_refuses_dynamic_dims_naming_them(cli, models):
+    r = cli("bench", str(models["spatial"]), "--runs", "2", "--warmup", "0")
+    assert r.returncode == 2 and r.stdout == ""
+    assert r.stderr.strip() == (
+        "edge-sdk bench: error: input 'x' has dynamic dim(s) h, w (shape [n,3,h,w]); give the shape to time: "
+        "--input-shape x=1,3,1,1"
+    )
+
+
+def test_bench_uses_input_shape_and_shows_it(cli, models):
+    r = cli("bench", str(models["spatial"]), "--runs", "2", "--warmup", "0", "--input-shape", "x=2,3,32,48")
+    assert r.returncode == 0, r.stderr
+    header, _, row = r.stdout.splitlines()[:3]
+    assert "input shape" in header and "x[2,3,32,48]" in row
+    r = cli("bench", str(models["spatial"]), "--runs", "2", "--warmup", "0", "--input-shape", "x=2,3,32,48", "--json")
+    rows = json.loads(r.stdout)
+    assert isinstance(rows, list) and len(rows) == 1
+    assert rows[0]["status"] == "ok" and rows[0]["input_shapes"] == {"x": [2, 3, 32, 48]}
+
+
+def test_bench_times_a_dynamic_batch_at_1_and_shows_it(cli, models):
+    r = cli("bench", str(models["dynamic"]), "--runs", "2", "--warmup", "0")
+    assert r.returncode == 0, r.stderr
+    assert "x[1,16]" in r.stdout.splitlines()[2]
+
+
+def test_bench_refuses_a_shape_that_does_not_fit(cli, models):
+    r = cli("bench", str(models["dynamic"]), "--runs", "2", "--input-shape", "x=4,15")
+    assert r.returncode != 0
+    assert "--input-shape x=4,15 does not fit input 'x' of shape [batch,16]; e.g. --input-shape x=1,16" in r.stderr
+
+
+def test_bench_json_is_a_list_for_one_model_too(cli, models):
+    r = cli("bench", str(models["static"]), "--runs", "2", "--warmup", "0", "--json")
+    rows = json.loads(r.stdout)
+    assert isinstance(rows, list) and [x["input_shapes"] for x in rows] == [{"x": [1, 16]}]
+
+
+def test_bench_skips_pairs_a_backend_cannot_read(cli, models, tmp_path):
+    ov = pytest.importorskip("openvino")
+    xml = tmp_path / "static.xml"
+    ov.save_model(ov.Core().read_model(str(models["static"])), str(xml))
+    args = ("bench", str(models["static"]), str(xml), "--backend", "onnxruntime,openvino", "--runs", "2", "--warmup",
+            "0")  # fmt: skip
+    r = cli(*args, "--json")
+    assert r.returncode == 0, r.stderr
+    rows = json.loads(r.stdout)
+    timed = [(Path(x["model"]).name, x["backend"]) for x in rows if x["status"] == "ok"]
+    assert timed == [("static.onnx", "onnxruntime"), ("static.onnx", "openvino"), ("static.xml", "openvino")]
+    [skip] = [x for x in rows if x["status"] == "skipped"]
+    assert (Path(skip["model"]).name, skip["backend"]) == ("static.xml", "onnxruntime")
+    assert skip["reason"] == "onnxruntime cannot read openvino files (it reads onnx)"
+    r = cli(*args)
+    assert "skipped: " + str(xml) + " on onnxruntime: onnxruntime cannot read openvino files" in r.stdout
+
+
+def test_bench_with_no_backend_for_a_model_names_it(cli, models, tmp_path):
+    ov = pytest.importorskip("openvino")
+    xml = tmp_path / "m.xml"
+    ov.save_model(ov.Core().read_model(str(models["static"])), str(xml))
+    r = cli("bench", str(xml), "--backend", "onnxruntime", "--runs", "2")
+    assert r.returncode == 2
+    assert f"no backend given can read {xml}: onnxruntime cannot read openvino files (it reads onnx)" in r.stderr
