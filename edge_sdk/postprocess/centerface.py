@@ -39,8 +39,10 @@ def decode(
     *,
     threshold: float = 0.5,
     nms_threshold: float = 0.3,
+    max_det: int | None = None,
+    pre_nms_topk: int | None = None,
 ) -> Faces:
-    """Faces found in one image (batch index 0)."""
+    """Faces found in one image (batch index 0): at most ``max_det``, from the ``pre_nms_topk`` best peaks."""
     hm = _nchw(heatmap, 1)[0, 0]
     sc, off = _nchw(scale, 2)[0], _nchw(offset, 2)[0]
     rows, cols = np.nonzero(hm > threshold)
@@ -60,5 +62,5 @@ def decode(
         pts[:, 1::2] = lm[0::2].T * s0[:, None] + y1[:, None]
     else:
         pts = np.zeros((rows.size, 10), np.float32)
-    keep = nms(boxes, scores, nms_threshold)
+    keep = nms(boxes, scores, nms_threshold, max_det=max_det, pre_nms_topk=pre_nms_topk)
     return Faces(boxes[keep], scores[keep], pts[keep])

@@ -1,14 +1,15 @@
 """Detection: boxes mapped back to frame pixels, from CenterFace heatmaps or YOLO-style box tensors.
 
-``make_detector(model, preprocess=spec, threshold=0.5, nms=0.45, blur=False)`` looks at the model's
-outputs and picks the decoder (``decoder="centerface"|"yolo"`` forces one):
+``make_detector(model, preprocess=spec, threshold=0.5, nms=0.45, max_det=100, pre_nms_topk=1000,
+blur=False)`` looks at the model's outputs and picks the decoder (``decoder="centerface"|"yolo"`` forces one):
 
 - CenterFace: four stride-4 maps, ``heatmap`` (1 channel), ``scale`` (2), ``offset`` (2),
   ``landmarks`` (10), NCHW or NHWC;
 - YOLO: one output ``(1, N, 5 + C)`` (x, y, w, h, objectness, class scores: v5 style) or
   ``(1, 4 + C, N)`` (no objectness: v8 style), boxes in input pixels or normalised to 0..1.
 
-Non-maximum suppression runs through ``cv2.dnn.NMSBoxes`` when OpenCV is there, else vectorised numpy.
+Candidates above ``threshold`` are capped to the ``pre_nms_topk`` best before non-maximum suppression
+(vectorised numpy, class-aware, :func:`edge_sdk.postprocess.boxes.nms`), which keeps at most ``max_det``.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from edge_sdk.errors import OutputMismatchError
+from edge_sdk.errors import OutputMismatchError, TaskError
 from edge_sdk.postprocess.boxes import nms as nms_numpy
 
 CENTERFACE_CHANNELS = {"heatmap": 1, "scale": 2, "offset": 2, "landmarks": 10}
@@ -56,21 +57,20 @@ class Detections:
         return boxes(image.copy(), self.boxes, names, blur=self.blur)
 
 
-def nms(boxes: np.ndarray, scores: np.ndarray, threshold: float) -> np.ndarray:
-    """Indices kept by greedy NMS (OpenCV's when importable, else numpy), best first."""
-    if len(scores) == 0:
-        return np.zeros(0, np.int64)
-    try:
-        import cv2
-    except ImportError:
-        return nms_numpy(boxes, scores, threshold)
-    xywh = np.concatenate([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], axis=1).astype(np.float32)
-    keep = cv2.dnn.NMSBoxes(xywh.tolist(), scores.astype(np.float32).tolist(), 0.0, float(threshold))
-    return np.asarray(keep, dtype=np.int64).reshape(-1)
+def nms(boxes: np.ndarray, scores: np.ndarray, threshold: float, **kw: Any) -> np.ndarray:
+    """Indices kept by greedy NMS, best first (see :func:`edge_sdk.postprocess.boxes.nms` for ``kw``)."""
+    return nms_numpy(boxes, scores, threshold, **kw)
+
+
+def _count(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise TaskError(f"task 'detect': {name} must be a whole number >= 1, got {value!r}; e.g. --post-opt {name}=100")
+    return int(value)
 
 
 class _Detector:
-    def __init__(self, model: Any, preprocess: Any, threshold: float, nms_threshold: float, blur: bool) -> None:
+    def __init__(self, model: Any, preprocess: Any, threshold: float, nms_threshold: float, blur: bool,
+                 max_det: int = 100, pre_nms_topk: int = 1000) -> None:  # fmt: skip
         if preprocess is None:
             from edge_sdk.pipeline.model_info import model_preprocess
 
@@ -79,6 +79,8 @@ class _Detector:
         self.threshold = float(threshold)
         self.nms_threshold = float(nms_threshold)
         self.blur = blur
+        self.max_det = _count("max_det", max_det)
+        self.pre_nms_topk = _count("pre_nms_topk", pre_nms_topk)
 
     def _to_frame(self, boxes: np.ndarray, frame: Any) -> tuple[np.ndarray, tuple[int, int]]:
         if frame is None:
@@ -95,8 +97,8 @@ class CenterFaceDetector(_Detector):
     """Faces from CenterFace's four maps (see :mod:`edge_sdk.postprocess.centerface`)."""
 
     def __init__(self, model: Any, names: dict[str, str], preprocess: Any, threshold: float, nms_threshold: float,
-                 blur: bool) -> None:  # fmt: skip
-        super().__init__(model, preprocess, threshold, nms_threshold, blur)
+                 blur: bool, max_det: int = 100, pre_nms_topk: int = 1000) -> None:  # fmt: skip
+        super().__init__(model, preprocess, threshold, nms_threshold, blur, max_det, pre_nms_topk)
         self.names = names
 
     def __call__(self, outputs: dict[str, np.ndarray], frame: Any = None) -> Detections:
@@ -105,7 +107,8 @@ class CenterFaceDetector(_Detector):
         n = self.names
         lms = outputs.get(n["landmarks"]) if "landmarks" in n else None
         faces = decode(outputs[n["heatmap"]], outputs[n["scale"]], outputs[n["offset"]], lms, tuple(self.spec.size),
-                       threshold=self.threshold, nms_threshold=self.nms_threshold)  # fmt: skip
+                       threshold=self.threshold, nms_threshold=self.nms_threshold, max_det=self.max_det,
+                       pre_nms_topk=self.pre_nms_topk)  # fmt: skip
         boxes, hw = self._to_frame(faces.boxes, frame)
         pts = faces.landmarks
         if frame is not None and len(pts):
@@ -121,8 +124,9 @@ class YoloDetector(_Detector):
     """Boxes from one YOLO-style output (v5: with objectness; v8: without, transposed)."""
 
     def __init__(self, model: Any, output: str, version: str, preprocess: Any, threshold: float,
-                 nms_threshold: float, blur: bool, labels: Sequence[str] | None) -> None:  # fmt: skip
-        super().__init__(model, preprocess, threshold, nms_threshold, blur)
+                 nms_threshold: float, blur: bool, labels: Sequence[str] | None, max_det: int = 100,
+                 pre_nms_topk: int = 1000) -> None:  # fmt: skip
+        super().__init__(model, preprocess, threshold, nms_threshold, blur, max_det, pre_nms_topk)
         self.output, self.version = output, version
         self.labels = list(labels) if labels is not None else None
 
@@ -142,9 +146,9 @@ class YoloDetector(_Detector):
         if len(boxes) and float(np.abs(boxes).max()) <= 1.5:  # normalised coordinates
             ih, iw = self.spec.size
             boxes = boxes * np.array([iw, ih, iw, ih], np.float32)
-        if len(boxes):  # class-aware NMS: shift each class far apart
-            shift = (cls.astype(np.float32) * 4096.0)[:, None]
-            idx = nms(boxes + shift, score, self.nms_threshold)
+        if len(boxes):
+            idx = nms(boxes, score, self.nms_threshold, max_det=self.max_det, pre_nms_topk=self.pre_nms_topk,
+                      classes=cls)  # fmt: skip
             boxes, cls, score = boxes[idx], cls[idx], score[idx]
         boxes, hw = self._to_frame(boxes.astype(np.float32), frame)
         names = [self.labels[c] if self.labels and c < len(self.labels) else str(int(c)) for c in cls]
@@ -153,9 +157,14 @@ class YoloDetector(_Detector):
 
 def make_detector(
     model: Any, *, preprocess: Any = None, labels: Sequence[str] | None = None, threshold: float = 0.5,
-    nms: float = 0.45, blur: bool = False, decoder: str | None = None, **_: Any,
+    nms: float = 0.45, blur: bool = False, decoder: str | None = None, max_det: int = 100,
+    pre_nms_topk: int = 1000, **_: Any,
 ) -> _Detector:  # fmt: skip
-    """The detector that fits ``model``'s outputs; OutputMismatchError says which output does not fit and why."""
+    """The detector that fits ``model``'s outputs; OutputMismatchError says which output does not fit and why.
+
+    ``pre_nms_topk``: candidates kept (best scores) before NMS; ``max_det``: detections kept after it.
+    """
+    caps = {"max_det": _count("max_det", max_det), "pre_nms_topk": _count("pre_nms_topk", pre_nms_topk)}
     outs = {s.name: list(s.shape) for s in model.outputs}
     listing = ", ".join(f"'{n}' [{','.join('?' if d is None else str(d) for d in sh)}]" for n, sh in outs.items())
     if decoder not in (None, "centerface", "yolo"):
@@ -163,7 +172,7 @@ def make_detector(
     if decoder in (None, "centerface") and len(outs) >= 3:
         names, why = _centerface_names(outs)
         if names is not None:
-            return CenterFaceDetector(model, names, preprocess, threshold, nms, blur)
+            return CenterFaceDetector(model, names, preprocess, threshold, nms, blur, **caps)
         if decoder == "centerface":
             raise OutputMismatchError(f"task 'detect' (centerface): {why}; the model's outputs: {listing}")
     if decoder in (None, "yolo") and len(outs) == 1:
@@ -171,9 +180,9 @@ def make_detector(
         if len(shape) == 3 and all(isinstance(d, int) for d in shape[1:]):
             a, b = shape[1], shape[2]
             if a >= 5 and b > a:  # (1, 4 + C, N): many more boxes than values per box
-                return YoloDetector(model, name, "v8", preprocess, threshold, nms, blur, labels)
+                return YoloDetector(model, name, "v8", preprocess, threshold, nms, blur, labels, **caps)
             if b >= 5:
-                return YoloDetector(model, name, "v5", preprocess, threshold, nms, blur, labels)
+                return YoloDetector(model, name, "v5", preprocess, threshold, nms, blur, labels, **caps)
         raise OutputMismatchError(
             f"task 'detect': output '{name}' has shape [{','.join(map(str, shape))}], which is not a YOLO box tensor "
             "(1, N, 5 + classes) or (1, 4 + classes, N) with static sizes; is this a classifier (--task classify)?"
