@@ -4,6 +4,11 @@ Stages hand over through bounded queues (:class:`~edge_sdk.pipeline.queues.Stage
 live source the default drop policy is ``oldest`` (the freshest frame wins; drops are counted),
 with a file it is ``block`` (every frame is processed). Pre- and post-processing of neighbouring
 frames overlap inference, so the model is the only bottleneck.
+
+Stopping: :meth:`Pipeline.request_stop` (safe in a signal handler: it only sets a flag) makes
+:meth:`Pipeline.run` return within 50 ms through :meth:`Pipeline.stop`, which closes what the
+post-processor left open (a VAD speech segment gets its ``SPEECH_END``), writes the final metrics
+line (with ``stopped_by``) and closes every sink (a video file is finalised, MQTT says offline).
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ class _Item:
     frame: Frame
     feeds: Any = None
     outputs: dict[str, np.ndarray] | None = None
+    work: float = 0.0  # seconds of pre + infer + post spent on this frame (the rest of its age is queue wait)
 
 
 class Pipeline:
@@ -45,7 +51,9 @@ class Pipeline:
     :data:`edge_sdk.postprocess.registry.POSTPROCESSORS`; ``sinks``: sink specs
     (``"events.jsonl"``, ``"out.mp4"``, ``"http://:8080"``, ``"mqtt://host/topic"``, ``"window"``)
     or :class:`~edge_sdk.sinks.Sink` objects. Extra keywords go to the post-processor
-    (``top_k=5``, ``threshold=0.5``, ``blur=True``...).
+    (``top_k=5``, ``threshold=0.5``, ``blur=True``...). ``warmup``: inferences on zeros before the
+    source starts (0: none). ``events_only``: sinks that take no image get one ``{"type": "event"}``
+    line per task event (VAD ``SPEECH_START`` / ``SPEECH_END``) instead of every result.
     """
 
     def __init__(
@@ -63,6 +71,7 @@ class Pipeline:
         metrics_file: str | os.PathLike[str] | IO[str] | None = None,
         on_result: Callable[[dict[str, Any]], None] | None = None,
         warmup: int = 1,
+        events_only: bool = False,
         **post_opts: Any,
     ) -> None:
         from edge_sdk.pipeline.model_info import model_labels, model_preprocess
@@ -107,6 +116,10 @@ class Pipeline:
         self._metrics_fh: IO[str] | None = None
         self.on_result = on_result
         self.warmup = warmup
+        self.events_only = events_only
+        self.live = live
+        self.stop_reason: str | None = None
+        self._stop_request: str | None = None
         self.stats = PipelineMetrics(STAGES)
         self.source_events: list[dict[str, Any]] = []
         self.last_event: dict[str, Any] | None = None
@@ -127,7 +140,7 @@ class Pipeline:
         self.source.start()
         fps = getattr(self.source, "fps", 0.0) or getattr(self.source, "rate", 0.0) or None
         model_name = str(getattr(self.model, "path", ""))
-        info = {"task": self.task, "model": model_name, "source": self.source.name, "fps": fps}
+        info = {"task": self.task, "model": model_name, "source": self.source.name, "fps": fps, "live": self.live}
         try:
             for s in self.sinks:
                 s.open(info)
@@ -145,26 +158,43 @@ class Pipeline:
             self._threads.append(t)
         return self
 
-    def run(self, duration: float | None = None, max_results: int | None = None) -> dict[str, Any]:
-        """Run until the source ends, ``duration`` seconds pass, ``max_results`` results, or ``stop()``.
+    def request_stop(self, reason: str = "requested") -> None:
+        """Ask :meth:`run` to stop and finalise everything; only sets a flag, so a signal handler may call it."""
+        if self._stop_request is None:
+            self._stop_request = reason
 
-        Emits the metrics every ``metrics_every`` seconds; returns the final metrics. Re-raises an
-        error a stage hit (after stopping everything).
+    def run(self, duration: float | None = None, max_results: int | None = None) -> dict[str, Any]:
+        """Run until the source ends, ``duration`` seconds pass, ``max_results`` results, or a stop request.
+
+        Emits the metrics every ``metrics_every`` seconds; returns the final metrics (``stopped_by`` says
+        which of those ended the run). Re-raises an error a stage hit (after stopping everything).
         """
         self._max_results = max_results
         self.start()
         t_end = None if duration is None else time.monotonic() + duration
         next_metrics = time.monotonic() + self.metrics_every if self.metrics_every > 0 else None
+        reason = "source ended"
         try:
-            while not self._stop.is_set() and any(t.is_alive() for t in self._threads):
+            while True:
+                if self._stop_request is not None:
+                    reason = self._stop_request
+                    break
+                if self._stop.is_set() or not any(t.is_alive() for t in self._threads):
+                    reason = "max_results" if self._max_results_hit() else "source ended"
+                    break
                 now = time.monotonic()
                 if t_end is not None and now >= t_end:
+                    reason = "duration"
                     break
                 if next_metrics is not None and now >= next_metrics:
                     self.emit_metrics()
                     next_metrics = now + self.metrics_every
                 self._stop.wait(0.05)
+        except BaseException:
+            reason = "error"
+            raise
         finally:
+            self.stop_reason = self.stop_reason or ("error" if self._error is not None else reason)
             self.stop()
         if self._error is not None:
             raise self._error
@@ -181,6 +211,8 @@ class Pipeline:
         self.q_post.close()
         for t in self._threads:
             t.join(timeout=10)
+        if self._started:
+            self._finish_post()
         self._final = self.metrics()
         if self._started:
             self.emit_metrics(final=True)
@@ -223,6 +255,8 @@ class Pipeline:
         """Write the metrics as one JSON line (``metrics_file``) and hand them to every sink."""
         snap = self.metrics()
         line = {"type": "metrics", "final": final, "ts": time.time(), **snap}
+        if final:
+            line["stopped_by"] = self.stop_reason or "stop()"
         if self._metrics_fh is not None:
             self._metrics_fh.write(json.dumps(line) + "\n")
             self._metrics_fh.flush()
@@ -257,8 +291,9 @@ class Pipeline:
                     continue
                 t = time.perf_counter()
                 feeds = self._prepare(frame) if self._prepare else spec.apply(frame.data)
-                stage.add(time.perf_counter() - t)
-                self.q_pre.put(_Item(frame, feeds), self._stop)
+                dt = time.perf_counter() - t
+                stage.add(dt)
+                self.q_pre.put(_Item(frame, feeds, work=dt), self._stop)
         finally:
             self._drain_source_events()
             self.q_pre.close()
@@ -285,7 +320,9 @@ class Pipeline:
                     item.outputs = self._infer(model, item.feeds, item.frame)
                 else:
                     item.outputs = model.run(item.feeds, dequantize=True)
-                stage.add(time.perf_counter() - t)
+                dt = time.perf_counter() - t
+                stage.add(dt)
+                item.work += dt
                 item.feeds = None
                 self.q_post.put(item, self._stop)
         finally:
@@ -297,26 +334,71 @@ class Pipeline:
             t = time.perf_counter()
             frame = item.frame
             result = self.post(item.outputs, frame)
-            age = self.stats.result(frame.capture_ts)
+            work = item.work + time.perf_counter() - t
+            age = self.stats.result(frame.capture_ts, work)
             event = {
                 "type": "result",
                 "task": self.task,
                 "frame": frame.index,
                 "capture_ts": round(time.time() - (time.monotonic() - frame.capture_ts), 4),
                 "latency_ms": round(age * 1000, 2),
+                "processing_ms": round(min(work, age) * 1000, 2),
                 **result.to_event(),
             }
             if "pos_ms" in frame.meta:
                 event["pos_ms"] = round(frame.meta["pos_ms"], 1)
+            if "file" in frame.meta:
+                event.setdefault("file", frame.meta["file"])
+            reason = self.stop_reason or self._stop_request
+            if reason and frame.meta.get("last") and self._stop.is_set():  # the source's last frame, cut by a stop
+                for ev in event.get("events") or ():
+                    ev.setdefault("stopped_by", reason)
             image = result.annotate(frame.data) if self._needs_image else None
-            for s in self.sinks:
-                s.write(frame, result, event, image)
+            self._deliver(frame, result, event, image)
             self.last_event = event
             if self.on_result is not None:
                 self.on_result(event)
             stage.add(time.perf_counter() - t)
             if self._max_results is not None and self.stats.results >= self._max_results:
                 self._stop.set()
+
+    def _deliver(self, frame: Any, result: Any, event: dict[str, Any], image: np.ndarray | None) -> None:
+        """Hand one result to every sink; with ``events_only`` sinks without images get its events alone."""
+        task_events = event.get("events") or []
+        for s in self.sinks:
+            if not self.events_only or s.needs_image:
+                s.write(frame, result, event, image)
+                continue
+            for ev in task_events:
+                line = {"type": "event", "task": self.task, **ev, "frame": event.get("frame"),
+                        "capture_ts": event.get("capture_ts")}  # fmt: skip
+                s.write(frame, result, line, None)
+
+    def _max_results_hit(self) -> bool:
+        return self._max_results is not None and self.stats.results >= self._max_results
+
+    def _finish_post(self) -> None:
+        """Close what the post-processor keeps open (a VAD speech segment) and send its closing events."""
+        finish = getattr(self.post, "finish", None)
+        if finish is None:
+            return
+        try:
+            events = finish()
+        except Exception as e:  # pragma: no cover - must not hide the run's end
+            log.warning("finishing the %s post-processor failed: %s", self.task, e)
+            return
+        if not events:
+            return
+        last = self.last_event or {}
+        event = {"type": "result", "task": self.task, "frame": last.get("frame"), "capture_ts": round(time.time(), 4),
+                 "final": True, "stopped_by": self.stop_reason, "events": events}  # fmt: skip
+        for key in ("t_s", "file"):
+            if key in last:
+                event[key] = last[key]
+        self._deliver(None, None, event, None)
+        self.last_event = event
+        if self.on_result is not None:
+            self.on_result(event)
 
     def _drain_source_events(self) -> None:
         q = self.source.events
@@ -337,7 +419,7 @@ class Pipeline:
 
 def _build_post(task: str, model: Any, preprocess: Any, labels: Any, opts: dict[str, Any]) -> Any:
     """The task's post-processor; ``preprocess``/``labels`` are passed when its factory takes them."""
-    from edge_sdk.postprocess.registry import POSTPROCESSORS
+    from edge_sdk.postprocess.registry import _CALLABLES, POSTPROCESSORS
 
     if task not in POSTPROCESSORS:
         raise TaskError(f"unknown task '{task}'; known tasks: {', '.join(POSTPROCESSORS)}")
@@ -345,9 +427,9 @@ def _build_post(task: str, model: Any, preprocess: Any, labels: Any, opts: dict[
 
     module, _, name = POSTPROCESSORS[task].partition(":")
     try:
-        factory = getattr(importlib.import_module(module), name)
+        factory = _CALLABLES.get(task) or getattr(importlib.import_module(module), name)
         params = inspect.signature(factory).parameters
-        takes_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
+        takes_any = any(p.kind is p.VAR_KEYWORD and n != "_" for n, p in params.items())  # `**_` swallows, not takes
     except (ImportError, AttributeError, ValueError, TypeError):
         params, takes_any = {}, True
     extra = {}
