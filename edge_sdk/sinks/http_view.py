@@ -1,17 +1,22 @@
 """HTTP live view for headless devices: a page with the annotated MJPEG stream and live metrics.
 
-``http://:8080`` serves on every interface (``http://127.0.0.1:8080`` only locally; port 0 picks a
-free one, see ``.url``). Routes: ``/`` the page, ``/stream.mjpg`` the MJPEG stream, ``/frame.jpg``
-the latest frame, ``/metrics`` and ``/events`` as JSON. JPEG encoding happens only while someone
-watches, at most once per new frame, in the server's threads (never in the pipeline's).
+``http://:8080`` serves on this machine only (127.0.0.1); to let other machines watch, say so:
+``http://0.0.0.0:8080`` (every interface) or the address of one interface. Port 0 picks a free one
+(see ``.url``). Routes: ``/`` the page (model, source and task in its title; the picture scaled to the
+window), ``/stream.mjpg`` the MJPEG stream, ``/frame.jpg`` the latest frame, ``/metrics`` (with
+``view_fps``: results per second as this view received them, right below 1 fps too), ``/info`` and
+``/events`` as JSON. JPEG encoding happens only while someone watches, at most once per new frame, in
+the server's threads (never in the pipeline's).
 """
 
 from __future__ import annotations
 
 import collections
+import html
 import json
 import logging
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
@@ -19,15 +24,20 @@ from urllib.parse import urlsplit
 import numpy as np
 
 from edge_sdk.errors import SinkError
+from edge_sdk.pipeline.metrics import rate
 from edge_sdk.sinks.base import Sink
 
 log = logging.getLogger("edge_sdk.sinks")
 
+#: default bind address: this machine only, unless the spec names one (http://0.0.0.0:8080 for every interface)
+DEFAULT_HOST = "127.0.0.1"
+
 PAGE = """<!doctype html>
-<html><head><meta charset="utf-8"><title>edge-sdk live view</title>
+<html><head><meta charset="utf-8"><title>edge-sdk: __TITLE__</title>
 <style>body{font-family:sans-serif;background:#111;color:#eee;margin:1em}
-img{max-width:100%;border:1px solid #444}#m{font-family:monospace;white-space:pre;margin-top:.5em}</style>
-</head><body><h3 id="t">edge-sdk live view</h3>
+#v{display:block;width:100%;height:calc(100vh - 9em);object-fit:contain;border:1px solid #444}
+#m{font-family:monospace;white-space:pre;margin-top:.5em}</style>
+</head><body><h3 id="t">__HEADING__</h3>
 <img id="v" src="/stream.mjpg" alt="live stream">
 <div id="s">stream: waiting for the first frame...</div>
 <div id="m">waiting for metrics...</div>
@@ -38,8 +48,10 @@ async function tick(){
   try{
     const m = await (await fetch('/metrics', {cache:'no-store'})).json();
     const l = m.latency_ms || {};
+    const f = m.view_fps ?? m.fps_recent ?? m.fps ?? 0;
+    const fps = f >= 1 || f == 0 ? f.toFixed(1) : f.toPrecision(2) + ' (one every ' + (1 / f).toFixed(1) + ' s)';
     document.getElementById('m').textContent =
-      'fps ' + (m.fps_recent ?? m.fps ?? 0) + '  latency p50 ' + l.p50 + ' ms  p99 ' + l.p99 + ' ms' +
+      'fps ' + fps + '  latency p50 ' + l.p50 + ' ms  p99 ' + l.p99 + ' ms' +
       '  results ' + (m.results ?? 0) + '  dropped ' + ((m.frames||{}).dropped ?? 0) + '  updated ' +
       new Date().toISOString();
   }catch(e){ document.getElementById('m').textContent = 'metrics unavailable: ' + e; }
@@ -55,7 +67,7 @@ class HttpViewSink(Sink):
 
     def __init__(self, target: str = "http://:8080", *, quality: int = 80, max_fps: float = 15.0) -> None:
         u = urlsplit(target if "//" in target else f"http://{target}")
-        self.host = u.hostname or "0.0.0.0"
+        self.host = u.hostname or DEFAULT_HOST
         try:
             self.port = 8080 if u.port is None else int(u.port)
         except ValueError:
@@ -72,6 +84,8 @@ class HttpViewSink(Sink):
         self._closed = threading.Event()
         self.clients = 0
         self.frames_sent = 0
+        self._info: dict[str, Any] = {}
+        self._result_ts: collections.deque[float] = collections.deque(maxlen=64)
 
     @property
     def url(self) -> str:
@@ -99,11 +113,14 @@ class HttpViewSink(Sink):
         self.port = self._server.server_address[1]
         self._info = info
         threading.Thread(target=self._server.serve_forever, name="http-view", daemon=True).start()
-        log.warning("live view on %s", self.url)
+        shared = self.host in ("0.0.0.0", "::")
+        hint = "every interface" if shared else f"this machine only; http://0.0.0.0:{self.port} shares it"
+        log.warning("live view on %s (%s)", self.url, hint)
 
     def write(self, frame: Any, result: Any, event: dict[str, Any], image: np.ndarray | None) -> None:
         if image is None:
             return
+        self._result_ts.append(time.monotonic())
         with self._cond:
             self._image = image
             self._seq += 1
@@ -148,7 +165,16 @@ class HttpViewSink(Sink):
         return self._jpeg
 
     def live_metrics(self) -> dict[str, Any]:
-        return dict(self._metrics)
+        """The pipeline's last metrics, with ``view_fps``: the rate of results this view received lately."""
+        return {**self._metrics, "view_fps": rate(list(self._result_ts), time.monotonic(), span=5.0)}
+
+    def page(self) -> str:
+        """The HTML page, titled with the model, source and task."""
+        info = self._info
+        model = str(info.get("model") or "?").replace("\\", "/").rsplit("/", 1)[-1]
+        source, task = info.get("source") or "?", info.get("task") or "?"
+        heading = html.escape(f"model {model}  |  source {source}  |  task {task}")
+        return PAGE.replace("__TITLE__", html.escape(f"{task}, {model} on {source}")).replace("__HEADING__", heading)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -170,9 +196,11 @@ class _Handler(BaseHTTPRequestHandler):
         path = self.path.split("?", 1)[0]
         o = self.owner
         if path in ("/", "/index.html"):
-            self._send(200, PAGE.encode(), "text/html; charset=utf-8")
+            self._send(200, o.page().encode(), "text/html; charset=utf-8")
         elif path == "/metrics":
             self._send(200, json.dumps(o.live_metrics(), default=str).encode(), "application/json")
+        elif path == "/info":
+            self._send(200, json.dumps(o._info, default=str).encode(), "application/json")
         elif path == "/events":
             self._send(200, json.dumps(list(o._events), default=str).encode(), "application/json")
         elif path == "/frame.jpg":
@@ -184,7 +212,7 @@ class _Handler(BaseHTTPRequestHandler):
         elif path == "/stream.mjpg":
             self._stream()
         else:
-            self._send(404, b"not found: try / or /stream.mjpg or /metrics", "text/plain")
+            self._send(404, b"not found: try / or /stream.mjpg or /metrics or /info", "text/plain")
 
     def _stream(self) -> None:
         import time

@@ -3,6 +3,8 @@
 Results go to ``<topic>`` (default ``edge_sdk/events``), source lifecycle events to
 ``<topic>/status`` and the metrics to ``<topic>/metrics``, as JSON. paho's network thread
 sends them and reconnects by itself; a broker that cannot be reached at start is an error.
+``<topic>/status`` is retained: ``online`` when the sink opens, ``offline`` when it closes (the pipeline
+closes its sinks on SIGTERM / SIGINT too), and the broker's last will says ``offline`` if the process dies.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from urllib.parse import unquote, urlsplit
 
 from edge_sdk.errors import BackendUnavailableError, SinkError
 from edge_sdk.sinks.base import Sink
+
+OFFLINE = {"type": "status", "status": "offline"}
 
 
 class MqttSink(Sink):
@@ -48,6 +52,8 @@ class MqttSink(Sink):
         if self.tls:
             client.tls_set()
         client.reconnect_delay_set(min_delay=1, max_delay=30)
+        # if this process dies without closing (SIGKILL, power loss), the broker publishes "offline" for it
+        client.will_set(f"{self.topic}/status", json.dumps(OFFLINE), qos=1, retain=True)
         try:
             client.connect(self.host, self.port, keepalive=30)
         except (OSError, ValueError) as e:
@@ -79,7 +85,11 @@ class MqttSink(Sink):
     def close(self) -> None:
         client, self._client = self._client, None
         if client is not None:
-            client.publish(f"{self.topic}/status", json.dumps({"type": "status", "status": "offline"}), retain=True)
+            info = client.publish(f"{self.topic}/status", json.dumps(OFFLINE), qos=1, retain=True)
+            try:
+                info.wait_for_publish(self.timeout)
+            except (RuntimeError, ValueError):  # not connected: the will says offline instead
+                pass
             deadline = time.monotonic() + self.timeout
             while client.want_write() and time.monotonic() < deadline:
                 time.sleep(0.02)
