@@ -165,7 +165,8 @@ class OnnxRuntimeBackend(Backend):
         return self._session.run(self._output_names, dict(zip(self._input_names, feeds)))
 
     def describe(self) -> dict[str, Any]:
-        return {"backend": self.name, "providers": self._session.get_providers()}
+        threads = self._session.get_session_options().intra_op_num_threads  # 0: ORT's default (every core)
+        return {"backend": self.name, "providers": self._session.get_providers(), "threads": threads}
 
 
 BACKEND = OnnxRuntimeBackend

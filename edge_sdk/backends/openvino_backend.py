@@ -111,6 +111,7 @@ class OpenVINOBackend(Backend):
             "backend": self.name,
             "device": self._device,
             "execution_devices": list(self._compiled.get_property("EXECUTION_DEVICES")),
+            "threads": int(self._compiled.get_property("INFERENCE_NUM_THREADS")) if self._device == "CPU" else None,
             "cache_dir": str(self._cache_dir) if self._cache_dir else None,
         }
 

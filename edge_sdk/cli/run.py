@@ -9,12 +9,22 @@ Examples::
     edge-sdk run face.onnx --task detect --source rtsp://cam/stream --sink events.jsonl --sink mqtt://broker/faces
     edge-sdk run zoo:centerface --source clip.mp4 --sink out.mp4 --post-opt blur=true --json
     edge-sdk run other.onnx --task classify --size 224x224 --mean 127.5 --std 127.5 --channels bgr --labels l.txt
+    edge-sdk run zoo:silero-vad --source mic: --events-only          # SPEECH_START / SPEECH_END lines only
+
+In a terminal: task events (VAD) are lines on stdout, and a status line on stderr keeps updating (on by
+default when no --sink is given or stderr is a terminal; --status / --no-status). Stopping: SIGTERM
+(systemd, Docker) and SIGINT (Ctrl-C) both stop cleanly: the post-processor's open state is closed (a
+VAD speech segment gets its SPEECH_END), the final metrics line is written, every sink is finalised
+(a playable video, MQTT status "offline") and the summary is printed. Exit status: 0 after SIGTERM (a
+requested stop, which systemd and Docker count as clean), 130 (128 + 2) after SIGINT, as shells expect
+of Ctrl-C; a second signal while stopping ends the process at once.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +34,10 @@ from edge_sdk.cli.base import Command, add_probe_arguments, emit_json, format_ta
 from edge_sdk.preprocess import RESIZE_MODES
 
 log = logging.getLogger("edge_sdk.cli")
+#: exit status after a stop asked by a signal (see the module docstring)
+SIGNAL_EXIT = {signal.SIGTERM: 0, signal.SIGINT: 128 + signal.SIGINT}
+#: tasks whose results carry events (for --events-only)
+EVENT_TASKS = ("vad",)
 #: zoo task names -> pipeline task
 ZOO_TASKS = {"classify": "classify", "classification": "classify", "detect-faces": "detect", "vad": "vad"}
 
@@ -97,6 +111,21 @@ class RunCommand(Command):
         parser.add_argument("--queue-size", type=int, default=1, help="items between stages (default 1)")
         parser.add_argument("--drop", choices=("oldest", "newest", "block"),
                             help="when a stage is full (default: oldest if live, block for files)")  # fmt: skip
+        parser.add_argument("--threads", type=int, metavar="N",
+                            help="CPU threads the runtime may use (default: the runtime's own, usually every "
+                                 "core; give N when several runs share a machine)")  # fmt: skip
+        parser.add_argument("--no-warmup", action="store_true",
+                            help="skip the warm-up inference on zeros before the source starts (the first "
+                                 "result then pays the runtime's first-call cost)")  # fmt: skip
+        parser.add_argument(
+            "--events-only",
+            action="store_true",
+            help="only task events (VAD SPEECH_START / SPEECH_END), not every result: on the "
+            "terminal and in JSON-lines / MQTT sinks (video and live view keep every frame)",
+        )
+        parser.add_argument("--status", action=argparse.BooleanOptionalAction, default=None,
+                            help="the updating status line on stderr (default: on when no --sink is given or "
+                                 "stderr is a terminal, off with --events-only)")  # fmt: skip
         pre = parser.add_argument_group("preprocessing and labels (default: what the model carries; these override)")
         pre.add_argument("--size", metavar="HxW", help="input image size, e.g. 224x224")
         pre.add_argument("--mean", help="per-channel mean in pixel units, e.g. 123.7,116.3,103.5 or 127")
@@ -116,6 +145,8 @@ class RunCommand(Command):
 
         post_opts = _kv(args.post_opt, "--post-opt")
         source_opts = _kv(args.source_opt, "--source-opt")
+        if args.threads is not None and args.threads < 1:
+            raise CLIUsageError(f"--threads {args.threads}: give a number of threads >= 1, e.g. --threads 2")
         rm = resolve_model(args.model)
         stored = model_metadata(rm.path)  # what the file carries (or a manifest listing it); cheap, no runtime
         task = args.task or (stored.task if stored else None) or rm.task
@@ -124,40 +155,115 @@ class RunCommand(Command):
                 f"--task is required: {rm.path.name} carries no task (no edge_sdk metadata inside, no manifest "
                 "listing it); give --task classify, detect or vad"
             )
+        if args.events_only and task not in EVENT_TASKS:
+            raise CLIUsageError(
+                f"--events-only: task '{task}' gives a result per frame and no events; only the "
+                f"{', '.join(EVENT_TASKS)} task emits events (SPEECH_START / SPEECH_END)"
+            )
         labels = load_labels(args.labels) if args.labels else rm.labels
-        probe_model(args, rm.path)
+        probe_model(args, rm.path, threads=args.threads)
         source = open_source(args.source, **source_opts)
-        model = es.load(rm.path)
+        model = es.load(rm.path, threads=args.threads)
+        runtime = {k: v for k, v in model.describe().items() if k not in ("inputs", "outputs", "path", "cache_dir")}
+        sinks: list[Any] = list(args.sink or [])
+        terminal = _terminal_sink(args, sinks, task)
+        if terminal is not None:
+            sinks.append(terminal)
         try:
             preprocess = _preprocess(args, rm.preprocess, model)
-            pipe = Pipeline(source, model, task=task, sinks=args.sink or [], preprocess=preprocess, labels=labels,
+            pipe = Pipeline(source, model, task=task, sinks=sinks, preprocess=preprocess, labels=labels,
                             metrics_every=args.metrics_every, metrics_file=args.metrics_file,
-                            queue_size=args.queue_size, drop=args.drop, **post_opts)  # fmt: skip
+                            queue_size=args.queue_size, drop=args.drop, warmup=0 if args.no_warmup else 1,
+                            events_only=args.events_only, **post_opts)  # fmt: skip
         except BaseException:
             model.close()
             raise
+        got: list[int] = []
+        restore = _stop_on_signals(pipe, got)
         try:
             metrics = pipe.run(duration=args.duration, max_results=args.max_results)
         finally:
+            restore()
             model.close()
+        code = SIGNAL_EXIT.get(signal.Signals(got[0]), 128 + got[0]) if got else 0
         last = pipe.last_event
         if args.json:
             spec = pipe.spec.to_dict() if hasattr(pipe.spec, "to_dict") else None
             emit_json({"model": str(rm.path), "task": task, "metadata": stored.origin if stored else None,
-                       "preprocessing": spec, "metrics": metrics, "last_result": last})  # fmt: skip
-            return 0
-        lat = metrics["latency_ms"]
-        rows = [[metrics["results"], metrics["fps"], lat["p50"], lat["p99"], metrics["frames"]["captured"],
-                 metrics["frames"]["dropped"]]]  # fmt: skip
-        print(format_table(["results", "fps", "latency p50 ms", "p99 ms", "captured", "dropped"], rows))
-        for name, st in metrics["stages"].items():
-            print(f"  {name:6s} {st['count']:6d} runs  p50 {st['p50_ms']} ms  p99 {st['p99_ms']} ms")
-        for ev in metrics.get("events", []):
-            print(f"  source event: {ev['event']} {ev.get('detail', '')}")
-        if last is not None:
-            print(f"last result: {_describe(last)}")
-        sys.stdout.flush()
-        return 0
+                       "preprocessing": spec, "runtime": runtime, "warmup": not args.no_warmup,
+                       "stopped_by": pipe.stop_reason, "exit_code": code, "metrics": metrics,
+                       "last_result": last})  # fmt: skip
+            return code
+        _print_summary(metrics, last, pipe.stop_reason, sys.stderr if args.events_only else sys.stdout)
+        return code
+
+
+def _terminal_sink(args: argparse.Namespace, sinks: list[Any], task: str) -> Any:
+    """The terminal's events and status line (None when neither is wanted)."""
+    from edge_sdk.sinks.terminal import TerminalSink
+
+    stdout_taken = bool(args.json) or any(str(s).strip().lower() in ("-", "stdout", "jsonl:-") for s in sinks)
+    status = args.status
+    if status is None:
+        status = not args.events_only and (not sinks or sys.stderr.isatty())
+    events = task in EVENT_TASKS and (not sinks or args.events_only or sys.stdout.isatty() or stdout_taken)
+    if stdout_taken and args.events_only and not args.json:
+        events = False  # the JSON lines on stdout are the events
+    if not status and not events:
+        return None
+    return TerminalSink(
+        status=status,
+        events=events,
+        events_stream=sys.stderr if stdout_taken else sys.stdout,
+        status_stream=sys.stderr,
+        interval=None if sys.stderr.isatty() else args.metrics_every,
+    )
+
+
+def _stop_on_signals(pipe: Any, got: list[int]) -> Any:
+    """SIGTERM / SIGINT ask the pipeline to stop and finalise (the signal number goes into ``got``); a second
+    one acts as it would have (the handler before ours). Returns the function that puts the old handlers back."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    previous: dict[int, Any] = {}
+
+    def handler(signum: int, _frame: Any) -> None:
+        if not got:
+            got.append(signum)
+        pipe.request_stop(signal.Signals(signum).name)
+        signal.signal(signum, previous[signum])
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        previous[sig] = signal.signal(sig, handler)
+
+    def restore() -> None:
+        for sig, h in previous.items():
+            signal.signal(sig, h)
+
+    return restore
+
+
+def _print_summary(metrics: dict[str, Any], last: Any, stopped_by: str | None, out: Any) -> None:
+    """The end-of-run table: rate, end-to-end latency and its processing / queue-wait split, frames, stages."""
+    from edge_sdk.sinks.terminal import describe_result
+
+    lat, proc, wait = metrics["latency_ms"], metrics["processing_ms"], metrics["queue_wait_ms"]
+    rows = [[metrics["results"], metrics["fps"], lat["p50"], lat["p99"], proc["p50"], wait["p50"],
+             metrics["frames"]["captured"], metrics["frames"]["dropped"]]]  # fmt: skip
+    heads = ["results", "fps", "latency p50 ms", "p99 ms", "processing p50 ms", "queue wait p50 ms", "captured",
+             "dropped"]  # fmt: skip
+    print(format_table(heads, rows), file=out)
+    for name, st in metrics["stages"].items():
+        print(f"  {name:6s} {st['count']:6d} runs  p50 {st['p50_ms']} ms  p99 {st['p99_ms']} ms", file=out)
+    for ev in metrics.get("events", []):
+        print(f"  source event: {ev['event']} {ev.get('detail', '')}", file=out)
+    if stopped_by:
+        print(f"stopped by: {stopped_by}", file=out)
+    if last is not None and last.get("type") == "result" and not last.get("final"):
+        print(f"last result: {describe_result(last)}", file=out)
+    out.flush()
 
 
 def _preprocess(args: argparse.Namespace, given: Any, model: Any) -> Any:
@@ -183,11 +289,3 @@ def _preprocess(args: argparse.Namespace, given: Any, model: Any) -> Any:
             f"{type(given).__name__.replace('Spec', '').lower()} input"
         )
     return with_overrides(given, **flags)
-
-
-def _describe(event: dict[str, Any]) -> str:
-    if "top" in event:
-        return ", ".join(f"{t['label']} {t['score']:.0%}" for t in event["top"][:3])
-    if "detections" in event:
-        return f"{event['count']} detection(s) " + " ".join(str(d["box"]) for d in event["detections"][:5])
-    return str({k: v for k, v in event.items() if k not in ("type", "capture_ts")})
