@@ -72,7 +72,22 @@ def models(tmp_path_factory):
         "dynamic": builders.onnx_mlp(folder / "dyn.onnx"),
         "static": builders.onnx_mlp(folder / "static.onnx", batch=1),
         "spatial": _relu_image_onnx(folder / "spatial.onnx"),
+        "image": _image_classifier_onnx(folder / "image.onnx"),
     }
+
+
+def _image_classifier_onnx(path: Path) -> Path:
+    """x[1,3,8,8] -> GlobalAveragePool -> Flatten -> y[1,3]: the mean colour as class scores."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("GlobalAveragePool", ["x"], ["p"]), helper.make_node("Flatten", ["p"], ["y"])], "img",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3])],
+    )  # fmt: skip
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), str(path))
+    return path
 
 
 def _relu_image_onnx(path: Path) -> Path:
@@ -206,3 +221,26 @@ def test_bench_with_no_backend_for_a_model_names_it(cli, models, tmp_path):
     r = cli("bench", str(xml), "--backend", "onnxruntime", "--runs", "2")
     assert r.returncode == 2
     assert f"no backend given can read {xml}: onnxruntime cannot read openvino files (it reads onnx)" in r.stderr
+
+
+# -- post-processor options -------------------------------------------------------------------------------
+
+
+def test_unknown_post_opt_is_an_error_listing_the_valid_ones(cli, models):
+    r = cli("run", str(models["image"]), "--task", "classify", "--source", "synthetic:?frames=2&size=32x32",
+            "--post-opt", "topk=3", "--max-results", "1")  # fmt: skip
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines()[-1] == (
+        "edge-sdk run: error: task 'classify': unknown option(s) topk; valid: top_k, output (--post-opt KEY=VALUE)"
+    )
+
+
+def test_unknown_post_processor_option_in_the_api(models):
+    import edge_sdk as es
+    from edge_sdk.errors import TaskError
+    from edge_sdk.postprocess.registry import get_postprocessor
+
+    with es.load(models["static"]) as m:
+        with pytest.raises(TaskError, match=r"task 'vad': unknown option\(s\) treshold; valid: threshold, "):
+            get_postprocessor("vad", m, treshold=0.3)
+        assert get_postprocessor("classify", m, top_k=2) is not None

@@ -67,7 +67,31 @@ def get_postprocessor(task: str, model: Any, **opts: Any) -> PostProcessor:
     if factory is None:
         module, _, name = POSTPROCESSORS[task].partition(":")
         factory = getattr(importlib.import_module(module), name)
+    _check_options(task, factory, opts)
     return factory(model, **opts)
+
+
+def _check_options(task: str, factory: Callable[..., Any], opts: dict[str, Any]) -> None:
+    """An option the factory does not name is a TaskError listing the ones it takes (a typo is not ignored).
+
+    Not checked for a factory that passes ``**kwargs`` on (only a ``**_`` catch-all counts as swallowing).
+    """
+    import inspect
+
+    try:
+        params = inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        return
+    if any(p.kind is p.VAR_KEYWORD and n != "_" for n, p in params.items()):
+        return
+    named = [n for n, p in params.items() if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    valid = [n for n in named if n not in ("model", "preprocess", "labels")]
+    unknown = [k for k in opts if k not in named and k not in ("preprocess", "labels")]  # those the pipeline gives
+    if unknown:
+        raise TaskError(
+            f"task '{task}': unknown option(s) {', '.join(unknown)}; valid: {', '.join(valid) or 'none'} "
+            "(--post-opt KEY=VALUE)"
+        )
 
 
 _CALLABLES: dict[str, Callable[..., PostProcessor]] = {}
