@@ -22,6 +22,8 @@ def quiet_third_party(verbose: bool = False) -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     os.environ.setdefault("GLOG_minloglevel", "3")
     os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+    os.environ.setdefault("OPENCV_LOG_LEVEL", "OFF")  # "[ WARN:0@0.1] global cap.cpp ..." before our error line
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET: FFmpeg's "moov atom not found"
     for name in _NOISY_LOGGERS:
         logging.getLogger(name).setLevel(logging.ERROR)
 

@@ -244,3 +244,66 @@ def test_unknown_post_processor_option_in_the_api(models):
         with pytest.raises(TaskError, match=r"task 'vad': unknown option\(s\) treshold; valid: threshold, "):
             get_postprocessor("vad", m, treshold=0.3)
         assert get_postprocessor("classify", m, top_k=2) is not None
+
+
+# -- folder sources ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def photo_folder(tmp_path):
+    cv2 = pytest.importorskip("cv2")
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "a_red.png"), np.full((16, 16, 3), (0, 0, 255), np.uint8))
+    (folder / "b_broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg" + bytes(200))
+    cv2.imwrite(str(folder / "c_blue.png"), np.full((16, 16, 3), (255, 0, 0), np.uint8))
+    (folder / "d_empty.png").write_bytes(b"")
+    (folder / "notes.txt").write_text("not an image")
+    return folder
+
+
+def test_folder_frames_carry_the_file_name_and_unreadable_files_are_reported(photo_folder, caplog):
+    from edge_sdk.sources import SourceEvent, open_source
+
+    frames, events = [], []
+    with open_source(str(photo_folder)) as src:
+        while (f := src.read(timeout=5)) is not None:
+            frames.append(f)
+        while not src.events.empty():
+            events.append(src.events.get_nowait())
+    assert [f.meta["file"] for f in frames] == ["a_red.png", "c_blue.png"]
+    assert frames[0].data[0, 0].tolist() == [255, 0, 0]  # RGB
+    unreadable = [e.detail for e in events if e.kind is SourceEvent.UNREADABLE]
+    assert unreadable == [
+        "b_broken.jpg: not a decodable image (corrupt, or a format OpenCV cannot read)",
+        "d_empty.png: empty file",
+    ]
+    assert src.unreadable == ["b_broken.jpg", "d_empty.png"]
+    assert "b_broken.jpg cannot be read: not a decodable image" in caplog.text
+
+
+def test_run_on_a_folder_names_each_file_and_the_unreadable_ones(cli, models, photo_folder, tmp_path):
+    out = tmp_path / "events.jsonl"
+    r = cli("run", str(models["image"]), "--task", "classify", "--source", str(photo_folder), "--sink", str(out),
+            "--size", "8x8", "--mean", "0", "--std", "255")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    lines = [json.loads(x) for x in out.read_text().splitlines()]
+    results = [x for x in lines if x["type"] == "result"]
+    assert [x["file"] for x in results] == ["a_red.png", "c_blue.png"]
+    assert [x["top"][0]["class"] for x in results] == [0, 2]  # red, blue: the right file's answer
+    bad = [x["detail"] for x in lines if x["type"] == "source" and x["event"] == "UNREADABLE"]
+    assert [b.split(":")[0] for b in bad] == ["b_broken.jpg", "d_empty.png"]
+    assert "source event: UNREADABLE b_broken.jpg: not a decodable image" in r.stdout
+    assert "d_empty.png cannot be read: empty file" in r.stderr
+
+
+def test_no_native_opencv_ffmpeg_warning_before_our_error(cli, models, tmp_path):
+    pytest.importorskip("cv2")
+    bad = tmp_path / "clip.mp4"
+    bad.write_bytes(np.random.default_rng(0).integers(0, 256, 5000, dtype=np.uint8).tobytes())
+    r = cli("run", str(models["image"]), "--task", "classify", "--source", str(bad), "--size", "8x8", "--mean", "0",
+            "--std", "255")  # fmt: skip
+    assert r.returncode == 2
+    assert r.stderr.strip() == (
+        f"edge-sdk run: error: cannot open video file {bad}: FFmpeg cannot decode it (not a video, or corrupt)"
+    )

@@ -40,6 +40,7 @@ class SourceEvent(str, enum.Enum):
     DISCONNECTED = "DISCONNECTED"
     RECONNECTED = "RECONNECTED"
     EOS = "EOS"
+    UNREADABLE = "UNREADABLE"  # one item of a file source (e.g. an image in a folder) could not be read
 
 
 @dataclass
