@@ -389,6 +389,8 @@ class Pipeline:
             return
         if not events:
             return
+        for ev in events:
+            ev.setdefault("stopped_by", self.stop_reason)
         last = self.last_event or {}
         event = {"type": "result", "task": self.task, "frame": last.get("frame"), "capture_ts": round(time.time(), 4),
                  "final": True, "stopped_by": self.stop_reason, "events": events}  # fmt: skip
