@@ -307,3 +307,28 @@ def test_no_native_opencv_ffmpeg_warning_before_our_error(cli, models, tmp_path)
     assert r.stderr.strip() == (
         f"edge-sdk run: error: cannot open video file {bad}: FFmpeg cannot decode it (not a video, or corrupt)"
     )
+
+
+# -- source options on plain paths ------------------------------------------------------------------------
+
+
+def test_plain_video_path_takes_options_like_other_sources(tmp_path):
+    cv2 = pytest.importorskip("cv2")
+    from edge_sdk.errors import SourceError
+    from edge_sdk.sources import open_source, resolve
+
+    clip = tmp_path / "clip.mp4"
+    w = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"mp4v"), 10, (32, 32))
+    for i in range(5):
+        w.write(np.full((32, 32, 3), i * 40, np.uint8))
+    w.release()
+    assert resolve(f"{clip}?mode=live") == ("file", str(clip), {"mode": "live"})
+    src = open_source(f"{clip}?mode=live&loop=true")
+    assert (src.mode, src.policy, src.loop) == ("live", "latest", True)
+    assert resolve(f"{tmp_path}?fps=2") == ("folder", str(tmp_path), {"fps": 2})
+    with pytest.raises(SourceError, match=r"mode must be one of fast, paced, live, got 'realtime'"):
+        open_source(f"{clip}?mode=realtime")
+    with pytest.raises(SourceError, match=r"source '.*clip\.mp4\?mdoe=live' \(file\): bad option: .*'mdoe'"):
+        open_source(f"{clip}?mdoe=live")
+    with pytest.raises(SourceError, match=r"source '.*nothere\.mp4\?mode=live' does not exist"):
+        open_source(str(tmp_path / "nothere.mp4?mode=live"))

@@ -13,8 +13,8 @@
 ``synthetic-audio:``     tone / noise / silence                     ``synthetic-audio``
 =======================  =====================================================
 
-Options come as keywords (``open_source("clip.mp4", mode="realtime")``) or, for non-network
-URIs, as a query string (``synthetic:?fps=15&size=320x240``).
+Options come as keywords (``open_source("clip.mp4", mode="live")``) or, for non-network
+URIs and plain paths, as a query string (``synthetic:?fps=15&size=320x240``, ``clip.mp4?mode=live``).
 """
 
 from __future__ import annotations
@@ -77,15 +77,19 @@ def resolve(uri: str | int | os.PathLike[str]) -> tuple[str, str, dict[str, Any]
             return scheme, text if scheme in NETWORK else rest, {}
         target, _, query = rest.partition("?")
         return scheme, target if scheme in ("file", "wav") else target.lstrip("/"), _parse_query(query, text)
-    path = Path(text).expanduser()
+    path, query = Path(text).expanduser(), ""
+    if not path.exists() and "?" in text:  # clip.mp4?mode=live, photos/?fps=2: options as for any source
+        head, _, query = text.rpartition("?")
+        path = Path(head).expanduser()
+    opts = _parse_query(query, text)
     if path.is_dir():
-        return "folder", str(path), {}
+        return "folder", str(path), opts
     if not path.exists():
         raise SourceError(
             f"source '{text}' does not exist: no such file or folder (and not a camera index or a URI "
             "like rtsp://, gst:, synthetic:)"
         )
-    return SUFFIXES.get(path.suffix.lower(), "file"), str(path), {}
+    return SUFFIXES.get(path.suffix.lower(), "file"), str(path), opts
 
 
 def open_source(uri_or_obj: Any, **opts: Any) -> Source:
