@@ -1,4 +1,4 @@
-"""Rewrite ONNX ops that TFLite has no builtin for into ops it has, before onnx2tf sees the graph.
+"""Rewrite ONNX ops that a target has no kernel for into ops it has: Erf before onnx2tf (TFLite), Erfc after tf2onnx.
 
 ``Erf`` (the heart of exact GELU in BERT, ViT, Whisper, ConvNeXt...) otherwise reaches TFLite as
 ``tf.Erf``, which only the Flex delegate runs, so the conversion fails. It becomes
@@ -58,4 +58,41 @@ def decompose_for_tflite(src: Path, dst: Path) -> list[str]:
     del graph.node[:]
     graph.node.extend(nodes)
     onnx.save(model, str(dst))
+    return rewritten
+
+
+def standard_onnx(path: Path, route: str) -> list[str]:
+    """Make a converter's ONNX output standard, in place: ``Erfc`` (tf2onnx writes it for Keras' exact GELU,
+    but ONNX has no such op) becomes ``1 - Erf(x)``. Any other op unknown to ONNX is an
+    :class:`~edge_sdk.errors.UnsupportedOperatorError` naming the op, the node and ``route``.
+    Returns the names of the rewritten nodes."""
+    import numpy as np
+    import onnx
+    from onnx import defs, helper, numpy_helper
+
+    from edge_sdk.errors import UnsupportedOperatorError
+
+    model = onnx.load(str(path))
+    graph = model.graph
+    nodes, rewritten, unknown = [], [], []
+    for node in graph.node:
+        if node.domain in ("", "ai.onnx") and node.op_type == "Erfc":
+            one, erf = f"{node.name or node.output[0]}__one", f"{node.output[0]}__erf"
+            graph.initializer.append(numpy_helper.from_array(np.array(1.0, np.float32), one))
+            nodes += [helper.make_node("Erf", [node.input[0]], [erf], name=f"{node.name}__erf"),
+                      helper.make_node("Sub", [one, erf], list(node.output), name=node.name)]  # fmt: skip
+            rewritten.append(node.name)
+            continue
+        if node.domain in ("", "ai.onnx") and not defs.has(node.op_type):
+            unknown.append(f"{node.op_type} (node '{node.name}')")
+        nodes.append(node)
+    if unknown:
+        raise UnsupportedOperatorError(
+            f"{route} wrote op(s) ONNX does not define: {', '.join(unknown[:5])}; convert to TFLite or OpenVINO "
+            "instead, or replace the layer in the source model"
+        )
+    if rewritten:
+        del graph.node[:]
+        graph.node.extend(nodes)
+        onnx.save(model, str(path))
     return rewritten

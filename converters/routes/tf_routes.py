@@ -7,6 +7,7 @@ from pathlib import Path
 
 from converters.cleanup import run_tool
 from converters.routes import RouteContext
+from converters.routes.onnx_decompose import standard_onnx
 from converters.sources import SourceModel
 from edge_sdk.errors import ConversionError, UnsupportedOperatorError, first_line
 
@@ -48,6 +49,7 @@ def to_onnx(source: SourceModel, out: Path, ctx: RouteContext) -> Path:
     if proc.returncode != 0 or not out.exists():
         errors = [ln for ln in proc.stderr.splitlines() if "ERROR" in ln or "Error" in ln]
         raise ConversionError(f"tf2onnx failed: {errors[-1].strip() if errors else 'see --verbose'}")
+    standard_onnx(out, "tf2onnx (Keras/SavedModel -> ONNX)")
     return out
 
 
@@ -67,6 +69,15 @@ def raise_unsupported_or(exc: BaseException, target: str) -> None:
     import re
 
     text = str(exc)
+    flex = re.search(r"'tf\.(\w+)' op is neither a custom op nor a flex op", text)
+    if flex:  # TFLite's MLIR converter: name the op and where it sits in the model, not the MLIR dump
+        op = flex.group(1)
+        where = re.search(r'fused\["' + op + r':", "([^"@]+)', text)
+        node = f" (node '{where.group(1)}')" if where else ""
+        raise UnsupportedOperatorError(
+            f"{target} has no builtin op for TF op {op}{node}: replace it in the source model (e.g. an approximation "
+            "built from supported ops), or convert to ONNX / OpenVINO, which support it"
+        ) from None
     m = re.search(r"(?:op|operation|operations?)[^\n]*?['`\"]?([A-Za-z0-9_.]+)['`\"]? (?:is|are) not supported", text)
     if m or "not supported" in text:
         op = m.group(1) if m else "?"

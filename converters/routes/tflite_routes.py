@@ -8,6 +8,7 @@ from pathlib import Path
 
 from converters.cleanup import run_tool
 from converters.routes import RouteContext
+from converters.routes.onnx_decompose import standard_onnx
 from converters.routes.tflite_signature import SIGNATURE_KEY, with_signature
 from converters.sources import SourceModel
 from edge_sdk.errors import ConversionError, first_line
@@ -31,6 +32,7 @@ def to_onnx(source: SourceModel, out: Path, ctx: RouteContext) -> Path:
     if proc.returncode != 0 or not out.exists():
         errors = [ln for ln in proc.stderr.splitlines() if "rror" in ln]
         raise ConversionError(f"tf2onnx --tflite failed: {errors[-1].strip() if errors else 'see --verbose'}")
+    standard_onnx(out, "tf2onnx --tflite (TFLite -> ONNX)")
     return out
 
 
