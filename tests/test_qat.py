@@ -82,10 +82,11 @@ def test_qat_adapted_weights_sit_on_their_int8_grid():
     so a per-channel symmetric quantizer (scale = max|w| / 127) reproduces them exactly."""
     import copy
 
+    from converters.quantizers.qat import _snapped_float_module, allow_extension_build
+
+    allow_extension_build()  # NNCF builds its torch extension on first use: the product's own allowance
     import nncf
     import torch
-
-    from converters.quantizers.qat import _snapped_float_module
 
     teacher = tiny().eval()
     student = nncf.quantize(copy.deepcopy(teacher), nncf.Dataset([X] * 4), subset_size=4)

@@ -61,9 +61,22 @@ class Int8Adaptation:
     intermediates: dict[str, Path] = field(default_factory=dict)  # the adapted model's exports (ONNX, SavedModel)
 
 
+#: NNCF compiles its PyTorch extension on first use and gives up after 60 s by default, which a loaded 2-core
+#: machine (or a Raspberry Pi-class host) exceeds: QAT then failed for users, not just in tests
+EXTENSION_BUILD_TIMEOUT_S = 1800
+
+
+def allow_extension_build() -> None:
+    """Give NNCF's first-use torch extension build time (unless the user set ``NNCF_EXTENSION_LOAD_TIMEOUT``)."""
+    import os
+
+    os.environ.setdefault("NNCF_EXTENSION_LOAD_TIMEOUT", str(EXTENSION_BUILD_TIMEOUT_S))
+
+
 def train_qat(source: Any, calibration: Any, spec: QATSpec, preprocess: Any) -> Int8Adaptation:
     """NNCF-quantize ``source``'s module (a PyTorch source: ``convert`` checks) on ``calibration``, distil
     for ``spec.epochs``; return the student and the adapted float source."""
+    allow_extension_build()
     import nncf
     import torch
 
