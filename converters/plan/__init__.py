@@ -116,7 +116,7 @@ class ConversionPlan:
             src_info = self._source_info(original)
             manifest = self._write_manifest(folder, src_info, source, preprocess, calib, held, pruning, maker,
                                             reports)  # fmt: skip
-        result = ConversionResult(out_dir, reports, manifest, src_info)
+        result = ConversionResult(out_dir, reports, manifest, src_info, held.describe())
         if not result.passed and not opts.output.allow_degraded:
             failed = [f"{a.path.name}: {'; '.join(a.failures)}" for a in reports if not a.passed]
             raise ValidationFailedError(

@@ -54,6 +54,15 @@ class ConversionResult:
     artifacts: list[ArtifactReport]
     manifest_path: Path
     source: dict[str, Any]
+    validation: dict[str, Any] = field(default_factory=dict)  # held-out inputs: count, origin, synthetic
+
+    def validation_line(self) -> str:
+        """Where the validation inputs came from, for people; random ones are said to be random."""
+        v = self.validation
+        if not v:
+            return ""
+        mark = " (SYNTHETIC: pass --calib or --held-out with your own data)" if v.get("synthetic") else ""
+        return f"validated on {v.get('count')} samples: {v.get('origin')}{mark}"
 
     @property
     def passed(self) -> bool:

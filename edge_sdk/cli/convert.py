@@ -181,7 +181,8 @@ class ConvertCommand(Command):
             _bench(result, args.verbose)
         if args.json:
             emit_json({"output_dir": str(result.output_dir), "manifest": str(result.manifest_path),
-                       "passed": result.passed, "artifacts": result.report})  # fmt: skip
+                       "passed": result.passed, "validation": result.validation,
+                       "artifacts": result.report})  # fmt: skip
         else:
             print(format_table(*_table(result)))
             for a in result.artifacts:
@@ -189,7 +190,7 @@ class ConvertCommand(Command):
                     fb = a.fallback
                     print(f"{a.path.name}: int8 fallback kept {fb['kept']} float of {fb['quantized_layers']} int8 "
                           f"layers; latency {fb['latency']}")  # fmt: skip
-            print(f"\nmanifest: {result.manifest_path}")
+            print(f"\n{result.validation_line()}\nmanifest: {result.manifest_path}")
         if not result.passed and not args.allow_degraded:
             from edge_sdk.errors import ValidationFailedError
 
