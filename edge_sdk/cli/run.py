@@ -102,7 +102,9 @@ class RunCommand(Command):
         parser.add_argument("--sink", action="append", metavar="SINK",
                             help="window | http://:8080 | out.mp4 | events.jsonl | - | mqtt://host/topic "
                                  "(repeatable)")  # fmt: skip
-        parser.add_argument("--duration", type=float, help="stop after S seconds (default: until the source ends)")
+        parser.add_argument("--duration", type=float,
+                            help="stop after S seconds (default: until the source ends; SIGTERM and Ctrl-C also stop "
+                                 "cleanly, every sink finalised: exit 0 after SIGTERM, 130 after SIGINT)")  # fmt: skip
         parser.add_argument("--max-results", type=int, help="stop after N results")
         parser.add_argument("--post-opt", action="append", metavar="K=V", help="post-processor option (repeatable)")
         parser.add_argument("--source-opt", action="append", metavar="K=V", help="source option (repeatable)")
