@@ -114,6 +114,26 @@ class ZooError(EdgeSDKError):
     """A zoo model or sample image is unknown, or an option it was given is wrong."""
 
 
+#: pip's index of CPU-only torch wheels: PyPI's Linux torch pulls gigabytes of CUDA libraries
+TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
+
+
+def pip_hint(requirement: str, *, torch: bool = False) -> str:
+    """``pip install "<requirement>"``, with the CPU torch index when the requirement brings torch."""
+    return f'pip install "{requirement}"' + (f" --extra-index-url {TORCH_CPU_INDEX}" if torch else "")
+
+
+class MissingExtraError(EdgeSDKError):
+    """A feature's optional packages (a pip extra of edge-sdk) are not installed; names the extra and the package."""
+
+    def __init__(self, what: str, extra: str, package: str) -> None:
+        self.extra, self.package = extra, package
+        super().__init__(
+            f"{what} needs edge-sdk's [{extra}] extra ({package} is not installed). "
+            f"Install it with: {pip_hint(f'edge-sdk[{extra}]', torch=extra == 'convert')}"
+        )
+
+
 class ZooPackageMissingError(ZooError):
     """The pip package that carries a zoo model or sample image is not installed; names it."""
 
@@ -122,7 +142,7 @@ class ZooPackageMissingError(ZooError):
         self.package = package
         msg = (
             f"{what} needs the pip package '{package}', which is not installed. "
-            f'Install it with: pip install "edge-sdk[zoo]" {package}'
+            f"Install it with: {pip_hint('edge-sdk[zoo]', torch=package.startswith('torch'))} {package}"
         )
         if detail:
             msg += f" ({detail})"

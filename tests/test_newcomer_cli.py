@@ -367,3 +367,74 @@ def test_every_verb_with_input_shape_declares_one_syntax():
                 found[verb] = action.metavar
     assert set(found) >= {"bench", "convert", "prune", "reshape", "zoo"}
     assert set(found.values()) == {"NAME=D1,D2,.."}, found
+
+
+# -- missing extras and install hints ---------------------------------------------------------------------
+
+CONVERT_HINT = 'pip install "edge-sdk[convert]" --extra-index-url https://download.pytorch.org/whl/cpu'
+
+
+@pytest.mark.parametrize("verb", ["convert", "prune"])
+def test_convert_and_prune_without_the_converter_extra_say_which_extra(cli, models, hide_module, tmp_path, verb):
+    out = tmp_path / "out"
+    env = hide_module("onnx", "torch", "tensorflow", "tf2onnx", "nncf", "openvino")
+    r = cli(verb, str(models["static"]), "-o", str(out), env=env)
+    assert r.returncode == 2
+    assert r.stderr.strip() == (
+        f"edge-sdk {verb}: error: this command needs edge-sdk's [convert] extra (onnx is not installed). "
+        f"Install it with: {CONVERT_HINT}"
+    )
+    assert not out.exists()
+
+
+def test_tflite_target_without_tensorflow_names_the_extra(cli, models, hide_module, tmp_path):
+    r = cli("convert", str(models["static"]), "--to", "tflite", "-o", str(tmp_path / "o"),
+            env=hide_module("tensorflow", "torch"))  # fmt: skip
+    assert r.returncode == 2
+    assert r.stderr.strip() == (
+        "edge-sdk convert: error: this command needs edge-sdk's [convert] extra (tensorflow is not installed). "
+        f"Install it with: {CONVERT_HINT}"
+    )
+
+
+def test_a_converter_module_missing_mid_verb_is_one_line_naming_the_extra(cli, models, hide_module):
+    r = cli("diff", str(models["static"]), str(models["static"]), env=hide_module("onnx"))
+    assert r.returncode == 2
+    assert r.stderr.strip() == (
+        "edge-sdk diff: error: this command needs edge-sdk's [convert] extra (onnx is not installed). "
+        f"Install it with: {CONVERT_HINT}"
+    )
+
+
+def test_install_hints_never_pull_a_cuda_torch():
+    from edge_sdk.errors import MissingExtraError, ZooPackageMissingError
+
+    assert str(ZooPackageMissingError("zoo model 'x'", "torch")).endswith(
+        'pip install "edge-sdk[zoo]" --extra-index-url https://download.pytorch.org/whl/cpu torch'
+    )
+    assert str(ZooPackageMissingError("sample images", "scikit-image")).endswith(
+        'pip install "edge-sdk[zoo]" scikit-image'
+    )
+    assert str(MissingExtraError("this command", "convert", "torch")).endswith(CONVERT_HINT)
+
+
+def test_no_install_hint_adds_a_second_opencv_or_a_bare_torch():
+    root = Path(__file__).resolve().parents[1]
+    bad = []
+    for py in [*root.glob("edge_sdk/**/*.py"), *root.glob("converters/**/*.py"), *root.glob("devices/**/*.py")]:
+        lines = py.read_text(encoding="utf-8").splitlines()
+        for n, line in enumerate(lines, 1):
+            context = " ".join(lines[max(0, n - 2) : n])  # a message split over two source lines
+            if re.search(r"pip install (opencv-python|\"?torch)", line) and "uninstall" not in context:
+                bad.append(f"{py.relative_to(root)}:{n}: {line.strip()}")
+    assert not bad, bad
+
+
+def test_a_missing_sample_photo_package_is_named(cli, models, hide_module):
+    r = cli("run", str(models["image"]), "--task", "classify", "--source", "synthetic:?image=chelsea&frames=2",
+            "--size", "8x8", "--mean", "0", "--std", "255", env=hide_module("skimage", "sklearn"))  # fmt: skip
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines()[-1] == (
+        "edge-sdk run: error: synthetic source: sample image 'chelsea' needs the pip package 'scikit-image', "
+        'which is not installed. Install it with: pip install "edge-sdk[zoo]" scikit-image'
+    )

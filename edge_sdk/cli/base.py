@@ -170,3 +170,58 @@ def no_new_folder_on_error(path: str | os.PathLike[str]) -> Iterator[None]:
             except OSError:
                 break
         raise
+
+
+#: top-level module -> the edge-sdk extra that installs it (for a verb that meets it missing)
+EXTRA_OF_MODULE: dict[str, str] = {
+    **dict.fromkeys(
+        (
+            "torch",
+            "tensorflow",
+            "tf_keras",
+            "keras",
+            "onnx",
+            "onnxscript",
+            "tf2onnx",
+            "nncf",
+            "litert_torch",
+            "torch_pruning",
+            "ai_edge_quantizer",
+            "ai_edge_litert",
+            "openvino",
+            "onnxruntime",
+        ),
+        "convert",
+    ),  # fmt: skip
+    "cv2": "camera",
+    "paho": "camera",
+    "sounddevice": "audio",
+    "skimage": "zoo",
+    "sklearn": "zoo",
+}
+
+
+def missing_extra(verb: str, error: ModuleNotFoundError) -> Exception | None:
+    """A :class:`~edge_sdk.errors.MissingExtraError` naming the extra for a module a verb could not import,
+    or None for a module no extra provides (a bug of ours, reported as such)."""
+    from edge_sdk.errors import MissingExtraError
+
+    top = (error.name or "").partition(".")[0]
+    extra = EXTRA_OF_MODULE.get(top)
+    if extra is None:
+        return None
+    return MissingExtraError("this command", extra, top)
+
+
+def require_modules(verb: str, *modules: str) -> None:
+    """Raise the MissingExtraError of the first of ``modules`` that is not installed (checked without importing
+    it), so a verb stops with one line before any work or log."""
+    import importlib.util
+
+    for name in modules:
+        try:
+            found = sys.modules[name] is not None if name in sys.modules else importlib.util.find_spec(name) is not None
+        except (ImportError, ValueError):
+            found = False
+        if not found:
+            raise missing_extra(verb, ModuleNotFoundError(f"No module named '{name}'", name=name)) or ImportError(name)

@@ -5,7 +5,15 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from edge_sdk.cli.base import Command, emit_json, format_table, human_bytes, no_new_folder_on_error, parse_shapes
+from edge_sdk.cli.base import (
+    Command,
+    emit_json,
+    format_table,
+    human_bytes,
+    no_new_folder_on_error,
+    parse_shapes,
+    require_modules,
+)
 
 
 def _csv(text: str) -> list[str]:
@@ -159,6 +167,7 @@ class ConvertCommand(Command):
 
         if args.validate_samples < 1:
             raise CLIUsageError("--validate-samples must be >= 1")
+        require_modules("convert", *converter_modules(args.source, _csv(args.to)))
         # a stopped run leaves no temp files, no manifest, no tool running; a refused one no empty folder
         with exit_cleanly_on_signals(), no_new_folder_on_error(args.output_dir):
             keywords = dict(
@@ -199,6 +208,19 @@ class ConvertCommand(Command):
                 f"{len(bad)} artifact(s) outside tolerance: {', '.join(bad)}; pass --allow-degraded to accept"
             )
         return 0
+
+
+def converter_modules(source: str, targets: list[str]) -> list[str]:
+    """The packages a conversion of ``source`` to ``targets`` cannot do without (checked before any work):
+    ONNX always (every route and the validation read it), TensorFlow for TFLite or a Keras source, torch
+    for a PyTorch program."""
+    suffix = source.lower().rpartition(".")[2] if "." in source and not source.startswith("zoo:") else ""
+    modules = ["onnx"]
+    if "tflite" in targets or suffix in ("keras", "h5"):
+        modules.append("tensorflow")
+    if suffix in ("pt2", "pt"):
+        modules.append("torch")
+    return modules
 
 
 def _qat_options(args: argparse.Namespace) -> dict | None:

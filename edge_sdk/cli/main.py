@@ -66,6 +66,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"edge-sdk {args.command}: error: {e}", file=sys.stderr)
         return e.exit_code
+    except ModuleNotFoundError as e:  # an optional package this verb needs: one line naming the extra
+        from edge_sdk.cli.base import missing_extra
+
+        typed = missing_extra(args.command, e)
+        if typed is None or args.verbose:
+            raise
+        print(f"edge-sdk {args.command}: error: {typed}", file=sys.stderr)
+        return 2
     except BrokenPipeError:  # `edge-sdk info m.onnx --json | head`: the reader left, not an error
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - stays open until exit
         return 0

@@ -6,8 +6,22 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from edge_sdk.cli.base import Command, emit_json, format_table, human_bytes, human_count, no_new_folder_on_error
-from edge_sdk.cli.convert import _table, add_preprocess_arguments, add_unsafe_pickle_argument, convert_options
+from edge_sdk.cli.base import (
+    Command,
+    emit_json,
+    format_table,
+    human_bytes,
+    human_count,
+    no_new_folder_on_error,
+    require_modules,
+)
+from edge_sdk.cli.convert import (
+    _table,
+    add_preprocess_arguments,
+    add_unsafe_pickle_argument,
+    convert_options,
+    converter_modules,
+)
 
 
 class PruneCommand(Command):
@@ -62,6 +76,7 @@ class PruneCommand(Command):
 
         if args.validate_samples < 1:
             raise CLIUsageError("--validate-samples must be >= 1")
+        require_modules("prune", *converter_modules(args.source, [t.strip() for t in args.to.split(",")]))
         spec = PruneSpec(
             method=args.method,
             amount=args.amount,

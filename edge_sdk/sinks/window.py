@@ -37,7 +37,8 @@ class WindowSink(Sink):
         except cv2.error:
             raise SinkError(
                 "window sink: this OpenCV has no GUI support (opencv-python-headless); "
-                "pip install opencv-python, or use --sink http://:8080"
+                "replace it, never beside it (two OpenCVs break each other): pip uninstall -y "
+                "opencv-python-headless && pip install opencv-python; or use --sink http://:8080"
             ) from None
         self._cv2 = cv2
 

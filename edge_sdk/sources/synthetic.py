@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from edge_sdk.errors import SourceError
+from edge_sdk.errors import SourceError, ZooPackageMissingError
 from edge_sdk.sources.capture import CaptureSource
 
 
@@ -83,18 +83,21 @@ class SyntheticSource(CaptureSource):
 def _photo(name: str, hw: tuple[int, int]) -> np.ndarray:
     from edge_sdk.preprocess import resize
 
-    img = None
+    img, missing = None, None
     try:
         from converters.datasets import named_image
 
         img = named_image(name)
-    except Exception:
+    except Exception as e:
+        missing = e if isinstance(e, ZooPackageMissingError) else None  # a sample photo whose package is absent
         from edge_sdk.sources._opencv import import_cv2
 
         cv2 = import_cv2()
         raw = cv2.imread(name, cv2.IMREAD_COLOR)
         if raw is not None:
             img = cv2.cvtColor(raw, cv2.COLOR_BGR2RGB)
+    if img is None and missing is not None:
+        raise SourceError(f"synthetic source: {missing}") from None
     if img is None:
         raise SourceError(f"synthetic source: image {name!r} is neither a sample photo name nor a readable file")
     if img.ndim == 2:
