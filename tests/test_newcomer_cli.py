@@ -438,3 +438,38 @@ def test_a_missing_sample_photo_package_is_named(cli, models, hide_module):
         "edge-sdk run: error: synthetic source: sample image 'chelsea' needs the pip package 'scikit-image', "
         'which is not installed. Install it with: pip install "edge-sdk[zoo]" scikit-image'
     )
+
+
+# -- prune: a destroyed model fails -----------------------------------------------------------------------
+
+
+def test_agreement_floor_is_chance_plus_five_points():
+    from converters.prune.spec import PruneSpec, agreement_floor
+
+    assert agreement_floor(1000) == pytest.approx(0.051)
+    assert agreement_floor(10) == pytest.approx(0.15)
+    assert agreement_floor(None) == pytest.approx(0.05)
+    assert agreement_floor(10, 0.6) == 0.6
+    assert PruneSpec(classes=10).tolerances()["top1"] == pytest.approx(0.15)
+
+
+def test_prune_reports_a_destroyed_model_as_failed(tiny_onnx, tmp_path, cli):
+    base = ("prune", str(tiny_onnx), "--method", "magnitude", "--min-params", "0", "--no-default-skips")
+    r = cli(*base, "--amount", "0.9", "-o", str(tmp_path / "p90"), "--json")
+    assert r.returncode == 3, r.stderr
+    out = json.loads(r.stdout)
+    assert out["passed"] is False and out["pruning"]["agreement_floor"] == pytest.approx(0.15)  # 10 classes
+    [art] = out["artifacts"]
+    assert not art["passed"] and art["failures"][0].startswith("output 'logits': top-1 agreement ")
+    assert (
+        r.stderr.strip()
+        .splitlines()[-1]
+        .startswith(
+            "edge-sdk prune: error: 1 pruned artifact(s) below top-1 agreement 15%, within 5 points of chance: the "
+            "pruning destroyed the model (try a smaller --amount, or --finetune): tiny_magnitude90_fp32.onnx"
+        )
+    )
+    r = cli(*base, "--amount", "0.9", "-o", str(tmp_path / "p90t"))
+    assert "FAILED: output 'logits': top-1 agreement" in r.stdout and " ok" not in r.stdout.splitlines()[-3]
+    r = cli(*base, "--amount", "0.5", "-o", str(tmp_path / "p50"), "--json")
+    assert r.returncode == 0 and json.loads(r.stdout)["passed"], r.stderr

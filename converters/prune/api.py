@@ -15,7 +15,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from converters.prune.spec import PruneResult, PruneSpec, parse_prune
+from converters.prune.spec import PruneResult, PruneSpec, agreement_floor, parse_prune
 from edge_sdk.errors import PruneError
 
 log = logging.getLogger("edge_sdk")
@@ -147,7 +147,9 @@ def prune_source(
         log.info("%s %s pruning goes through ONNX (%s)", source.kind, spec.method, onnx_path.name)
         result = _dispatch("onnx", spec)(onnx_path, spec, None)
         result.notes.append(f"{source.kind} source exported to ONNX for {spec.method} pruning; the result is ONNX")
-    info: dict[str, Any] = {"seconds": 0.0}
+    if spec.classes is None:
+        spec.classes = _classes(held)
+    info: dict[str, Any] = {"seconds": 0.0, "agreement_floor": agreement_floor(spec.classes, spec.min_agreement)}
     if held is not None and result.framework == "torch":
         info["agreement_before_finetune"] = _agreement(result.model, held)
     if spec.finetune is not None:
@@ -167,6 +169,12 @@ def prune_source(
         info["saved"] = str(_save(result, pruned, save_to))
     info["seconds"] = round(time.monotonic() - start, 1)
     return pruned, {**result.to_dict(), **info}
+
+
+def _classes(held: Any) -> int | None:
+    """Classes of the original's single score output (N, C), from the held-out reference; None otherwise."""
+    ref = held.reference[0] if held is not None and held.reference else None
+    return int(ref.shape[-1]) if ref is not None and ref.ndim == 2 and len(held.reference) == 1 else None
 
 
 def _agreement(module: Any, held: Any) -> float | None:

@@ -10,6 +10,15 @@ from edge_sdk.errors import PruneError
 METHODS = ("magnitude", "channel")
 DISTILLATION_LOSSES = {"kl": "KL on logits / T", "mse": "MSE on logits"}  # name -> what the manifest says
 SCOPES = ("layer", "global")
+#: a pruned classifier whose top-1 agreement with the original is within this of chance (1 / classes) is
+#: destroyed: it fails its validation whatever ``min_agreement`` says
+DESTROYED_MARGIN = 0.05
+
+
+def agreement_floor(classes: int | None, min_agreement: float = 0.0) -> float:
+    """The top-1 agreement a pruned artifact must reach: ``min_agreement``, and at least chance + 5 points."""
+    chance = 1.0 / classes if classes and classes >= 2 else 0.0
+    return max(min_agreement, min(1.0, chance + DESTROYED_MARGIN))
 
 
 @dataclass
@@ -50,6 +59,7 @@ class PruneSpec:
     loss: str = "kl"  # distillation loss: kl (softened probabilities) or mse (logits)
     min_agreement: float = 0.0
     save_source: bool = False
+    classes: int | None = None  # of the original's score output; set by prune_source (chance level of top-1)
 
     def __post_init__(self) -> None:
         self.skip = tuple(self.skip or ())
@@ -79,8 +89,9 @@ class PruneSpec:
 
     def tolerances(self) -> dict[str, float]:
         """Validation tolerances of a pruned artifact: a pruned model is not expected to match fp32 numbers;
-        only ``min_agreement`` (default 0: report only) is enforced."""
-        return {"cosine": -1.0, "snr_db": -1e9, "top1": self.min_agreement}
+        its top-1 agreement must reach ``min_agreement`` and be clearly above chance (:func:`agreement_floor`):
+        a destroyed model is reported as failed, never "ok"."""
+        return {"cosine": -1.0, "snr_db": -1e9, "top1": agreement_floor(self.classes, self.min_agreement)}
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

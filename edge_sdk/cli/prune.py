@@ -62,7 +62,8 @@ class PruneCommand(Command):
         parser.add_argument("--held-out", help="validation data; default: real crops (zoo) or random inputs")
         parser.add_argument("--validate-samples", type=int, default=200, help="held-out samples for agreement")
         parser.add_argument("--min-agreement", type=float, default=0.0,
-                            help="exit 3 below this top-1 agreement with the original (default 0: report)")  # fmt: skip
+                            help="exit 3 below this top-1 agreement with the original (default 0: only a "
+                                 "destroyed model, within 5 points of chance, fails)")  # fmt: skip
         parser.add_argument("--input-shape", action="append", metavar="NAME=D1,D2,..", help="fix an input's shape")
         parser.add_argument("--list-layers", action="store_true", help="list the prunable layers and exit")
         parser.add_argument("--bench", action="store_true", help="benchmark each artifact (edge-sdk bench)")
@@ -124,10 +125,15 @@ class PruneCommand(Command):
             print(format_table(*_table(result)))
             print(f"\nmanifest: {result.manifest_path}")
         if not result.passed:
-            bad = [a.path.name for a in result.artifacts if not a.passed]
-            raise ValidationFailedError(
-                f"{len(bad)} pruned artifact(s) below --min-agreement {args.min_agreement:.0%}: {', '.join(bad)}"
+            bad = [f"{a.path.name} ({'; '.join(a.failures)})" for a in result.artifacts if not a.passed]
+            floor = pruning.get("agreement_floor", args.min_agreement)
+            why = (
+                f"--min-agreement {args.min_agreement:.0%}"
+                if floor <= args.min_agreement
+                else f"{floor:.0%}, within 5 points of chance: the pruning destroyed the model (try a smaller "
+                "--amount, or --finetune)"
             )
+            raise ValidationFailedError(f"{len(bad)} pruned artifact(s) below top-1 agreement {why}: {', '.join(bad)}")
         return 0
 
 
