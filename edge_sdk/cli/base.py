@@ -6,6 +6,7 @@ import argparse
 import contextlib
 import json
 import logging
+import math
 import os
 import sys
 from pathlib import Path
@@ -27,9 +28,28 @@ class Command:
         raise NotImplementedError
 
 
-def emit_json(data: Any) -> None:
-    json.dump(data, sys.stdout, indent=2, default=str)
+def emit_json(data: Any, *, one_line: bool = False) -> None:
+    """``data`` as one strict JSON document on stdout (infinite/NaN floats as "inf", "-inf", "nan" strings,
+    as ``edge-sdk diff`` writes them: ``Infinity`` is not JSON, and jq and browsers reject it); ``one_line``
+    when stdout is a stream of JSON lines (``run --sink -``) that this document ends."""
+    json.dump(finite_json(data), sys.stdout, indent=None if one_line else 2, default=str, allow_nan=False)
     sys.stdout.write("\n")
+    sys.stdout.flush()
+
+
+def finite_json(data: Any) -> Any:
+    """A copy of ``data`` (dicts, lists, tuples, dataclass dicts...) with non-finite floats as strings."""
+    if isinstance(data, float):
+        return data if math.isfinite(data) else ("nan" if math.isnan(data) else ("inf" if data > 0 else "-inf"))
+    if isinstance(data, dict):
+        return {k: finite_json(v) for k, v in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [finite_json(v) for v in data]
+    if hasattr(data, "to_dict") and not isinstance(data, type):
+        return finite_json(data.to_dict())
+    if hasattr(data, "dtype") and hasattr(data, "tolist"):  # numpy scalars and arrays: numbers, not strings
+        return finite_json(data.tolist())
+    return data
 
 
 def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:

@@ -189,14 +189,15 @@ class RunCommand(Command):
             model.close()
         code = SIGNAL_EXIT.get(signal.Signals(got[0]), 128 + got[0]) if got else 0
         last = pipe.last_event
+        jsonl_out = any(str(s).strip().lower() in ("-", "stdout", "jsonl:-") for s in args.sink or ())
         if args.json:
             spec = pipe.spec.to_dict() if hasattr(pipe.spec, "to_dict") else None
             emit_json({"model": str(rm.path), "task": task, "metadata": stored.origin if stored else None,
                        "preprocessing": spec, "runtime": runtime, "warmup": not args.no_warmup,
                        "stopped_by": pipe.stop_reason, "exit_code": code, "metrics": metrics,
-                       "last_result": last})  # fmt: skip
+                       "last_result": last}, one_line=jsonl_out)  # fmt: skip
             return code
-        _print_summary(metrics, last, pipe.stop_reason, sys.stderr if args.events_only else sys.stdout)
+        _print_summary(metrics, last, pipe.stop_reason, sys.stderr if args.events_only or jsonl_out else sys.stdout)
         return code
 
 
