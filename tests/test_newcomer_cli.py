@@ -473,3 +473,73 @@ def test_prune_reports_a_destroyed_model_as_failed(tiny_onnx, tmp_path, cli):
     assert "FAILED: output 'logits': top-1 agreement" in r.stdout and " ok" not in r.stdout.splitlines()[-3]
     r = cli(*base, "--amount", "0.5", "-o", str(tmp_path / "p50"), "--json")
     assert r.returncode == 0 and json.loads(r.stdout)["passed"], r.stderr
+
+
+# -- every --json: one strict JSON document on stdout -------------------------------------------------------
+
+
+def _strict_json(text: str):
+    def refuse(constant):
+        raise ValueError(f"{constant} is not JSON")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def _json_invocations(models, tmp_path) -> dict[str, list[list[str]]]:
+    static, dyn, image = str(models["static"]), str(models["dynamic"]), str(models["image"])
+    converted = tmp_path / "conv"
+    return {
+        "info": [["info", static]],
+        "bench": [["bench", static, "--runs", "2", "--warmup", "0"],
+                  ["bench", static, "--runs", "2", "--warmup", "0", "--cold-warm"]],
+        "zoo": [["zoo", "list"]],
+        "convert": [["convert", static, "-o", str(converted)]],
+        "diff": [["diff", static, str(converted / "static_fp32.onnx")]],
+        "prune": [["prune", static, "--no-default-skips", "--min-params", "0", "-o", str(tmp_path / "pr")],
+                  ["prune", static, "--no-default-skips", "--min-params", "0", "--list-layers"]],
+        "devices": [["devices"], ["devices", "--list-profiles"]],
+        "reshape": [["reshape", dyn, "-o", str(tmp_path / "r.onnx"), "--input-shape", "x=2,16"]],
+        "run": [["run", image, "--task", "classify", "--source", "synthetic:?frames=3&size=32x32"]],
+    }  # fmt: skip
+
+
+def test_every_verb_json_is_one_strict_json_document(cli, models, tmp_path):
+    from edge_sdk.cli.main import COMMANDS
+
+    calls = _json_invocations(models, tmp_path)
+    assert set(calls) | {"demo"} == set(COMMANDS)  # demo: test_demo_json_is_one_json_document (slow)
+    for invocations in calls.values():
+        for args in invocations:
+            r = cli(*args, "--json")
+            assert r.returncode == 0, (args, r.stderr)
+            try:
+                doc = _strict_json(r.stdout)
+            except ValueError as e:
+                pytest.fail(f"edge-sdk {' '.join(args)} --json: stdout is not one JSON document ({e}): {r.stdout!r}")
+            assert doc is not None, args
+    assert (
+        _strict_json(cli("convert", str(models["static"]), "-o", str(tmp_path / "c2"), "--json").stdout)["artifacts"][
+            0
+        ]["metrics"][0]["snr_db"]
+        == "inf"
+    )  # identical outputs: not the non-JSON Infinity
+
+
+@pytest.mark.parametrize("extra", [[], ["--json"]])
+def test_run_sink_stdout_is_pure_json_lines(cli, models, extra):
+    r = cli("run", str(models["image"]), "--task", "classify", "--source", "synthetic:?fps=0&frames=3&size=32x32",
+            "--sink", "-", *extra)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    lines = [_strict_json(line) for line in r.stdout.splitlines()]
+    assert [x.get("type") for x in lines].count("result") == 3
+    assert "results" in r.stderr  # the summary table went to stderr
+    if extra:
+        assert lines[-1]["task"] == "classify" and lines[-1]["metrics"]["results"] == 3
+
+
+@pytest.mark.slow
+def test_demo_json_is_one_json_document(cli, tmp_path):
+    pytest.importorskip("torch")
+    r = cli("demo", "--pipeline-only", "-o", str(tmp_path), "--json", timeout=1200)
+    assert r.returncode == 0, r.stderr
+    assert "pipeline" in _strict_json(r.stdout)
