@@ -544,3 +544,19 @@ def test_demo_json_is_one_json_document(cli, tmp_path):
     r = cli("demo", "--pipeline-only", "-o", str(tmp_path), "--json", timeout=1200)
     assert r.returncode == 0, r.stderr
     assert "pipeline" in _strict_json(r.stdout)
+
+
+# -- sinks create no folders ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name, what", [("events.jsonl", "JSON lines to"), ("out.mp4", "video")])
+def test_sinks_refuse_a_missing_folder_and_create_none(cli, models, tmp_path, name, what):
+    target = tmp_path / "typo" / "deeper" / name
+    r = cli("run", str(models["image"]), "--task", "classify", "--source", "synthetic:?fps=0&frames=2&size=32x32",
+            "--sink", str(target), "--size", "8x8", "--mean", "0", "--std", "255")  # fmt: skip
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines()[-1] == (
+        f"edge-sdk run: error: cannot write {what} {target}: the folder {target.parent} does not exist "
+        "(sinks create no folders; create it first or fix the path)"
+    )
+    assert not (tmp_path / "typo").exists()

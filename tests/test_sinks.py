@@ -73,6 +73,7 @@ def test_video_and_jsonl_sinks(model, tmp_path):
     import cv2
 
     video, events = tmp_path / "out" / "annotated.mp4", tmp_path / "events.jsonl"
+    video.parent.mkdir()  # sinks create no folders
     p = Pipeline("synthetic:?fps=0&frames=20&size=160x120", model, preprocess=SPEC, sinks=[video, events])
     p.run()
     cap = cv2.VideoCapture(str(video))

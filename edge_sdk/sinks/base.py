@@ -4,9 +4,12 @@ network) belongs in the sink's own thread with latest-wins, never in the pipelin
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from edge_sdk.errors import SinkError
 
 
 class Sink:
@@ -37,3 +40,13 @@ class Sink:
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__}>"
+
+
+def require_folder(path: Path, what: str) -> None:
+    """A sink writes into an existing folder only: a mistyped path must not create folders anywhere."""
+    parent = path.absolute().parent
+    if not parent.is_dir():
+        raise SinkError(
+            f"cannot write {what} {path}: the folder {parent} does not exist (sinks create no folders; "
+            "create it first or fix the path)"
+        )

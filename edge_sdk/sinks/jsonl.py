@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from edge_sdk.errors import SinkError
-from edge_sdk.sinks.base import Sink
+from edge_sdk.sinks.base import Sink, require_folder
 
 
 class JsonLinesSink(Sink):
@@ -27,8 +27,8 @@ class JsonLinesSink(Sink):
             self._fh = sys.stdout
             return
         path = Path(self.target)
+        require_folder(path, "JSON lines to")
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
             self._fh = open(path, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
         except OSError as e:
             raise SinkError(f"cannot write JSON lines to {path}: {e.strerror or e}") from None

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from edge_sdk.errors import SinkError
-from edge_sdk.sinks.base import Sink
+from edge_sdk.sinks.base import Sink, require_folder
 
 FOURCC = {".mp4": "mp4v", ".mov": "mp4v", ".avi": "MJPG", ".mkv": "MJPG"}
 #: at most this many seconds of repeated picture per gap (a stalled source does not write hours of stills)
@@ -53,10 +53,7 @@ class VideoFileSink(Sink):
             self.fps = float(info.get("fps") or 30.0)
         if self.realtime is None:
             self.realtime = bool(info.get("live"))
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise SinkError(f"cannot create the folder for video {self.path}: {e.strerror or e}") from None
+        require_folder(self.path, "video")
 
     def write(self, frame: Any, result: Any, event: dict[str, Any], image: np.ndarray | None) -> None:
         if image is None:
