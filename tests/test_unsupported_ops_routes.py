@@ -54,3 +54,17 @@ def test_onnx_op_unknown_to_onnx_is_a_typed_error(tmp_path):
     with pytest.raises(UnsupportedOperatorError, match=r"tf2onnx wrote op\(s\) ONNX does not define: Frobnicate "
                        r"\(node 'weird_1'\); convert to TFLite or OpenVINO"):  # fmt: skip
         standard_onnx(path, "tf2onnx")
+
+
+@pytest.mark.slow
+def test_keras_grouped_conv_reaches_onnx_through_tflite(tmp_path):
+    """Keras 3 runs a grouped conv (ConvNeXt's depthwise) as an XLA-compiled function that tf2onnx leaves as a
+    StatefulPartitionedCall; the route goes through TFLite (every function inlined) and says so."""
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((32, 32, 8), batch_size=1)
+    x = keras.layers.Conv2D(8, 7, padding="same", groups=8)(inp)
+    x = keras.layers.GlobalAveragePooling2D()(keras.layers.LayerNormalization()(x))
+    keras.Model(inp, keras.layers.Dense(10)(x)).save(tmp_path / "grouped.keras")
+    result = convert(tmp_path / "grouped.keras", to=["onnx"], output_dir=tmp_path / "o", progress=False)
+    assert result.passed and result.artifacts[0].metrics[0].cosine > 0.99999
+    assert "tf2onnx --tflite" in result.artifacts[0].route

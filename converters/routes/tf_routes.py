@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 from pathlib import Path
 
@@ -9,7 +10,9 @@ from converters.cleanup import run_tool
 from converters.routes import RouteContext
 from converters.routes.onnx_decompose import standard_onnx
 from converters.sources import SourceModel
-from edge_sdk.errors import ConversionError, UnsupportedOperatorError, first_line
+from edge_sdk.errors import ConversionError, EdgeSDKError, UnsupportedOperatorError, first_line
+
+log = logging.getLogger("edge_sdk.convert")
 
 
 def saved_model_dir(source: SourceModel, ctx: RouteContext) -> Path:
@@ -49,7 +52,26 @@ def to_onnx(source: SourceModel, out: Path, ctx: RouteContext) -> Path:
     if proc.returncode != 0 or not out.exists():
         errors = [ln for ln in proc.stderr.splitlines() if "ERROR" in ln or "Error" in ln]
         raise ConversionError(f"tf2onnx failed: {errors[-1].strip() if errors else 'see --verbose'}")
-    standard_onnx(out, "tf2onnx (Keras/SavedModel -> ONNX)")
+    try:
+        standard_onnx(out, "tf2onnx (Keras/SavedModel -> ONNX)")
+    except UnsupportedOperatorError as e:  # e.g. Keras 3's XLA-compiled depthwise conv stays a function call
+        return _onnx_through_tflite(source, out, ctx, e)
+    return out
+
+
+def _onnx_through_tflite(source: SourceModel, out: Path, ctx: RouteContext, why: Exception) -> Path:
+    """Keras/SavedModel -> TFLite (TFLiteConverter inlines every function) -> ONNX (tf2onnx --tflite)."""
+    from dataclasses import replace
+
+    from converters.routes import tflite_routes
+
+    log.info("tf2onnx left function calls in the graph (%s); converting through TFLite instead", why)
+    tflite = to_tflite(source, ctx.workdir / "onnx_via.tflite", ctx)
+    try:
+        tflite_routes.to_onnx(replace(source, kind="tflite", path=tflite), out, ctx)
+    except EdgeSDKError as e:
+        raise UnsupportedOperatorError(f"{why}; converting through TFLite failed too: {e}") from None
+    ctx.used_tool["onnx"] = "TFLiteConverter + tf2onnx --tflite (tf2onnx on the SavedModel left function calls)"
     return out
 
 
