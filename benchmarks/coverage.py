@@ -46,7 +46,9 @@ def convert_architecture(
     family, builder = corpus.get(name)
     cells_file = out / "cells" / f"{name}.jsonl"
     cells_file.parent.mkdir(parents=True, exist_ok=True)
-    cells_file.write_text("")
+    redo = {(t, p) for t in targets for p in precisions}  # earlier runs' other cells are kept
+    kept = [c for c in _read_cells(out, name) if (c["target"], c["precision"]) not in redo]
+    cells_file.write_text("".join(json.dumps(c) + "\n" for c in kept))
     records: list[dict[str, Any]] = []
     base = {"arch": name, "family": family}
 
@@ -84,8 +86,9 @@ def convert_architecture(
 
 def _convert_target(case: Any, name: str, target: str, precisions: list[str], out: Path, n_held: int) -> list[dict]:
     """All precisions of one target in one ``convert`` call (the fp32 export is shared). If it raises in the
-    export, every precision shares that failure; otherwise each precision runs again on its own, so one
-    failing quantizer does not hide the others."""
+    export, every precision shares that failure; otherwise the failing precision (the first whose artifact was
+    not published) records the error and the others run again together, so one failing quantizer does not hide
+    the others."""
     t0 = time.monotonic()
     try:
         result = _convert(case, name, target, precisions, out, n_held)
@@ -93,14 +96,36 @@ def _convert_target(case: Any, name: str, target: str, precisions: list[str], ou
         return [_cell(a, seconds, case.kind == "classifier") for a in result.artifacts]
     except Exception as e:
         traceback.print_exc()  # into the architecture's log, for whoever fixes it
-        stage = _stage(e)
+        error, stage = e, _stage(e)
         if len(precisions) == 1 or stage == "export":
             spent = round(time.monotonic() - t0, 1)
-            return [{"target": target, "precision": p, **_error(e, stage), "seconds": spent} for p in precisions]
-    cells = []
-    for p in precisions:
-        cells += _convert_target(case, name, target, [p], out / p, n_held)
-    return cells
+            route = _route(case.model, target)
+            return [{"target": target, "precision": p, **_error(e, stage), "route": route, "seconds": spent}
+                    for p in precisions]  # fmt: skip
+    # convert publishes each artifact as it goes, in precision order: the first one missing is the one that failed
+    failed = next((p for p in precisions if not list(out.glob(f"{name}_{p}.*"))), precisions[-1])
+    spent = round(time.monotonic() - t0, 1)
+    cells = [{"target": target, "precision": failed, **_error(error, stage), "route": _route(case.model, target),
+              "seconds": spent}]  # fmt: skip
+    rest = [p for p in precisions if p != failed]
+    if rest:  # the others again, together, in a fresh folder
+        cells += _convert_target(case, name, target, rest, out / "retry", n_held)
+    return sorted(cells, key=lambda c: precisions.index(c["precision"]))
+
+
+def _route(model: Any, target: str) -> str | None:
+    """The route ``convert`` takes for this source and target, as its manifest would name it."""
+    from converters.routes import find_route
+    from converters.sources import source_kind
+
+    if isinstance(model, str) and model.startswith("zoo:"):
+        return None  # a zoo entry decides its own source kind
+    try:
+        kind = source_kind(model)
+        r = find_route(kind, target)
+    except Exception:
+        return None
+    return " -> ".join([kind, *r.via, target]) + f" ({r.tool})"
 
 
 def _stage(e: BaseException) -> str:
@@ -141,6 +166,9 @@ def _cell(a: Any, seconds: float, classifier: bool = True) -> dict[str, Any]:
         "cosine": round(min(cosines), 6) if cosines else None,
         "snr_db": round(min(m.snr_db for m in a.metrics), 2) if a.metrics else None,
         "top1": round(min(top1), 4) if top1 else None,
+        # top-1 agreement on the inputs the original is sure about (random-weight classifiers have near ties)
+        "top1_confident": _lowest([m.top1_agreement_confident for m in a.metrics] if classifier else []),
+        "confident_fraction": _lowest([m.confident_fraction for m in a.metrics] if classifier else []),
         "within_tolerance": a.passed,
         "failures": a.failures,
         "route": a.route,
@@ -150,6 +178,11 @@ def _cell(a: Any, seconds: float, classifier: bool = True) -> dict[str, Any]:
         "error_class": None,
         "error": None,
     }
+
+
+def _lowest(values: list[float | None]) -> float | None:
+    known = [v for v in values if v is not None]
+    return round(min(known), 4) if known else None
 
 
 def _error(e: BaseException, stage: str) -> dict[str, Any]:
@@ -162,6 +195,8 @@ def _error(e: BaseException, stage: str) -> dict[str, Any]:
 def run_matrix(args: argparse.Namespace, names: list[str]) -> int:
     out = Path(args.out)
     (out / "logs").mkdir(parents=True, exist_ok=True)
+    (out / "command.txt").write_text("python benchmarks/coverage.py " + " ".join(args.argv) + "\n")
+    (out / "product.txt").write_text(product_version() + "\n")
     todo = [n for n in names if not (args.resume and _complete(out, n, args.targets, args.precisions))]
     procs: dict[str, tuple[subprocess.Popen, float, Any]] = {}
     pending = list(todo)
@@ -249,6 +284,19 @@ def product_version() -> str:
     return sha + (" + uncommitted changes in converters/ or edge_sdk/" if dirty else "")
 
 
+def _partly_run(cells: list[dict[str, Any]]) -> dict[str, list[str]]:
+    """Architecture -> the targets some of whose precisions have no cell yet."""
+    have: dict[str, set[tuple[str, str]]] = {}
+    for c in cells:
+        have.setdefault(c["arch"], set()).add((c["target"], c["precision"]))
+    out = {}
+    for arch, got in have.items():
+        missing = [t for t in TARGETS if any((t, p) not in got for p in PRECISIONS)]
+        if missing:
+            out[arch] = missing
+    return out
+
+
 def _write_reports(out: Path, args: argparse.Namespace) -> None:
     cells = [c for f in sorted((out / "cells").glob("*.jsonl")) for c in _read_cells(out, f.stem)]
     import corpus
@@ -256,9 +304,12 @@ def _write_reports(out: Path, args: argparse.Namespace) -> None:
     order = {n: i for i, n in enumerate([*corpus.REGISTRY, *corpus.SMALL])}
     cells.sort(key=lambda c: (order.get(c["arch"], 999), TARGETS.index(c["target"]), PRECISIONS.index(c["precision"])))
     summary = summarise(cells)
-    command = "python benchmarks/coverage.py " + " ".join(args.argv)
-    payload = {"command": command, "product": product_version(), "summary": summary, "cells": cells,
-               "not_run": [n for n in corpus.REGISTRY if n not in {c["arch"] for c in cells}]}  # fmt: skip
+    saved = out / "command.txt"
+    command = saved.read_text().strip() if saved.is_file() else "python benchmarks/coverage.py " + " ".join(args.argv)
+    product = (out / "product.txt").read_text().strip() if (out / "product.txt").is_file() else product_version()
+    payload = {"command": command, "product": product, "summary": summary, "cells": cells,
+               "not_run": [n for n in corpus.REGISTRY if n not in {c["arch"] for c in cells}],
+               "partly_run": _partly_run(cells)}  # fmt: skip
     tmp = out / "coverage.json.tmp"
     tmp.write_text(json.dumps(payload, indent=1))
     os.replace(tmp, out / "coverage.json")
@@ -280,6 +331,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--held-out-samples", type=int, default=16)
     ap.add_argument("--resume", action="store_true", help="skip architectures whose cells are all recorded")
     ap.add_argument("--list", action="store_true", help="print the corpus and exit")
+    ap.add_argument("--report-only", action="store_true", help="rewrite the JSON and markdown from OUT/cells")
     ap.add_argument("--worker", default="", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     args.argv = [a for a in argv if a != "--resume"]
@@ -297,6 +349,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.worker:
         convert_architecture(args.worker, args.targets, args.precisions, Path(args.out), args.calib_samples,
                              args.held_out_samples)  # fmt: skip
+        return 0
+    if args.report_only:
+        _write_reports(Path(args.out), args)
         return 0
     names = [n for n in args.only.split(",") if n] or list(corpus.REGISTRY)
     for n in names:

@@ -20,7 +20,7 @@ from corpus.report import FP32_COSINE, summarise, write_markdown  # noqa: E402
 
 TARGETS = ["tflite", "onnx", "openvino"]
 PRECISIONS = ["fp32", "int8-dynamic"]
-N_CALIB, N_HELD = 8, 8
+N_CALIB, N_HELD = 16, 16  # 16 held-out inputs: one top-1 flip is 6.25%, within the 90% floor
 
 
 @pytest.fixture(scope="module")

@@ -34,7 +34,6 @@ SUBSET = (
     "tv_mobilenet_v3_small_96",
     "keras_mobilenet_v2_a035_96",
     "kws_cnn",
-    "gru_audio",
     "hf_bert_tiny",
     "yolov8n_160",
     "zoo_efficientnet_lite0",

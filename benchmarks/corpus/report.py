@@ -14,6 +14,21 @@ _SHORT = {"tflite": "TFL", "onnx": "ONNX", "openvino": "OV", "fp32": "fp32", "fp
           "int8": "i8"}  # fmt: skip
 
 
+CAVEATS = [
+    "Notes on the method:",
+    "",
+    "- Random weights (all but `zoo_*`): a random classifier's logits are nearly tied, so top-1 agreement counts",
+    "  flips between classes the original itself barely separates; `coverage.json` also holds `top1_confident`",
+    "  (agreement on inputs whose top-1 margin is >= 0.1) for each cell.",
+    "- Validation: 16 held-out inputs per cell, calibration: 32 (both disjoint; `--held-out-samples`,",
+    "  `--calib-samples`). Token ids are in-vocabulary random ids with [CLS]/[SEP] and padding masks (no",
+    "  tokenizer is available offline); audio is espeak-ng speech; images are crops of the scikit-image photos.",
+    "- The registry's torchvision is a CUDA build whose C++ ops cannot load beside CPU torch; the corpus declares",
+    "  their schemas without kernels so torchvision imports (`benchmarks/corpus/_common.py`). No converted graph",
+    "  uses those ops (SSDlite is converted without its NMS).",
+]
+
+
 def succeeded(cell: dict[str, Any]) -> bool:
     """fp32: converted with cosine >= 0.999; other precisions: within the precision's default tolerance."""
     if not cell.get("converted"):
@@ -87,9 +102,15 @@ def write_markdown(path: Path, payload: dict[str, Any]) -> None:
         per_t = [f"{r['per_target'][t]['succeeded']}/{r['per_target'][t]['cells']}" for t in targets]
         lines.append(f"| {p} | {r['cells']} | {r['converted']} | {r['succeeded']} | {r['share']:.1%} | {goal} | "
                      + " | ".join(per_t) + " |")  # fmt: skip
+    lines += ["", *CAVEATS]
     not_run = payload.get("not_run") or []
     if not_run:
         lines += ["", f"**Not run yet** ({len(not_run)}): {', '.join(not_run)}."]
+    partly: dict[str, list[str]] = {}
+    for arch, missing in (payload.get("partly_run") or {}).items():
+        partly.setdefault(", ".join(missing), []).append(arch)
+    for missing, archs in partly.items():
+        lines += ["", f"**Run without {missing} yet** ({len(archs)}): {', '.join(archs)}."]
     lines += [
         "",
         "## Matrix",
@@ -116,8 +137,10 @@ def write_markdown(path: Path, payload: dict[str, Any]) -> None:
             if c.get("converted") and c["precision"] == "fp32" and not why:
                 why = f"cosine {c.get('cosine')} < {FP32_COSINE}"
             why = why.replace("|", "\\|").replace("\n", " ")
+            if c.get("error") and c.get("route"):
+                why += f" (route: {c['route']})"
             lines.append(f"| {c['arch']} | {c['target']} | {c['precision']} | {c.get('error_class') or '-'} | "
-                         f"{why[:700]} |")  # fmt: skip
+                         f"{why[:800]} |")  # fmt: skip
     lines += ["", "## Architectures", "", "| architecture | family | input | notes | route (fp32) |",
               "|---|---|---|---|---|"]  # fmt: skip
     for a in archs:
