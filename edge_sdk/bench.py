@@ -98,9 +98,13 @@ def make_inputs(
 
 
 def _input_shape(spec: TensorSpec, given: tuple[int, ...] | None, fill_dynamic: bool) -> tuple[int, ...]:
-    example = ",".join(str(d) if d is not None else "1" for d in spec.shape)
+    names = spec.dim_names or (None,) * len(spec.shape)
+    # dynamic dims shown as <name> to fill in, a dynamic batch as 1
+    example = ",".join(
+        str(d) if d is not None else ("1" if i == 0 and len(names) > 1 else f"<{n or f'dim{i}'}>")
+        for i, (d, n) in enumerate(zip(spec.shape, names))
+    )
     if given is None:
-        names = spec.dim_names or (None,) * len(spec.shape)
         # a dynamic batch (dim 0 of a rank >= 2 input) is timed at 1, shown with the result; others are refused
         dyn = [n or f"#{i}" for i, (d, n) in enumerate(zip(spec.shape, names)) if d is None and (i or len(names) < 2)]
         if dyn and not fill_dynamic:

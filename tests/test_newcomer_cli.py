@@ -163,7 +163,7 @@ def test_bench_refuses_dynamic_dims_naming_them(cli, models):
     assert r.returncode == 2 and r.stdout == ""
     assert r.stderr.strip() == (
         "edge-sdk bench: error: input 'x' has dynamic dim(s) h, w (shape [n,3,h,w]); give the shape to time: "
-        "--input-shape x=1,3,1,1"
+        "--input-shape x=1,3,<h>,<w>"
     )
 
 
