@@ -510,3 +510,17 @@ def test_cli_passes_detector_caps(tmp_path):
     assert json.loads(r.stdout)["last_result"]["count"] == 3
     r = run_cli(*args, "--post-opt", "max_det=0")
     assert r.returncode == 2 and "max_det must be a whole number >= 1, got 0" in r.stderr
+
+
+def test_metrics_file_in_a_missing_folder_is_one_error_line(tmp_path):
+    """A --metrics-file whose folder does not exist: a typed error naming the path and the fix, no traceback."""
+    import subprocess
+    import sys
+
+    target = tmp_path / "missing" / "m.jsonl"
+    proc = subprocess.run([sys.executable, "-m", "edge_sdk.cli.main", "run", "zoo:efficientnet-lite0", "--source",
+                           "synthetic:", "--metrics-file", str(target)], capture_output=True, text=True,
+                          timeout=600)  # fmt: skip
+    assert proc.returncode != 0
+    assert f"edge-sdk run: error: metrics file {target}: No such file or directory; create its folder" in proc.stderr
+    assert "Traceback" not in proc.stderr and not target.parent.exists()

@@ -24,7 +24,7 @@ from typing import IO, Any, Callable, Iterator, Sequence
 
 import numpy as np
 
-from edge_sdk.errors import EdgeSDKError, PreprocessError, TaskError
+from edge_sdk.errors import EdgeSDKError, PreprocessError, SinkError, TaskError
 from edge_sdk.pipeline.metrics import PipelineMetrics
 from edge_sdk.pipeline.queues import Closed, StageQueue
 from edge_sdk.postprocess.registry import get_postprocessor
@@ -148,7 +148,11 @@ class Pipeline:
             self.source.stop()
             raise
         if isinstance(self._metrics_out, (str, os.PathLike)):
-            self._metrics_fh = open(self._metrics_out, "a", encoding="utf-8")  # noqa: SIM115 - closed in stop()
+            try:
+                self._metrics_fh = open(self._metrics_out, "a", encoding="utf-8")  # noqa: SIM115 - closed in stop()
+            except OSError as e:
+                raise SinkError(f"metrics file {self._metrics_out}: {e.strerror}; create its folder or choose "
+                                "another path") from None  # fmt: skip
         elif self._metrics_out is not None:
             self._metrics_fh = self._metrics_out
         self.stats.reset()
