@@ -118,8 +118,11 @@ def quantize_fp32_files(args: argparse.Namespace, tolerances: dict[str, float]) 
     images = datasets.held_out_images(args.samples, spec.size)
     held = run_reference(source, HeldOut([[spec.apply(im)] for im in images], "held-out real photo crops", False))
     scheme = scheme_for(args.target_isa)
-    entries = []
-    for target in args.targets.split(","):
+    manifest = args.out / "manifest.json"
+    runs = args.targets.split(",")
+    earlier = json.loads(manifest.read_text())["artifacts"] if manifest.exists() else []
+    entries = [e for e in earlier if e["target"] not in runs]  # other targets' results of an earlier run stay
+    for target in runs:
         name = f"efficientnet-lite0_fp32{TARGET_SUFFIX[target]}"
         fp32 = args.from_fp32 / name
         for f in [fp32, fp32.with_suffix(".bin")] if target == "openvino" else [fp32]:

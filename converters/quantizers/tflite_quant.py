@@ -206,10 +206,14 @@ def capture(path: Path, keys: list[str], samples: list[list[Any]], input_names: 
     interpreter = _interpreter(path)
     interpreter.allocate_tensors()
     details = {d["name"]: d for d in interpreter.get_tensor_details()}
-    order = [d["index"] for d in interpreter.get_input_details()]
+    inputs = interpreter.get_input_details()
     for sample in samples:
-        for index, x in zip(order, adapt_feeds(sample, specs, input_names)):
-            interpreter.set_tensor(index, x)
+        for d, x in zip(inputs, adapt_feeds(sample, specs, input_names)):
+            scale, zero = d["quantization"]
+            if np.dtype(d["dtype"]).kind in "iu" and np.asarray(x).dtype.kind == "f" and scale:  # int8 input
+                info = np.iinfo(d["dtype"])
+                x = np.clip(np.round(np.asarray(x) / scale + zero), info.min, info.max).astype(d["dtype"])
+            interpreter.set_tensor(d["index"], x)
         interpreter.invoke()
         values = {}
         for k in keys:
