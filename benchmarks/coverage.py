@@ -307,7 +307,8 @@ def _write_reports(out: Path, args: argparse.Namespace) -> None:
     saved = out / "command.txt"
     command = saved.read_text().strip() if saved.is_file() else "python benchmarks/coverage.py " + " ".join(args.argv)
     product = (out / "product.txt").read_text().strip() if (out / "product.txt").is_file() else product_version()
-    payload = {"command": command, "product": product, "summary": summary, "cells": cells,
+    notes = (out / "notes.md").read_text().strip() if (out / "notes.md").is_file() else ""  # how the run was made
+    payload = {"command": command, "product": product, "notes": notes, "summary": summary, "cells": cells,
                "not_run": [n for n in corpus.REGISTRY if n not in {c["arch"] for c in cells}],
                "partly_run": _partly_run(cells)}  # fmt: skip
     tmp = out / "coverage.json.tmp"

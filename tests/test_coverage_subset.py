@@ -37,19 +37,41 @@ def _describe(cell: dict) -> str:
             f"{cell.get('error_class')} {cell.get('error')} {cell.get('failures')}")  # fmt: skip
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("name", corpus.SUBSET)
-def test_subset_architecture_converts_within_tolerance(subset_cells: dict[str, list[dict]], name: str) -> None:
-    cells = subset_cells[name]
-    assert {(c["target"], c["precision"]) for c in cells} == {(t, p) for t in TARGETS for p in PRECISIONS}
-    for c in cells:
-        assert c["converted"], _describe(c)
-        assert c["error_class"] is None, _describe(c)
-        if c["precision"] == "fp32":
-            assert c["cosine"] >= FP32_COSINE, _describe(c)
-        else:
-            assert c["within_tolerance"], _describe(c)
-            assert 0.9 < c["cosine"] < 1.0 + 1e-9, _describe(c)  # really quantized, really close
+#: cells the product gets wrong today (see docs/coverage.md), each a strict xfail: when the fix lands the cell
+#: passes, the xfail turns into a failure, and this entry must go
+_MOBILENET_INT8 = "issue 13 item 3: dynamic int8 of a MobileNet-class model misses its tolerance"
+KNOWN_PRODUCT_BUGS: dict[tuple[str, str, str], str] = {
+    ("tv_mobilenet_v3_small_96", "onnx", "int8-dynamic"): f"{_MOBILENET_INT8} (top-1 68.8% < 90%)",
+    ("keras_mobilenet_v2_a035_96", "tflite", "int8-dynamic"): f"{_MOBILENET_INT8} (top-1 87.5% < 90%)",
+    ("keras_mobilenet_v2_a035_96", "onnx", "int8-dynamic"): f"{_MOBILENET_INT8} (cosine 0.932 < 0.98)",
+    ("keras_mobilenet_v2_a035_96", "openvino", "int8-dynamic"): f"{_MOBILENET_INT8} (cosine 0.974 < 0.98)",
+}
+
+
+def _cases() -> list:
+    cases = []
+    for name in corpus.SUBSET:
+        for t in TARGETS:
+            for p in PRECISIONS:
+                bug = KNOWN_PRODUCT_BUGS.get((name, t, p))
+                marks = [pytest.mark.slow] + ([pytest.mark.xfail(strict=True, reason=bug)] if bug else [])
+                cases.append(pytest.param(name, t, p, marks=marks, id=f"{name}-{t}-{p}"))
+    return cases
+
+
+@pytest.mark.parametrize(("name", "target", "precision"), _cases())
+def test_subset_cell_converts_within_tolerance(
+    subset_cells: dict[str, list[dict]], name: str, target: str, precision: str
+) -> None:
+    cells = [c for c in subset_cells[name] if (c["target"], c["precision"]) == (target, precision)]
+    assert len(cells) == 1, f"{name} {target} {precision}: {len(cells)} cells recorded"
+    c = cells[0]
+    assert c["converted"] and c["error_class"] is None, _describe(c)
+    if precision == "fp32":
+        assert c["cosine"] >= FP32_COSINE, _describe(c)
+    else:
+        assert c["within_tolerance"], _describe(c)
+        assert 0.9 < c["cosine"] < 1.0 + 1e-9, _describe(c)  # really quantized, still close
 
 
 @pytest.mark.slow

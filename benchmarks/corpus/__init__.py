@@ -36,7 +36,6 @@ SUBSET = (
     "kws_cnn",
     "hf_bert_tiny",
     "yolov8n_160",
-    "zoo_efficientnet_lite0",
 )
 
 

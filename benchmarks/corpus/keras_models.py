@@ -25,7 +25,9 @@ def _app(factory: str, scaling: str, size: int = 224, note: str = "", **kwargs: 
         import keras
 
         norm = {**_SCALING[scaling], "layout": "NHWC"}
-        model = getattr(keras.applications, factory)(weights=None, input_shape=(size, size, 3), **kwargs)
+        # logits, as torchvision/timm models give: a softmax over 1000 random-weight classes is nearly uniform
+        model = getattr(keras.applications, factory)(weights=None, input_shape=(size, size, 3),
+                                                     classifier_activation=None, **kwargs)  # fmt: skip
         set_keras_bn_stats(model, normalise(photos("calibration", 16, size, seed=7), **norm))
         path = workdir / f"{factory.lower()}.keras"
         model.save(path)
@@ -33,7 +35,7 @@ def _app(factory: str, scaling: str, size: int = 224, note: str = "", **kwargs: 
         held = normalise(photos("held_out", n_held, size), **norm)
         return Case(path, None, calib, held, "classifier", note, f"image 1x{size}x{size}x3 ({scaling} scaling)")
 
-    build.__doc__ = f"keras.applications.{factory}(weights=None, input_shape=({size}, {size}, 3))"
+    build.__doc__ = f"keras.applications.{factory}(weights=None, input_shape=({size}, {size}, 3), logits out)"
     return build
 
 

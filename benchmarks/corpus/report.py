@@ -87,6 +87,7 @@ def write_markdown(path: Path, payload: dict[str, Any]) -> None:
         f"Command: `{payload['command']}`  ",
         f"Product code: `{payload.get('product', 'unknown')}`",
         "",
+        *([payload["notes"], ""] if payload.get("notes") else []),
         "## Counts",
         "",
         f"{summary['architectures']} architectures, {summary['cells']} cells. Success: fp32 = converted with "
