@@ -102,9 +102,9 @@ def _with_ai_edge_quantizer(fp32: Path, out: Path, precision: str, calibration: 
 
             rm = recipe_manager.RecipeManager()
             rm.load_quantization_recipe(rcp)
-            for name in exclude:
+            for name in exclude:  # an op's scope is its output tensor names, each followed by ";"
                 rm.add_quantization_config(
-                    regex=f"^{re.escape(name)}$",
+                    regex=f"^{re.escape(name)};",
                     operation_name=TFLOperationName.ALL_SUPPORTED,
                     algorithm_key=AlgorithmName.NO_QUANTIZE,
                 )
