@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.util
 import sys
 from pathlib import Path
+from typing import Callable
 
 import pytest
 
@@ -24,12 +25,20 @@ N_CALIB, N_HELD = 16, 16  # 16 held-out inputs: one top-1 flip is 6.25%, within 
 
 
 @pytest.fixture(scope="module")
-def subset_cells(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[dict]]:
+def subset_cells(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], list[dict]]:
+    """``cells(name)``: the architecture's cells, converted on first use (so ``-k NAME`` converts one)."""
     spec = importlib.util.spec_from_file_location("coverage_benchmark", BENCH / "coverage.py")
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)  # by path: a `coverage` package elsewhere must not shadow it
     out = tmp_path_factory.mktemp("coverage")
-    return {name: bench.convert_architecture(name, TARGETS, PRECISIONS, out, N_CALIB, N_HELD) for name in corpus.SUBSET}
+    done: dict[str, list[dict]] = {}
+
+    def cells(name: str) -> list[dict]:
+        if name not in done:
+            done[name] = bench.convert_architecture(name, TARGETS, PRECISIONS, out, N_CALIB, N_HELD)
+        return done[name]
+
+    return cells
 
 
 def _describe(cell: dict) -> str:
@@ -61,9 +70,9 @@ def _cases() -> list:
 
 @pytest.mark.parametrize(("name", "target", "precision"), _cases())
 def test_subset_cell_converts_within_tolerance(
-    subset_cells: dict[str, list[dict]], name: str, target: str, precision: str
+    subset_cells: Callable[[str], list[dict]], name: str, target: str, precision: str
 ) -> None:
-    cells = [c for c in subset_cells[name] if (c["target"], c["precision"]) == (target, precision)]
+    cells = [c for c in subset_cells(name) if (c["target"], c["precision"]) == (target, precision)]
     assert len(cells) == 1, f"{name} {target} {precision}: {len(cells)} cells recorded"
     c = cells[0]
     assert c["converted"] and c["error_class"] is None, _describe(c)
@@ -75,8 +84,8 @@ def test_subset_cell_converts_within_tolerance(
 
 
 @pytest.mark.slow
-def test_subset_report_counts_every_cell(subset_cells: dict[str, list[dict]], tmp_path: Path) -> None:
-    cells = [c for name in corpus.SUBSET for c in subset_cells[name]]
+def test_subset_report_counts_every_cell(subset_cells: Callable[[str], list[dict]], tmp_path: Path) -> None:
+    cells = [c for name in corpus.SUBSET for c in subset_cells(name)]
     summary = summarise(cells)
     assert summary["architectures"] == len(corpus.SUBSET)
     fp32 = summary["per_precision"]["fp32"]
