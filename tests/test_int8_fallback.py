@@ -165,3 +165,15 @@ def test_scheme_follows_the_isa(sensitive_keras, tmp_path):
     assert scheme_for().detected and scheme_for().isa in ISAS
     with pytest.raises(ConversionError, match=r"unknown target ISA 'sparc'; use one of x86-avx2, .*arm64-dotprod"):
         scheme_for("sparc")
+
+
+@pytest.mark.slow
+def test_fallback_on_a_tflite_source_uses_ai_edge_quantizer_float_ops(sensitive_keras, tmp_path):
+    """A .tflite source is re-quantized by ai-edge-quantizer: the fallback keeps the op float with a NO_QUANTIZE
+    recipe entry matched on the op's scope."""
+    fp32 = convert(sensitive_keras, to="tflite", precision="fp32", output_dir=tmp_path / "f").artifact("tflite", "fp32")
+    result = convert(fp32.path, to="tflite", precision="int8", calibration="synthetic", output_dir=tmp_path / "q")
+    a = result.artifact("tflite", "int8")
+    assert result.passed and "ai-edge-quantizer" in a.route, a.route
+    assert a.fallback["plain_int8_metrics"][0]["top1_agreement"] < 0.9 and a.fallback["passed"]
+    assert len(a.fallback["kept"]) == 1 and "sensitive" in a.fallback["kept"][0]
