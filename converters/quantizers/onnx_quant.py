@@ -15,6 +15,11 @@ from converters.layout import adapt_feeds
 from edge_sdk.errors import ConversionError, first_line
 from edge_sdk.summary.onnx_summary import ort_symbolic_shapes
 
+#: ops dynamic int8 quantizes: ONNX Runtime's own guidance is dynamic quantization for transformers and RNNs and
+#: static for CNNs. Its dynamic ConvInteger has per-tensor activations and no fast kernel: MobileNet-class models
+#: fell to cosine 0.93 and ran slower than fp32. Convolutions stay float here; --precision int8 quantizes them.
+DYNAMIC_OPS = ("MatMul", "Gemm", "Attention", "LSTM", "GRU", "RNN")
+
 
 def quantize(fp32: Path, out: Path, precision: str, calibration: Any, ctx: Any, **options: Any) -> Path:
     import onnx
@@ -46,7 +51,8 @@ def quantize(fp32: Path, out: Path, precision: str, calibration: Any, ctx: Any, 
     except Exception:  # pre-processing is an optimisation; quantize the original if it fails
         prepared = fp32
     if precision == "int8-dynamic":
-        quantize_dynamic(str(prepared), str(out), weight_type=QuantType.QInt8, per_channel=True)
+        quantize_dynamic(str(prepared), str(out), weight_type=QuantType.QInt8, per_channel=True,
+                         op_types_to_quantize=list(DYNAMIC_OPS))  # fmt: skip
         return out
 
     import edge_sdk
