@@ -164,3 +164,22 @@ def test_onnx_with_erf_reaches_tflite_fp32_and_int8(tmp_path):
     assert result.passed
     assert result.artifact("tflite", "fp32").metrics[0].cosine > 0.99999
     assert result.artifact("tflite", "int8").metrics[0].cosine > 0.99
+
+
+def test_unknown_target_isa_is_refused_before_any_work(tmp_path):
+    from edge_sdk.errors import ConversionError
+
+    with pytest.raises(ConversionError, match=r"unknown target ISA 'zz'; use one of x86-avx2"):
+        convert(torch.nn.Linear(4, 2).eval(), to=["onnx"], example_inputs=(torch.zeros(1, 4),), target_isa="zz",
+                output_dir=tmp_path / "o")  # fmt: skip
+    assert not (tmp_path / "o" / "linear_fp32.onnx").exists()
+
+
+def test_unknown_conversion_option_lists_the_known_ones():
+    from converters.plan import ConversionOptions
+    from edge_sdk.errors import ConversionError
+
+    with pytest.raises(ConversionError, match=r"got unknown option\(s\) \['calib'\]; options are .*calibration"):
+        ConversionOptions.from_keywords(calib="x.npy")
+    opts = ConversionOptions.from_keywords(calibration="x.npy", fallback=False, opset=13)
+    assert (opts.data.calibration, opts.quant.fallback, opts.source.opset) == ("x.npy", False, 13)

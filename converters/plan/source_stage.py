@@ -61,6 +61,10 @@ def check_options(
 ) -> Any:
     """Refuse precision options that cannot apply to this source; returns the QATSpec (or None)."""
     q = opts.quant
+    if q.target_isa is not None:  # an unknown ISA is refused even when no int8 artifact would use it
+        from converters.quantizers.isa import scheme_for
+
+        scheme_for(q.target_isa)
     qat_spec = _qat_spec(q.qat, source, precisions)
     _check_rounding(q.weight_rounding, source, precisions, qat_spec)
     if q.tflite_sparse and "tflite" in targets and source.kind not in TF_KINDS:
