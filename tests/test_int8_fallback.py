@@ -177,3 +177,30 @@ def test_fallback_on_a_tflite_source_uses_ai_edge_quantizer_float_ops(sensitive_
     assert result.passed and "ai-edge-quantizer" in a.route, a.route
     assert a.fallback["plain_int8_metrics"][0]["top1_agreement"] < 0.9 and a.fallback["passed"]
     assert len(a.fallback["kept"]) == 1 and "sensitive" in a.fallback["kept"][0]
+
+
+def test_unnamed_onnx_nodes_are_really_quantized_and_excludable(tmp_path):
+    """Exporters often leave node names empty: excluding '' kept EVERY node float (an fp32 file named int8 that
+    passed validation). Nodes get names before quantization, and a static int8 file without int8 ops is refused."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    w1 = numpy_helper.from_array(rng.normal(0, 0.3, (16, 3, 3, 3)).astype(np.float32), "w1")
+    w2 = numpy_helper.from_array(rng.normal(0, 0.3, (8, 16, 1, 1)).astype(np.float32), "w2")
+    nodes = [helper.make_node("Conv", ["x", "w1"], ["a"], pads=[1, 1, 1, 1]), helper.make_node("Relu", ["a"], ["b"]),
+             helper.make_node("Conv", ["b", "w2"], ["y"])]  # fmt: skip  (no names, as torch's old exporter wrote)
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 16, 16])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8, 16, 16])
+    graph = helper.make_graph(nodes, "unnamed", [x], [y], [w1, w2])
+    src = tmp_path / "unnamed.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(src))
+    result = convert(src, to=["onnx"], precision=["int8"], calibration=rng.random((20, 1, 3, 16, 16), np.float32),
+                     output_dir=tmp_path / "o", allow_degraded=True, progress=False)  # fmt: skip
+    ops = [n.op_type for n in onnx.load(str(result.artifacts[0].path)).graph.node]
+    assert ops.count("DequantizeLinear") >= 4, ops  # both convs' weights and inputs really are int8
+
+    from converters.quantizers.onnx_quant import _check_quantized
+
+    with pytest.raises(ConversionError, match=r"quantized no op .* it would be an fp32 model named int8"):
+        _check_quantized(src)

@@ -42,6 +42,7 @@ def quantize(fp32: Path, out: Path, precision: str, calibration: Any, ctx: Any, 
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     fp32 = _at_least_opset(fp32, 13, ctx)  # per-channel QDQ needs DequantizeLinear's axis (opset 13)
+    fp32 = _named_nodes(fp32, ctx)  # nodes_to_exclude and the fallback address nodes by name
     prepared = ctx.workdir / f"{fp32.stem}.prep.onnx"
     try:  # our symbolic step, not ORT's: its own drops sym_shape_infer_temp.onnx into the cwd when incomplete
         inferred, complete = ort_symbolic_shapes(onnx.load(str(fp32)))
@@ -87,12 +88,43 @@ def quantize(fp32: Path, out: Path, precision: str, calibration: Any, ctx: Any, 
             activation_type=types[act],
             weight_type=types[weight],
             reduce_range=bool(scheme is not None and scheme.onnx_reduce_range),
-            nodes_to_exclude=list(options.get("exclude") or []),
+            nodes_to_exclude=[n for n in options.get("exclude") or [] if n],  # "" would match every unnamed node
             calibrate_method=method,
             extra_options={"CalibMovingAverage": False},
         )
     except Exception as e:
         raise ConversionError(f"onnxruntime static quantization failed: {first_line(e)}") from None
+    _check_quantized(out)
+    return out
+
+
+def _check_quantized(path: Path) -> None:
+    """A static int8 file with no int8 op is an fp32 file under an int8 name: refuse it, never publish it."""
+    import onnx
+
+    ops = {n.op_type for n in onnx.load(str(path), load_external_data=False).graph.node}
+    if not ops & {"QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMatMul"}:
+        raise ConversionError(f"onnxruntime static quantization of {path.name} quantized no op (every node excluded "
+                              "or none quantizable); it would be an fp32 model named int8")  # fmt: skip
+
+
+def _named_nodes(path: Path, ctx: Any) -> Path:
+    """``path`` itself, or a copy where every node has a unique name (exporters leave many empty)."""
+    import onnx
+
+    model = onnx.load(str(path))
+    taken = {n.name for n in model.graph.node if n.name}
+    unnamed = [n for n in model.graph.node if not n.name]
+    if not unnamed and len(taken) == len(model.graph.node):
+        return path
+    seen: set[str] = set()
+    for i, node in enumerate(model.graph.node):
+        if not node.name or node.name in seen:
+            base = f"{node.op_type}_{i}"
+            node.name = base if base not in taken else f"{base}_{len(seen)}"
+        seen.add(node.name)
+    out = ctx.workdir / f"{path.stem}.named.onnx"
+    onnx.save(model, str(out))
     return out
 
 
@@ -125,7 +157,7 @@ _PASS_THROUGH = {"Relu", "Clip", "LeakyRelu", "Sigmoid", "HardSigmoid", "MaxPool
 
 def float_reference(fp32: Path, ctx: Any) -> Path:
     """The float model the QDQ model was made from (after ORT's pre-processing, so tensor names match)."""
-    for stem in (fp32.stem, f"{fp32.stem}.opset13"):
+    for stem in (f"{fp32.stem}.named", f"{fp32.stem}.opset13.named", fp32.stem, f"{fp32.stem}.opset13"):
         prepared = ctx.workdir / f"{stem}.prep.onnx"
         if prepared.exists():
             return prepared

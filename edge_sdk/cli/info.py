@@ -128,7 +128,7 @@ def metadata_lines(meta: dict[str, Any] | None) -> list[str]:
         quant = f", {conv['quantizer']}" if conv.get("quantizer") else ""
         check = "passed" if conv.get("passed") else "FAILED: " + "; ".join(conv.get("failures") or [])
         lines.append(f"  conversion  {conv.get('target')} {conv.get('precision')} via {conv.get('tool')}{quant}; "
-                     f"validation {check}; edge_sdk {conv.get('edge_sdk')}, {conv.get('created')}")  # fmt: skip
+                     f"validation {check}; edge_sdk {conv.get('edge_sdk')}")  # fmt: skip
     return lines
 
 
