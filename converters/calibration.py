@@ -196,7 +196,7 @@ def _from_images(files: list[Path], folder: Path, inputs: Sequence[TensorSpec], 
     if preprocess is None:
         raise CalibrationError(
             "calibration images need a preprocessing spec (size, normalisation, channel order, layout): pass "
-            "--mean/--std or --scale (and --layout, --channel-order), or convert a zoo: model that carries its own"
+            "--size with --mean/--std (and --resize, --channel-order, --layout), or convert a zoo: model (it has one)"
         )
     samples = [[_fit(preprocess.apply(decode_image(f)), inputs[0], f"image {f.name}")] for f in files]
     return CalibrationSet(samples, "images", str(folder))
