@@ -57,10 +57,20 @@ def quantize(fp32: Path, out: Path, precision: str, calibration: Any, ctx: Any, 
         return out
 
     import edge_sdk
+    from edge_sdk.errors import EdgeSDKError
 
-    with edge_sdk.load(prepared) as m:
-        names = [s.name for s in m.inputs]
-        specs = m.inputs
+    try:
+        with edge_sdk.load(prepared) as m:
+            names = [s.name for s in m.inputs]
+            specs = m.inputs
+    except EdgeSDKError:  # ORT's pre-processing can write a graph ORT itself cannot load (DistilBERT): skip it
+        if prepared == fp32:
+            raise
+        prepared.unlink(missing_ok=True)  # so the fallback's float reference is the file quantized below
+        prepared = fp32
+        with edge_sdk.load(prepared) as m:
+            names = [s.name for s in m.inputs]
+            specs = m.inputs
     feeds = [dict(zip(names, adapt_feeds(sample, specs, calibration.input_names))) for sample in calibration.samples]
 
     class Reader(CalibrationDataReader):
@@ -161,6 +171,9 @@ def float_reference(fp32: Path, ctx: Any) -> Path:
         prepared = ctx.workdir / f"{stem}.prep.onnx"
         if prepared.exists():
             return prepared
+    for stem in (f"{fp32.stem}.named", f"{fp32.stem}.opset13.named", f"{fp32.stem}.opset13"):  # not pre-processed
+        if (ctx.workdir / f"{stem}.onnx").exists():
+            return ctx.workdir / f"{stem}.onnx"
     return fp32
 
 
