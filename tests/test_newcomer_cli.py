@@ -263,14 +263,23 @@ def photo_folder(tmp_path):
 
 
 def test_folder_frames_carry_the_file_name_and_unreadable_files_are_reported(photo_folder, caplog):
+    import logging
+
     from edge_sdk.sources import SourceEvent, open_source
 
+    logger = logging.getLogger("edge_sdk.sources")  # its own handler: earlier tests' libraries reconfigure logging
+    logger.disabled = False
+    caplog.set_level(logging.WARNING, logger="edge_sdk.sources")
+    logger.addHandler(caplog.handler)
     frames, events = [], []
-    with open_source(str(photo_folder)) as src:
-        while (f := src.read(timeout=5)) is not None:
-            frames.append(f)
-        while not src.events.empty():
-            events.append(src.events.get_nowait())
+    try:
+        with open_source(str(photo_folder)) as src:
+            while (f := src.read(timeout=5)) is not None:
+                frames.append(f)
+            while not src.events.empty():
+                events.append(src.events.get_nowait())
+    finally:
+        logger.removeHandler(caplog.handler)
     assert [f.meta["file"] for f in frames] == ["a_red.png", "c_blue.png"]
     assert frames[0].data[0, 0].tolist() == [255, 0, 0]  # RGB
     unreadable = [e.detail for e in events if e.kind is SourceEvent.UNREADABLE]
