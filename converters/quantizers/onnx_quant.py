@@ -61,7 +61,6 @@ def quantize(fp32: Path, out: Path, precision: str, calibration: Any, ctx: Any, 
 
     try:
         with edge_sdk.load(prepared) as m:
-            names = [s.name for s in m.inputs]
             specs = m.inputs
     except EdgeSDKError:  # ORT's pre-processing can write a graph ORT itself cannot load (DistilBERT): skip it
         if prepared == fp32:
@@ -69,8 +68,8 @@ def quantize(fp32: Path, out: Path, precision: str, calibration: Any, ctx: Any, 
         prepared.unlink(missing_ok=True)  # so the fallback's float reference is the file quantized below
         prepared = fp32
         with edge_sdk.load(prepared) as m:
-            names = [s.name for s in m.inputs]
             specs = m.inputs
+    names = [s.name for s in specs]
     feeds = [dict(zip(names, adapt_feeds(sample, specs, calibration.input_names))) for sample in calibration.samples]
 
     class Reader(CalibrationDataReader):
@@ -187,11 +186,7 @@ def fallback_layers(reference: Path, quantized: Path) -> tuple[list[Any], dict[s
 
     known = _tensor_names(onnx.load(str(reference), load_external_data=False))
     graph = onnx.load(str(quantized), load_external_data=False).graph
-    producer = {t: n for n in graph.node for t in n.output}
-    consumers: dict[str, list[Any]] = {}
-    for n in graph.node:
-        for t in n.input:
-            consumers.setdefault(t, []).append(n)
+    producer, consumers = _graph_index(graph)
     layers, aliases = [], {}
     for node in graph.node:
         if node.op_type in ("QuantizeLinear", "DequantizeLinear"):
@@ -223,11 +218,7 @@ def keep_float(reference: Path, names: list[str]) -> list[str]:
     import onnx
 
     graph = onnx.load(str(reference), load_external_data=False).graph
-    producer = {t: n for n in graph.node for t in n.output}
-    readers: dict[str, list[Any]] = {}
-    for n in graph.node:
-        for t in n.input:
-            readers.setdefault(t, []).append(n)
+    producer, readers = _graph_index(graph)
     by_name = {n.name: n for n in graph.node}
     keep: list[str] = []
 
@@ -277,6 +268,16 @@ def capture(path: Path, keys: list[str], samples: list[list[Any]], input_names: 
         values = dict(zip(names, session.run(None, feeds)))
         values.update({k: np.asarray(v) for k, v in feeds.items()})
         yield {k: values[k] for k in keys if k in values}
+
+
+def _graph_index(graph: Any) -> tuple[dict[str, Any], dict[str, list[Any]]]:
+    """(tensor -> the node writing it, tensor -> the nodes reading it)."""
+    producer = {t: n for n in graph.node for t in n.output}
+    readers: dict[str, list[Any]] = {}
+    for n in graph.node:
+        for t in n.input:
+            readers.setdefault(t, []).append(n)
+    return producer, readers
 
 
 def _specs(path: Path) -> list[Any]:
