@@ -350,3 +350,13 @@ def test_distillation_keeps_a_clean_share_of_each_batch_and_matches_logits_with_
     a, b = torch.tensor([[2.0, 1.9, -1.0]]), torch.tensor([[1.9, 2.0, -1.0]])
     assert float(_distillation_loss(a, b, "mse", 1.0)) == pytest.approx(0.02 / 3)
     assert float(_distillation_loss(a, a, "kl", 1.0)) == pytest.approx(0.0, abs=1e-7)
+
+
+def test_agreement_floor_is_chance_plus_five_points():
+    from converters.prune.spec import PruneSpec, agreement_floor
+
+    assert agreement_floor(1000) == pytest.approx(0.051)
+    assert agreement_floor(10) == pytest.approx(0.15)
+    assert agreement_floor(None) == pytest.approx(0.05)
+    assert agreement_floor(10, 0.6) == 0.6
+    assert PruneSpec(classes=10).tolerances()["top1"] == pytest.approx(0.15)
