@@ -21,8 +21,8 @@ ONNX2TF_VENV := .venv-onnx2tf
 
 # System tools the real-time tests and the demo use (RTSP/video, speech, audio, live view, MQTT).
 # Installed only when one is missing and we are root; otherwise a one-line note, never a failure.
-SYSDEPS_BIN := ffmpeg espeak-ng sox chromium mosquitto
-SYSDEPS_PKG := ffmpeg espeak-ng sox chromium mosquitto
+SYSDEPS_BIN := ffmpeg espeak-ng sox chromium mosquitto gst-launch-1.0
+SYSDEPS_PKG := ffmpeg espeak-ng sox chromium mosquitto gstreamer1.0-tools gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly python3-gi
 
 $(VENV)/.installed: pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
