@@ -28,6 +28,9 @@ from devices.runtimes import RuntimeReport
 
 log = logging.getLogger("edge_sdk")
 
+#: a folder read instead of ``/`` by ``detect("/")``: a board's files on an emulator or in a container
+ROOT_ENV = "EDGE_SDK_DEVICE_ROOT"
+
 #: family modules, most specific first; ``cpu`` matches everything
 FAMILIES: tuple[str, ...] = ("jetson", "raspberry_pi", "coral", "qualcomm", "android", "apple", "intel", "cpu")
 
@@ -67,7 +70,15 @@ def addon_accelerators(probe: Probe) -> list[Accelerator]:
 def detect(
     root: str | os.PathLike[str] = "/", *, runtimes: RuntimeReport | None = None, **probe_kwargs: Any
 ) -> DeviceInfo:
-    """Identify the machine under ``root`` (``/`` = this one). ``runtimes`` adds what the runtimes report."""
+    """Identify the machine under ``root`` (``/`` = this one). ``runtimes`` adds what the runtimes report.
+
+    With ``root`` ``/`` and ``$EDGE_SDK_DEVICE_ROOT`` set, that folder is read instead (a board's
+    ``/proc`` and device-tree files under an emulator, where ``/proc/cpuinfo`` is the host's).
+    """
+    override = os.environ.get(ROOT_ENV, "") if str(root) in ("/", "") else ""
+    if override:
+        info = detect_with(Probe(override, runtimes=runtimes, **probe_kwargs))
+        return replace(info, details={**info.details, "root": f"{override} (${ROOT_ENV})"})
     return detect_with(Probe(root, runtimes=runtimes, **probe_kwargs))
 
 

@@ -15,6 +15,7 @@ class CpuInfo:
     vendor: str = ""
     cores: int = 0
     isa: tuple[str, ...] = ()  # normalised names, e.g. ("avx2", "avx512f", "avx512_vnni") or ("neon", "dotprod")
+    emulated: bool = False  # user-mode emulation (qemu-user): /proc/cpuinfo was the host's, ISA from AT_HWCAP
 
     def has(self, *names: str) -> bool:
         return all(n in self.isa for n in names)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 
 from devices.base import Accelerator, DeviceInfo, Plan, Target
-from devices.cpu import with_cpu_fallback
+from devices.cpu import isa_notes, target_isa, with_cpu_fallback
 from devices.probe import Probe
 
 FAMILY = "jetson"
@@ -78,6 +78,12 @@ def plan(profile: str, info: DeviceInfo | None = None) -> Plan:
     notes = ["the first load builds the TensorRT engine (minutes on a Nano); later loads reuse the engine cache"]
     if profile != "jetson-nano":
         notes.append("int8 needs a calibrated QDQ model; trt_dla_enable=True offloads to the DLA (fewer ops)")
+    cpu = info.cpu if info else None
+    if cpu is not None and cpu.isa:  # the CPU fallback's int8 layout (Orin: Cortex-A78AE, dot-product)
+        isa = target_isa(cpu)
+        notes += [f"CPU fallback {n}" if n.startswith("ISA") else n for n in isa_notes(cpu)]
+        if isa:
+            notes.append(f"int8 for the CPU fallback: edge-sdk convert MODEL --precision int8 --target-isa {isa}")
     return Plan(
         profile=profile,
         description=PROFILES[profile],

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import os
 import platform
+import struct
+from dataclasses import replace
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Mapping
@@ -79,6 +81,13 @@ ARM_PARTS = {
 }
 #: (implementer, part) of non-Arm-designed cores seen on edge boards
 OTHER_PARTS = {("0x4e", "0x004"): "NVIDIA Carmel", ("0x51", "0x001"): "Qualcomm Oryon"}
+#: aarch64 ELF auxiliary vector: AT_HWCAP / AT_HWCAP2 bits -> the /proc/cpuinfo feature names
+#: (Linux arch/arm64/include/uapi/asm/hwcap.h); read from /proc/self/auxv when cpuinfo cannot be trusted
+AT_HWCAP, AT_HWCAP2 = 16, 26
+HWCAP_BITS = {1: "asimd", 10: "asimdhp", 20: "asimddp", 22: "sve"}
+HWCAP2_BITS = {1: "sve2", 13: "i8mm", 14: "bf16", 23: "sme"}
+#: what an emulated machine's CPU model says, so `devices` shows it instead of the host's
+EMULATED = "emulated: host cpuinfo shows through"
 
 
 class Probe:
@@ -98,11 +107,14 @@ class Probe:
         sysctl: str | Mapping[str, str] | None = None,
         runtimes: RuntimeReport | None = None,
         env: Mapping[str, str] | None = None,
+        cores: int | None = None,
     ) -> None:
         self.root = Path(root)
         live = self.root == Path("/")
+        self.live = live
         self.system = system or (platform.system() if live else "Linux")
         self.machine = machine or (platform.machine() if live else "")
+        self._cores = cores if cores is not None else (_os_cores() if live else None)
         self._sysctl = sysctl
         self.runtimes = runtimes
         self.env = dict(os.environ if env is None and live else env or {})
@@ -182,8 +194,71 @@ class Probe:
         return out
 
     @cached_property
+    def auxv(self) -> dict[int, int]:
+        """``/proc/self/auxv`` as {type: value} (64-bit little-endian pairs); empty when unreadable.
+
+        Under qemu-user this is the emulated process's vector, so ``AT_HWCAP`` is the guest CPU's
+        features even where ``/proc/cpuinfo`` is the host's.
+        """
+        try:
+            with open(self.path("proc/self/auxv"), "rb") as f:
+                data = f.read(1 << 16)
+        except OSError:
+            return {}
+        order = "=" if self.live else "<"  # fixtures are written little-endian, like aarch64 Linux
+        out: dict[int, int] = {}
+        for i in range(0, len(data) - 15, 16):
+            key, value = struct.unpack_from(f"{order}QQ", data, i)
+            if key == 0:  # AT_NULL ends the vector
+                break
+            out[key] = value
+        return out
+
+    def hwcap_features(self) -> set[str]:
+        """The aarch64 features ``AT_HWCAP``/``AT_HWCAP2`` announce, as cpuinfo names (``asimddp``, ``i8mm``...)."""
+        aux = self.auxv
+        if AT_HWCAP not in aux:
+            return set()
+        hw, hw2 = aux.get(AT_HWCAP, 0), aux.get(AT_HWCAP2, 0)
+        return {n for b, n in HWCAP_BITS.items() if hw >> b & 1} | {n for b, n in HWCAP2_BITS.items() if hw2 >> b & 1}
+
+    @cached_property
+    def emulated(self) -> str:
+        """Why this machine looks emulated (user-mode emulation such as qemu-user), or ``""``.
+
+        The sign: ``uname`` says one architecture and ``/proc/cpuinfo`` describes another
+        (qemu-user emulates the syscalls of the guest but passes the host's ``/proc/cpuinfo`` through).
+        """
+        seen = parse_cpuinfo(self.cpuinfo).arch if self.cpuinfo else ""
+        want = arch_family(self.machine)
+        if want and seen not in ("", "unknown") and arch_family(seen) not in ("", want):
+            return f"{self.machine} machine, but /proc/cpuinfo describes a {seen} CPU"
+        return ""
+
+    @cached_property
     def cpu(self) -> CpuInfo:
-        return parse_cpuinfo(self.cpuinfo, machine=self.machine, sysctl=self.sysctl)
+        """The CPU from ``/proc/cpuinfo`` (macOS: sysctl); cores from the OS on a live machine.
+
+        When ``/proc/cpuinfo`` is another architecture's (see :attr:`emulated`), its model and ISA are
+        not this machine's: the model says so and the ISA comes from ``AT_HWCAP`` when readable.
+        """
+        cpu = parse_cpuinfo(self.cpuinfo, machine=self.machine, sysctl=self.sysctl)
+        if self.emulated:
+            host = parse_cpuinfo(self.cpuinfo)
+            features = self.hwcap_features() if normalise_arch(self.machine) == "aarch64" else set()
+            isa = tuple(dict.fromkeys(ARM_FEATURES[f] for f in sorted(features) if f in ARM_FEATURES))
+            host_model = f"{host.arch} host" + (f": {host.model}" if host.model else "")
+            cpu = CpuInfo(
+                normalise_arch(self.machine), f"{EMULATED} ({host_model})", "", host.cores, isa, emulated=True
+            )
+        elif not cpu.isa and normalise_arch(cpu.arch) == "aarch64" and self.live:
+            features = self.hwcap_features()  # no Features line (some containers): the kernel's auxv says it
+            isa = tuple(dict.fromkeys(ARM_FEATURES[f] for f in sorted(features) if f in ARM_FEATURES))
+            if isa:
+                cpu = replace(cpu, arch="aarch64", isa=isa)
+        if self._cores:
+            cpu = replace(cpu, cores=self._cores)
+        return cpu
 
     # -- buses and device nodes -------------------------------------------------------------------
     @cached_property
@@ -243,6 +318,30 @@ class Probe:
             if hit:
                 return self.rel(d / hit[0])
         return None
+
+
+def _os_cores() -> int | None:
+    """CPUs this process may run on (affinity), else the OS's count; None when unknown."""
+    try:
+        return len(os.sched_getaffinity(0)) or None
+    except (AttributeError, OSError):
+        return os.cpu_count()
+
+
+def normalise_arch(machine: str) -> str:
+    """``arm64`` (macOS, Windows) -> ``aarch64``; ``AMD64`` -> ``x86_64``; others as given."""
+    m = machine.lower()
+    return {"arm64": "aarch64", "amd64": "x86_64"}.get(m, machine)
+
+
+def arch_family(arch: str) -> str:
+    """``"x86"``, ``"arm"``, another lower-case name, or ``""`` when unknown."""
+    a = arch.lower()
+    if a in ("x86_64", "amd64", "i386", "i686", "x86"):
+        return "x86"
+    if a in ("aarch64", "arm64") or a.startswith("arm"):
+        return "arm"
+    return "" if a in ("", "unknown") else a
 
 
 def _read_hex(path: Path) -> str:

@@ -10,7 +10,7 @@ Hailo needs a ``.hef`` compiled by Hailo's Dataflow Compiler, which edge_sdk doe
 from __future__ import annotations
 
 from devices.base import Accelerator, DeviceInfo, Plan
-from devices.cpu import with_cpu_fallback
+from devices.cpu import int8_step, isa_notes, target_isa, with_cpu_fallback
 from devices.probe import Probe
 
 FAMILY = "raspberry_pi"
@@ -20,6 +20,8 @@ PROFILES = {
     "pi4": "Raspberry Pi 4 (4x Cortex-A72, int8 on XNNPACK)",
 }
 HAILO_PCI = {"1e60:2864": "Hailo-8/8L AI accelerator"}
+#: the int8 layout (--target-isa) of each board's cores when only the profile name is known
+PROFILE_ISA = {"pi5": "arm64-dotprod", "pi4": "arm64"}
 
 
 def find_hailo(probe: Probe) -> list[Accelerator]:
@@ -48,14 +50,19 @@ def detect(probe: Probe) -> DeviceInfo | None:
 
 def plan(profile: str, info: DeviceInfo | None = None) -> Plan:
     targets = with_cpu_fallback({})
+    cpu = info.cpu if info else None
     notes = ["an int8 TFLite on XNNPACK is usually the fastest CPU path on a Pi"]
-    if profile == "pi4":
+    if cpu is not None and cpu.isa:  # the detected cores decide (a Pi 4 board and a Pi 5 differ here)
+        notes += isa_notes(cpu)
+    elif profile == "pi4":
         notes.append("no dot-product instructions: int8 gains are smaller than on a Pi 5")
+    isa = target_isa(cpu) if cpu is not None and cpu.isa else PROFILE_ISA[profile]
     return Plan(
         profile=profile,
         description=PROFILES[profile],
         format="tflite",
         precision="int8",
         targets=targets,
+        steps=int8_step(isa),
         notes=tuple(notes),
     )
