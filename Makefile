@@ -69,3 +69,10 @@ lint: $(VENV)/.installed
 
 clean:
 	rm -rf $(VENV) $(ONNX2TF_VENV) $(CORPUS_LIBS) .pytest_cache .ruff_cache build *.egg-info
+
+# The device side on an arm64 Debian bookworm userland through qemu-user (root; the rootfs is built once
+# and cached in /var/cache/edge_sdk-arm64): load/run of every format fp32 + int8 with cosine vs x86, a
+# video pipeline to jsonl, VAD on a WAV, info, bench, devices. Not part of `make test`: docs/devices.md.
+arm64-check:
+	@test -x $(PY) || $(MAKE) $(VENV)/.installed
+	scripts/arm64/check.sh
