@@ -83,15 +83,26 @@ def cache_enabled() -> bool:
 
 
 def runtime_versions() -> dict[str, str]:
-    """Installed versions of the runtime distributions (absent ones left out)."""
-    from importlib import metadata
+    """Installed versions of the runtime distributions (absent ones left out).
 
-    found = {}
-    for dist in RUNTIME_DISTRIBUTIONS:
+    Read from the ``NAME-VERSION.dist-info`` folder names on ``sys.path`` (one directory listing per entry):
+    ``importlib.metadata`` costs about 0.1 s per CLI start, a tenth of a small model's time to first result.
+    """
+    wanted = {d.replace("-", "_").lower(): d for d in RUNTIME_DISTRIBUTIONS}
+    found: dict[str, str] = {}
+    for entry in sys.path:
         try:
-            found[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
+            names = os.listdir(entry or ".")
+        except OSError:  # a zip file, a missing folder
             continue
+        for n in names:
+            stem, dot, kind = n.rpartition(".")
+            if not dot or kind not in ("dist-info", "egg-info"):
+                continue
+            name, _, version = stem.partition("-")
+            dist = wanted.get(name.replace("-", "_").replace(".", "_").lower())
+            if dist is not None and dist not in found and version:
+                found[dist] = version
     return found
 
 

@@ -135,9 +135,7 @@ class Pipeline:
         if self._started:
             return self
         self._started = True
-        if self.warmup:
-            self.model.warmup(self.warmup)
-        self.source.start()
+        self._start_source_while_warming_up()
         fps = getattr(self.source, "fps", 0.0) or getattr(self.source, "rate", 0.0) or None
         model_name = str(getattr(self.model, "path", ""))
         info = {"task": self.task, "model": model_name, "source": self.source.name, "fps": fps, "live": self.live}
@@ -161,6 +159,32 @@ class Pipeline:
             t.start()
             self._threads.append(t)
         return self
+
+    def _start_source_while_warming_up(self) -> None:
+        """Open the source (a camera, stream or file takes 0.1-1 s) while the warm-up inference runs beside it.
+
+        The two used to run one after the other, which put both on the time to the first result.
+        """
+        if not self.warmup:
+            self.source.start()
+            return
+        failed: list[BaseException] = []
+
+        def warm() -> None:
+            try:
+                self.model.warmup(self.warmup)
+            except BaseException as e:  # re-raised on the caller's thread below
+                failed.append(e)
+
+        t = threading.Thread(target=warm, name="pipeline-warmup", daemon=True)
+        t.start()
+        try:
+            self.source.start()
+        finally:
+            t.join()
+        if failed:
+            self.source.stop()
+            raise failed[0]
 
     def request_stop(self, reason: str = "requested") -> None:
         """Ask :meth:`run` to stop and finalise everything; only sets a flag, so a signal handler may call it."""
