@@ -10,7 +10,9 @@ The record (task, preprocessing, labels, input layout, source hash, conversion s
   ``model.get_rt_info(["edge_sdk", key])`` returns.
 
 Every file is rewritten atomically. The preprocessing stored is fitted to the artifact's own input tensor
-(layout and static size: a TFLite file from an NCHW source is NHWC).
+(layout and static size: a TFLite file from an NCHW source is NHWC; dtype and quantization: a full-integer
+TFLite file with int8 input gets ``dtype: int8`` and its input's ``quant`` scale / zero point, so the device
+feeds it quantized pixels, not floats).
 """
 
 from __future__ import annotations
@@ -80,19 +82,29 @@ def label_field(labels: Sequence[str] | None) -> str | list[str] | None:
     return names
 
 
-def embed(path: Path, metadata: dict[str, Any]) -> dict[str, Any]:
+def embed(path: Path, metadata: dict[str, Any], suffix: str | None = None) -> dict[str, Any]:
     """Write ``metadata`` into the model file at ``path`` (an .onnx, .tflite or OpenVINO .xml) atomically;
-    return the record as written (preprocessing fitted to the file's input, ``input_layout`` set)."""
+    return the record as written (preprocessing fitted to the file's input, ``input_layout`` set).
+    ``suffix``: the format, for a temp file whose name does not say it (``".onnx"``)."""
     path = Path(path)
     writers = {".onnx": _embed_onnx, ".tflite": _embed_tflite, ".xml": _embed_openvino}
-    if path.suffix not in writers:
+    kind = suffix or path.suffix
+    if kind not in writers:
         raise ConversionError(f"cannot embed metadata in {path.name}: only .onnx, .tflite and OpenVINO .xml")
-    return writers[path.suffix](path, metadata)
+    return writers[kind](path, metadata)
 
 
-def fit_to_input(metadata: dict[str, Any], shape: Sequence[int | None] | None) -> dict[str, Any]:
-    """``metadata`` with ``input_layout`` from the first input's shape and an image spec's layout and static
-    size taken from it (the spec a source was converted with may be NCHW; its TFLite artifact is NHWC)."""
+def fit_to_input(
+    metadata: dict[str, Any],
+    shape: Sequence[int | None] | None,
+    dtype: str | None = None,
+    quant: tuple[float, int] | None = None,
+) -> dict[str, Any]:
+    """``metadata`` with ``input_layout`` from the first input's shape and the stored preprocessing fitted to
+    that input: an image spec's layout and static size taken from the shape (the spec a source was converted
+    with may be NCHW; its TFLite artifact is NHWC), and the input's ``dtype`` (numpy name; None: unknown, the
+    spec's kept) with its ``quant`` (scale, zero point) for an int8/uint8 input, so the spec describes what the
+    artifact really takes (a full-integer TFLite file with int8 input is fed quantized pixels)."""
     out = dict(metadata)
     shape = list(shape or [])
     layout = None
@@ -104,12 +116,31 @@ def fit_to_input(metadata: dict[str, Any], shape: Sequence[int | None] | None) -
     if layout:
         out["input_layout"] = layout
     pre = out.get("preprocessing")
-    if layout and isinstance(pre, dict) and pre.get("kind", "image") == "image":
-        pre = {**pre, "layout": layout}
-        if all(isinstance(d, int) and d > 0 for d in hw):
-            pre["size"] = list(hw)
+    if isinstance(pre, dict) and pre.get("kind", "image") == "image":
+        pre = dict(pre)
+        if layout:
+            pre["layout"] = layout
+            if all(isinstance(d, int) and d > 0 for d in hw):
+                pre["size"] = list(hw)
+        if dtype in IMAGE_DTYPES:
+            pre["dtype"] = dtype
+            pre["quant"] = None
+            if dtype in ("int8", "uint8"):
+                if quant is not None:
+                    pre["quant"] = {"scale": float(quant[0]), "zero_point": int(quant[1])}
+                elif pre.get("mean") not in ([0.0], [0], None) or pre.get("std") not in ([1.0], [1], None):
+                    log.warning("the %s input's quantization (scale, zero point) is unknown: the device will round "
+                                "the normalised pixels ((x - mean) / std) to %s as they are", dtype, dtype)  # fmt: skip
         out["preprocessing"] = pre
+    elif isinstance(pre, dict) and pre.get("kind") == "audio" and dtype in ("float32", "float16"):
+        out["preprocessing"] = {**pre, "dtype": dtype}
     return out
+
+
+#: input dtypes an image spec can produce (``edge_sdk.preprocess.DTYPES``)
+IMAGE_DTYPES = ("float32", "float16", "uint8", "int8")
+#: preprocessing fields :func:`fit_to_input` takes from the file's input tensor
+FITTED_FIELDS = ("layout", "size", "dtype", "quant")
 
 
 def _json(value: Any) -> str:
@@ -134,11 +165,14 @@ def _embed_onnx(path: Path, metadata: dict[str, Any]) -> dict[str, Any]:
     model = onnx.load(str(path), load_external_data=False)  # external tensors keep their location, untouched
     inits = {t.name for t in model.graph.initializer}
     inputs = [i for i in model.graph.input if i.name not in inits]
-    shape = None
+    shape = dtype = quant = None
     if inputs and inputs[0].type.HasField("tensor_type"):
-        dims = inputs[0].type.tensor_type.shape.dim
-        shape = [d.dim_value if d.HasField("dim_value") else None for d in dims]
-    record = fit_to_input(metadata, shape)
+        tensor_type = inputs[0].type.tensor_type
+        shape = [d.dim_value if d.HasField("dim_value") else None for d in tensor_type.shape.dim]
+        dtype = _onnx_dtype(tensor_type.elem_type)
+        if dtype in ("int8", "uint8"):
+            quant = _onnx_input_quant(model, inputs[0].name)
+    record = fit_to_input(metadata, shape, dtype, quant)
     kept = [p for p in model.metadata_props if not p.key.startswith(ONNX_PREFIX)]
     del model.metadata_props[:]
     model.metadata_props.extend(kept)
@@ -147,6 +181,42 @@ def _embed_onnx(path: Path, metadata: dict[str, Any]) -> dict[str, Any]:
         entry.key, entry.value = ONNX_PREFIX + key, _json(value)
     write_bytes_atomic(path, model.SerializeToString())
     return record
+
+
+def _onnx_dtype(elem_type: int) -> str | None:
+    from onnx import helper
+
+    try:
+        return np.dtype(helper.tensor_dtype_to_np_dtype(elem_type)).name
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def _onnx_input_quant(model: Any, name: str) -> tuple[float, int] | None:
+    """(scale, zero point) of a quantized graph input: those of the ``DequantizeLinear`` reading it (scalar
+    initializers or Constant nodes); None when no such node, per-axis parameters, or several that differ."""
+    from onnx import numpy_helper
+
+    consts = {t.name: t for t in model.graph.initializer}
+    for node in model.graph.node:
+        if node.op_type == "Constant" and node.output and node.attribute and node.attribute[0].name == "value":
+            consts[node.output[0]] = node.attribute[0].t
+    found = set()
+    for node in model.graph.node:
+        if node.op_type != "DequantizeLinear" or not node.input or node.input[0] != name:
+            continue
+        zero_name = node.input[2] if len(node.input) > 2 else ""
+        if len(node.input) < 2 or node.input[1] not in consts or (zero_name and zero_name not in consts):
+            return None  # computed at run time: unknown here
+        try:  # an initializer kept in external data is not read here: unknown
+            scale = numpy_helper.to_array(consts[node.input[1]])
+            zero = numpy_helper.to_array(consts[zero_name]) if zero_name else np.zeros(())
+        except (OSError, ValueError, TypeError):
+            return None
+        if scale.size != 1 or zero.size != 1:
+            return None
+        found.add((float(scale.reshape(-1)[0]), int(zero.reshape(-1)[0])))
+    return found.pop() if len(found) == 1 else None
 
 
 # ---- TFLite -------------------------------------------------------------------------------------------------------
@@ -173,12 +243,18 @@ def _embed_tflite(path: Path, metadata: dict[str, Any]) -> dict[str, Any]:
                     path.name)  # fmt: skip
         return fit_to_input(metadata, None)
     graph = model.subgraphs[0]
-    shape = None
+    shape = dtype = quant = None
     if graph.inputs is not None and len(graph.inputs):
         tensor = graph.tensors[int(graph.inputs[0])]
         sig = tensor.shapeSignature if tensor.shapeSignature is not None else tensor.shape
         shape = [int(d) if d >= 0 else None for d in (sig if sig is not None else [])]
-    record = fit_to_input(metadata, shape)
+        names = {v: k.lower() for k, v in vars(schema.TensorType).items() if not k.startswith("_")}
+        dtype = names.get(tensor.type)
+        q = tensor.quantization
+        if dtype in ("int8", "uint8") and q is not None and q.scale is not None and len(q.scale) == 1:
+            zero = q.zeroPoint if q.zeroPoint is not None and len(q.zeroPoint) else [0]
+            quant = (float(q.scale[0]), int(zero[0]))
+    record = fit_to_input(metadata, shape, dtype, quant)
     buffer = schema.BufferT()
     buffer.data = np.frombuffer(_json(record).encode(), dtype=np.uint8)
     entries = [m for m in model.metadata or [] if (m.name or b"").decode() != KEY]
@@ -192,17 +268,22 @@ def _embed_tflite(path: Path, metadata: dict[str, Any]) -> dict[str, Any]:
     return record
 
 
+#: IR ``element_type`` -> numpy dtype name
+OV_DTYPES = {"f32": "float32", "f16": "float16", "u8": "uint8", "i8": "int8", "i32": "int32", "i64": "int64"}
+
+
 # ---- OpenVINO IR --------------------------------------------------------------------------------------------------
 def _embed_openvino(path: Path, metadata: dict[str, Any]) -> dict[str, Any]:
     root = ET.fromstring(path.read_bytes())
-    shape = None
+    shape = dtype = None
     for layer in root.iter("layer"):
         if layer.get("type") == "Parameter":
             data = layer.find("data")
             text = data.get("shape", "") if data is not None else ""
             shape = [int(d) if d.strip().isdigit() else None for d in text.split(",")] if text else None
+            dtype = OV_DTYPES.get(data.get("element_type", "") if data is not None else "")
             break
-    record = fit_to_input(metadata, shape)
+    record = fit_to_input(metadata, shape, dtype)  # an IR input's quantization is in the graph, not the tensor
     rt = root.find("rt_info")
     if rt is None:
         rt = ET.SubElement(root, "rt_info")
