@@ -1,4 +1,11 @@
-"""What every zoo entry is: metadata, an installed check that imports nothing, and ``materialize``."""
+"""What every zoo entry is: metadata, an installed check that imports nothing, and ``materialize``.
+
+Every model file ``materialize`` writes carries the entry's record inside it (task, preprocessing, labels, the
+packaged file's sha256; :mod:`converters.embed_metadata`, as ``edge-sdk convert`` writes it), so the file runs
+correctly when copied alone. The record has no timestamp: the same package gives byte-identical files, and a
+cached file is reused only while it carries the record the installed package gives (a file cached by an older
+edge_sdk without one, or from another package version, is written again under the same name).
+"""
 
 from __future__ import annotations
 
@@ -109,10 +116,65 @@ class ZooEntry:
             raise ZooError(f"zoo model '{self.name}' has no option {', '.join(unknown)}; its options: {known}")
         return {**self.options, **opts}
 
-    def materialize(self, cache_dir: str | os.PathLike[str] | None = None, **opts: Any) -> Any:
-        """The model itself: a file Path (ONNX, or a .pt2 with ``export=True``) or a torch module.
+    def record(self, source: Path, **opts: Any) -> dict[str, Any]:
+        """edge_sdk's record of the model file made from ``source`` (the packaged file) with ``opts``: what
+        every file :meth:`materialize` writes carries inside it (read back by ``edge_sdk.metadata``)."""
+        from converters.embed_metadata import finite, label_field
+        from converters.sources import file_sha256
+        from edge_sdk.metadata import SCHEMA, TASK_ALIASES
 
-        Files this writes go to ``cache_dir`` (default :func:`default_cache_dir`), atomically.
+        origin = {"sha256": file_sha256(source), "kind": "zoo", "model": self.name, "package": self.package,
+                  "file": source.name}  # fmt: skip
+        record = {
+            "schema": SCHEMA,
+            "task": TASK_ALIASES.get(self.task, self.task),
+            "preprocessing": self.preprocess(**opts).to_dict(),
+            "labels": label_field(self.labels()),
+            "source": origin,
+        }
+        return finite({k: v for k, v in record.items() if v is not None})
+
+    @staticmethod
+    def carries(path: Path, record: dict[str, Any]) -> bool:
+        """Whether the file at ``path`` exists and carries ``record`` (the preprocessing fields that embedding
+        fits to the file's own input aside): a cached file that can be reused as it is."""
+        from converters.embed_metadata import FITTED_FIELDS
+        from edge_sdk.errors import ModelMetadataError
+        from edge_sdk.metadata import read_embedded
+
+        if not path.is_file():
+            return False
+        try:
+            meta = read_embedded(path)
+        except ModelMetadataError:
+            return False
+        if meta is None:
+            return False
+        mine, want = meta.to_dict(), dict(record)
+        if not isinstance(mine.get("preprocessing"), dict) or not isinstance(want.get("preprocessing"), dict):
+            return False
+        for d in (mine, want):
+            d["preprocessing"] = {k: v for k, v in d["preprocessing"].items() if k not in FITTED_FIELDS}
+        return all(mine.get(k) == want.get(k) for k in ("schema", "task", "labels", "source", "preprocessing"))
+
+    def write_copy(self, source: Path, path: Path, record: dict[str, Any]) -> Path:
+        """``source`` copied to ``path`` (atomically) with ``record`` embedded; kept if it already carries it."""
+        import shutil
+
+        from converters.embed_metadata import embed
+
+        if not self.carries(path, record):
+            with atomic_path(path) as tmp:
+                shutil.copyfile(source, tmp)
+                embed(tmp, record, suffix=path.suffix)
+        return path
+
+    def materialize(self, cache_dir: str | os.PathLike[str] | None = None, **opts: Any) -> Any:
+        """The model itself: a file Path (ONNX; a PyTorch entry's with ``export="onnx"``, or its .pt2 with
+        ``export=True``) or a torch module.
+
+        Files this writes go to ``cache_dir`` (default :func:`default_cache_dir`), atomically; an ONNX file
+        carries the entry's record inside it (:meth:`record`).
         """
         self.require()
         folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()

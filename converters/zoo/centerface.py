@@ -77,14 +77,21 @@ class CenterFace(ZooEntry):
         dims = parse_shape(input_shape)
         tag = "dynamic" if dims is None else "x".join(map(str, dims))
         path = cache_dir / f"centerface-{tag}.onnx"
-        if not path.is_file():
-            patch_centerface(self.package_file(0, ONNX_FILE), path, dims)
+        src = self.package_file(0, ONNX_FILE)
+        record = self.record(src, input_shape=input_shape)
+        if not self.carries(path, record):  # absent, or cached without this record (an older edge_sdk's)
+            patch_centerface(src, path, dims, record)
         return path
 
 
-def patch_centerface(src: Path, dst: Path, dims: tuple[int, int, int, int] | None) -> Path:
-    """Write ``src`` with input ``dims`` (None: symbolic N, H, W), outputs to match, renamed tensors."""
+def patch_centerface(
+    src: Path, dst: Path, dims: tuple[int, int, int, int] | None, record: dict[str, Any] | None = None
+) -> Path:
+    """Write ``src`` with input ``dims`` (None: symbolic N, H, W), outputs to match, renamed tensors;
+    ``record``: edge_sdk's metadata (:meth:`ZooEntry.record`), embedded before the file is renamed into place."""
     import onnx
+
+    from converters.embed_metadata import embed
 
     model = onnx.load(str(src))
     g = model.graph
@@ -111,6 +118,8 @@ def patch_centerface(src: Path, dst: Path, dims: tuple[int, int, int, int] | Non
     onnx.checker.check_model(model)
     with atomic_path(dst) as tmp:
         onnx.save(model, str(tmp))
+        if record is not None:
+            embed(tmp, record, suffix=".onnx")
     return dst
 
 

@@ -9,15 +9,18 @@ made for int8. Checked: ``chelsea`` -> 285 (Egyptian cat), ``coffee`` -> 967 (es
 from __future__ import annotations
 
 import io
+import logging
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from converters.zoo.base import ZooEntry, atomic_path
+from edge_sdk.errors import ZooError
 from edge_sdk.labels import imagenet_labels
 from edge_sdk.preprocess import PreprocessSpec
 
+log = logging.getLogger("edge_sdk")
 WEIGHTS = "models/efficientnet-lite0-57934424.pth"
 
 
@@ -57,7 +60,15 @@ class EfficientNetLite0(ZooEntry):
         model.load_state_dict(state, strict=True)
         return model.eval()
 
-    def _materialize(self, cache_dir: Path, *, export: bool = False) -> Any:
+    def _materialize(self, cache_dir: Path, *, export: bool | str = False) -> Any:
+        """``export``: False, the torch module; True or ``"pt2"``, the torch.export program file (a conversion
+        source); ``"onnx"``, an fp32 ONNX file that runs anywhere and carries the record (task, preprocessing,
+        labels) inside it: ``convert`` writes it once into ``cache_dir/run/efficientnet-lite0``, the folder
+        ``edge-sdk run zoo:efficientnet-lite0`` converts into, and later calls reuse it."""
+        if export not in (False, True, "pt2", "onnx"):
+            raise ZooError(f"efficientnet-lite0 export={export!r}: choose False (torch module), 'pt2' or 'onnx'")
+        if export == "onnx":
+            return self._onnx(cache_dir / "run" / self.name)
         module = self.build()
         if not export:
             return module
@@ -74,6 +85,23 @@ class EfficientNetLite0(ZooEntry):
         with atomic_path(path) as tmp:
             tmp.write_bytes(buffer.getvalue())
         return path
+
+    def _onnx(self, folder: Path) -> Path:
+        from edge_sdk.errors import ModelMetadataError
+        from edge_sdk.metadata import read_embedded
+
+        path = folder / f"{self.name}_fp32.onnx"
+        try:
+            meta = read_embedded(path) if path.is_file() else None
+        except ModelMetadataError:
+            meta = None
+        if meta is not None and meta.task == self.task and meta.preprocessing is not None:
+            return path
+        from converters import convert  # absent, or converted by an edge_sdk that embedded nothing: (again)
+
+        log.warning("converting zoo:%s to ONNX once (cached in %s)...", self.name, folder)
+        result = convert(f"zoo:{self.name}", to="onnx", output_dir=folder, validate_samples=4, allow_degraded=True)
+        return result.artifacts[0].path
 
 
 ENTRY = EfficientNetLite0()

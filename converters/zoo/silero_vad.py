@@ -66,8 +66,10 @@ class SileroVAD(ZooEntry):
         return inputs
 
     def _materialize(self, cache_dir: Path, *, variant: str = "16k") -> Path:
-        """The packaged file itself (read-only; nothing is written)."""
-        return self.package_file(0, f"data/{self._variant(variant)}")
+        """A copy of the packaged file carrying the entry's record (task vad, the 16 kHz windowing), so that
+        it runs alone; written once into ``cache_dir``."""
+        src = self.package_file(0, f"data/{self._variant(variant)}")
+        return self.write_copy(src, cache_dir / f"silero-vad-{variant}.onnx", self.record(src, variant=variant))
 
 
 ENTRY = SileroVAD()

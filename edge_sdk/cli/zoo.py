@@ -1,4 +1,9 @@
-"""``edge-sdk zoo list`` / ``edge-sdk zoo path NAME``: the real pretrained models the installed packages carry."""
+"""``edge-sdk zoo list`` / ``edge-sdk zoo path NAME``: the real pretrained models the installed packages carry.
+
+The file ``zoo path`` prints carries the model's record inside it (task, preprocessing, labels), so
+``edge-sdk run $(edge-sdk zoo path centerface) --source photo.jpg`` needs no flags, even on a copy of the file
+alone. A PyTorch entry's file is an fp32 ONNX converted once (``--format pt2``: its torch.export program).
+"""
 
 from __future__ import annotations
 
@@ -20,6 +25,9 @@ class ZooCommand(Command):
             "--input-shape", metavar="NAME=D1,D2,..", help="centerface: e.g. input=1,3,480,640 (or dynamic)"
         )
         parser.add_argument("--variant", default=None, help="silero-vad: 16k (static, default) or op16")
+        parser.add_argument("--format", choices=("onnx", "pt2"), default=None,
+                            help="efficientnet-lite0 (PyTorch): onnx (default: converted once, runs, carries its "
+                                 "metadata) or pt2 (the torch.export program, a conversion source)")  # fmt: skip
 
     def run(self, args: argparse.Namespace) -> int:
         from converters import zoo
@@ -44,7 +52,9 @@ class ZooCommand(Command):
         if args.variant is not None:
             opts["variant"] = args.variant
         if entry.source_format == "torch":
-            opts["export"] = True  # a file to point at: the torch.export .pt2
+            opts["export"] = args.format or "onnx"  # a file to point at: runnable ONNX, or the torch.export .pt2
+        elif args.format == "pt2":
+            raise CLIUsageError(f"--format pt2: zoo model '{entry.name}' is an ONNX file, not a PyTorch model")
         path = entry.materialize(args.cache_dir, **opts)
         if args.json:
             emit_json({"name": entry.name, "path": str(path), "preprocess": entry.preprocess(**_pre(opts)).to_dict()})
