@@ -7,6 +7,7 @@ functions let :mod:`converters.quantizers.fallback` compare an int8 IR's tensors
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 from typing import Any
 
@@ -35,11 +36,7 @@ def quantize(fp32: Path, out: Path, precision: str, calibration: Any, ctx: Any, 
     nncf.set_log_level(logging.DEBUG if ctx.verbose else logging.ERROR)
     try:
         if precision == "int8-dynamic":
-            # depthwise convolutions (GroupConvolution) have a few weights per channel whose int8 rounding dominates
-            # their output: MobileNet-class models fell below cosine 0.98; they are a sliver of the model's size
-            ignored = nncf.IgnoredScope(types=["GroupConvolution"], validate=False)
-            compressed = nncf.compress_weights(model, mode=nncf.CompressWeightsMode.INT8_ASYM, ignored_scope=ignored)
-            ov.save_model(compressed, str(out), compress_to_fp16=False)
+            ov.save_model(_compress_weights(fp32), str(out), compress_to_fp16=False)
             return out
         from edge_sdk.backends.openvino_backend import _spec
 
@@ -58,6 +55,66 @@ def quantize(fp32: Path, out: Path, precision: str, calibration: Any, ctx: Any, 
         raise ConversionError(f"NNCF {precision} quantization failed: {first_line(e)}") from None
     ov.save_model(quantized, str(out), compress_to_fp16=False)
     return out
+
+
+#: the OpenVINO CPU plugin pass that rewrites a weight-compressed 1x1 Convolution into a MatMul; it fails on load
+#: when the activation comes from some producers (VariadicSplit in yolo11n's attention, a dynamic-batch Reshape in
+#: EfficientNetV2's squeeze-excitation): "[ConvertWeightCompressedConv1x1ToMatmul] END: node: opset1::Convolution
+#: NAME (opset1::VariadicSplit ..."
+_CONV1X1_PASS = re.compile(r"ConvertWeightCompressedConv1x1ToMatmul\].*?node: \w+::Convolution (\S+) \(\w+::(\w+)")
+#: compress-and-compile attempts before giving up on the workaround
+_COMPILE_ATTEMPTS = 6
+
+
+def _compress_weights(fp32: Path) -> Any:
+    """NNCF int8 weight compression of the IR ``fp32``, checked by compiling it for CPU.
+
+    Depthwise convolutions (GroupConvolution) stay float: a few weights per channel whose int8 rounding dominates
+    their output took MobileNet-class models below cosine 0.98, and they are a sliver of the model's size. When
+    the CPU plugin cannot compile the result (its ConvertWeightCompressedConv1x1ToMatmul pass, see
+    :data:`_CONV1X1_PASS`), the convolution it names and every other 1x1 convolution reading the same kind of
+    producer are left float too, and it is compressed again, until it compiles."""
+    import nncf
+    import openvino as ov
+
+    core = ov.Core()
+    names: list[str] = []
+    for _ in range(_COMPILE_ATTEMPTS):
+        model = core.read_model(str(fp32))
+        ignored = nncf.IgnoredScope(names=list(names), types=["GroupConvolution"], validate=False)
+        compressed = nncf.compress_weights(model, mode=nncf.CompressWeightsMode.INT8_ASYM, ignored_scope=ignored)
+        try:
+            core.compile_model(compressed, "CPU")
+            if names:
+                logging.getLogger("edge_sdk").info("OpenVINO int8-dynamic: %d 1x1 convolution(s) kept float (the CPU "
+                                                   "plugin's ConvertWeightCompressedConv1x1ToMatmul fails on them)",
+                                                   len(names))  # fmt: skip
+            return compressed
+        except Exception as e:  # the plugin raises a bare RuntimeError
+            found = _CONV1X1_PASS.search(" ".join(str(e).split()))
+            if found is None:
+                raise
+            more = [found.group(1), *_conv1x1_reading(core.read_model(str(fp32)), found.group(2))]
+            if set(more) <= set(names):
+                raise
+            names += [n for n in more if n not in names]
+    raise ConversionError(
+        f"OpenVINO could not compile the weight-compressed {fp32.name} for CPU after keeping "
+        f"{len(names)} 1x1 convolution(s) float (ConvertWeightCompressedConv1x1ToMatmul)"
+    )
+
+
+def _conv1x1_reading(model: Any, producer_type: str) -> list[str]:
+    """Names of the 1x1 Convolutions of ``model`` whose activation is written by an op of ``producer_type``."""
+    found = []
+    for op in model.get_ops():
+        if op.get_type_name() != "Convolution":
+            continue
+        kernel = op.input_value(1).get_partial_shape()
+        spatial = [d.get_length() if d.is_static else 0 for d in list(kernel)[2:]] if kernel.rank.is_static else [0]
+        if all(s == 1 for s in spatial) and op.input_value(0).get_node().get_type_name() == producer_type:
+            found.append(op.get_friendly_name())
+    return found
 
 
 def _nncf_options(exact_weights: bool, scheme: Any = None) -> dict[str, Any]:
