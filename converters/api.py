@@ -30,6 +30,7 @@ def convert(
     opset: int = 17,
     int8_io: bool = False,
     tflite_sparse: bool = False,
+    tf_select_ops: bool = False,
     static: bool = False,
     allow_degraded: bool = False,
     allow_lambda: bool = False,
@@ -58,6 +59,9 @@ def convert(
     unless ``allow_degraded`` (the manifest records it either way).
     ``tflite_sparse``: TFLite weights stored sparse (pays off after magnitude pruning; measured in
     ``benchmarks/sparse_tflite.py``).
+    ``tf_select_ops``: TFLite (fp32, from Keras / SavedModel / ONNX / PyTorch) may keep ops that have no TFLite
+    builtin as TensorFlow ops (``SELECT_TF_OPS``); a file that needs them is validated with TensorFlow's Flex
+    delegate, and its route names them with a warning: the device then needs the Flex delegate.
     ``prune``: ``"channel:0.25"``, ``"magnitude:0.5"`` or a :class:`converters.prune.PruneSpec`: prune (and
     fine-tune) first; every artifact is then validated against the *unpruned* original and the manifest
     records the pruning report (a pruned model only has to meet the spec's ``min_agreement``).

@@ -52,14 +52,8 @@ def validate_artifact(
     source: SourceModel, artifact: Path, held: HeldOut, precision: str, tolerances: dict[str, float] | None = None
 ) -> tuple[list[OutputMetrics], list[str]]:
     """Per-output metrics of ``artifact`` against the original, and why it fails its tolerance (if it does)."""
-    import edge_sdk
-
     source_names = [i.name for i in source.inputs]
-    with edge_sdk.load(artifact) as model:
-        outs_per_sample = [
-            list(model.run(adapt_feeds(s, model.inputs, source_names), dequantize=True).values()) for s in held.samples
-        ]
-        names = [s.name for s in model.outputs]
+    outs_per_sample, names = _run_artifact(artifact, held.samples, source_names)
     candidate = [np.concatenate([o[i] for o in outs_per_sample]) for i in range(len(names))]
     order = pair_outputs(held.reference, candidate)
     flags = is_classifier(source, held.reference)
@@ -73,3 +67,19 @@ def validate_artifact(
         for i, (ref, j) in enumerate(zip(held.reference, order))
     ]
     return metrics, failures(metrics, precision, tolerances)
+
+
+def _run_artifact(artifact: Path, samples: Sequence[Sequence[np.ndarray]],
+                  source_names: Sequence[str]) -> tuple[list[list[np.ndarray]], list[str]]:  # fmt: skip
+    """Each sample's outputs (dequantized) and the output names. A TFLite file with TensorFlow (Flex) ops runs
+    under an interpreter with the Flex delegate (:mod:`converters.routes.tflite_flex`), which LiteRT's wheel lacks."""
+    import edge_sdk
+
+    if artifact.suffix == ".tflite":
+        from converters.routes.tflite_flex import flex_ops, run_with_flex
+
+        if flex_ops(artifact):
+            return run_with_flex(artifact, samples, source_names)
+    with edge_sdk.load(artifact) as model:
+        outs = [list(model.run(adapt_feeds(s, model.inputs, source_names), dequantize=True).values()) for s in samples]
+        return outs, [s.name for s in model.outputs]

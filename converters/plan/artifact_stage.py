@@ -40,6 +40,7 @@ class ArtifactMaker:
     def export(self, target: str, route: Route) -> Path:
         """The fp32 artifact of ``target`` (made once, in the scratch folder)."""
         if target not in self.fp32_files:
+            self.ctx.tf_select_ops = self.quant.tf_select_ops
             fp32_path = self.ctx.workdir / f"{self.base}_fp32{TARGET_SUFFIX[target]}"
             self.fp32_files[target] = route.load()(self.source, fp32_path, self.ctx)
             if self.static:

@@ -41,6 +41,7 @@ class QuantOptions:
 
     int8_io: bool = False
     tflite_sparse: bool = False
+    tf_select_ops: bool = False  # TFLite: keep ops without a builtin as TensorFlow (Flex) ops; the device needs Flex
     fallback: bool = True  # keep the worst layers float until static int8 meets its tolerance
     target_isa: str | None = None  # the CPU the int8 artifacts are for; default: this machine's
     weight_rounding: str = "nearest"  # or "gptq"

@@ -72,9 +72,22 @@ def check_options(
             f"--tflite-sparse needs TFLiteConverter; a {source.kind} source is re-quantized by ai-edge-quantizer, "
             "which has no sparse encoding: convert from the original model (Keras, SavedModel, ONNX, PyTorch)"
         )
+    if q.tf_select_ops and "tflite" in targets:
+        _check_select_ops(source, precisions)
     for t in targets:
         find_route(source.kind, t)
     return qat_spec
+
+
+def _check_select_ops(source: SourceModel, precisions: Sequence[str]) -> None:
+    """--tf-select-ops: TFLiteConverter's op set, at fp32 (the TFLite quantizers convert with builtins only)."""
+    if source.kind not in TF_KINDS:
+        raise ConversionError(f"--tf-select-ops applies where TFLiteConverter makes the TFLite file (Keras, "
+                              f"SavedModel, ONNX, PyTorch); a {source.kind} source keeps its own ops")  # fmt: skip
+    if set(precisions) - {"fp32"}:
+        raise ConversionError("--tf-select-ops makes fp32 TFLite only: the TFLite quantizers convert with builtin "
+                              "ops, so fp16 / int8 of a model that needs TensorFlow (Flex) ops is not supported; "
+                              "convert with --precision fp32")  # fmt: skip
 
 
 #: precision suffixes a converted file carries; converting it again must not stack them (``x_fp32_fp32``)

@@ -28,6 +28,7 @@ class RouteContext:
     verbose: bool = False
     input_shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
     tflite_sparse: bool = False  # store (pruned) TFLite weights in the sparse format (TF sources only)
+    tf_select_ops: bool = False  # TFLiteConverter may keep TF ops (Flex) that have no TFLite builtin
     used_tool: dict[str, str] = field(default_factory=dict)  # target -> tool, when a route fell back
     intermediates: dict[str, Path] = field(default_factory=dict)  # e.g. "savedmodel", "onnx"
 

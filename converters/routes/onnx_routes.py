@@ -158,7 +158,8 @@ def to_tflite(source: SourceModel, out: Path, ctx: RouteContext) -> Path:
     check_tflite(source.path)
     if "savedmodel" not in ctx.intermediates:
         ctx.intermediates["savedmodel"] = _run_onnx2tf(source.path, ctx)
-    return tf_routes.to_tflite(_as_savedmodel(source, ctx.intermediates["savedmodel"]), out, ctx)
+    tool = ctx.used_tool.get("tflite", "onnx2tf + TFLiteConverter")  # named with its Flex ops, if any
+    return tf_routes.to_tflite(_as_savedmodel(source, ctx.intermediates["savedmodel"]), out, ctx, tool=tool)
 
 
 def _run_onnx2tf(path: Path, ctx: RouteContext) -> Path:

@@ -30,16 +30,26 @@ def saved_model_dir(source: SourceModel, ctx: RouteContext) -> Path:
     return ctx.intermediates["savedmodel"]
 
 
-def to_tflite(source: SourceModel, out: Path, ctx: RouteContext) -> Path:
+def to_tflite(source: SourceModel, out: Path, ctx: RouteContext, *, tool: str = "tf.lite.TFLiteConverter",
+              select_tf_ops: bool | None = None) -> Path:  # fmt: skip
+    """``select_tf_ops`` (default: ``ctx.tf_select_ops``): ops without a TFLite builtin stay TensorFlow ops (Flex),
+    with a warning recorded in ``ctx.used_tool`` as ``tool`` + the Flex ops (:mod:`.tflite_flex`)."""
     import tensorflow as tf
 
+    select = ctx.tf_select_ops if select_tf_ops is None else select_tf_ops
     converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model_dir(source, ctx)))
     if ctx.tflite_sparse:
         converter.optimizations = [tf.lite.Optimize.EXPERIMENTAL_SPARSITY]
+    if select:
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS, tf.lite.OpsSet.SELECT_TF_OPS]
     try:
         out.write_bytes(converter.convert())
     except Exception as e:
-        raise_unsupported_or(e, "TFLite")
+        raise_unsupported_or(e, "TFLite", select_tf_ops=select)
+    if select:
+        from converters.routes.tflite_flex import note_flex_ops
+
+        note_flex_ops(out, ctx, tool)
     return out
 
 
@@ -66,7 +76,7 @@ def _onnx_through_tflite(source: SourceModel, out: Path, ctx: RouteContext, why:
     from converters.routes import tflite_routes
 
     log.info("tf2onnx left function calls in the graph (%s); converting through TFLite instead", why)
-    tflite = to_tflite(source, ctx.workdir / "onnx_via.tflite", ctx)
+    tflite = to_tflite(source, ctx.workdir / "onnx_via.tflite", ctx, select_tf_ops=False)
     try:
         tflite_routes.to_onnx(replace(source, kind="tflite", path=tflite), out, ctx)
     except EdgeSDKError as e:
@@ -86,19 +96,29 @@ def to_openvino(source: SourceModel, out: Path, ctx: RouteContext) -> Path:
     return out
 
 
-def raise_unsupported_or(exc: BaseException, target: str) -> None:
+def raise_unsupported_or(exc: BaseException, target: str, *, select_tf_ops: bool = False) -> None:
     """Turn a converter's 'op not supported' text into UnsupportedOperatorError naming the op."""
     import re
 
     text = str(exc)
-    flex = re.search(r"'tf\.(\w+)' op is neither a custom op nor a flex op", text)
-    if flex:  # TFLite's MLIR converter: name the op and where it sits in the model, not the MLIR dump
-        op = flex.group(1)
-        where = re.search(r'fused\["' + op + r':", "([^"@]+)', text)
-        node = f" (node '{where.group(1)}')" if where else ""
+    flex = re.findall(r"'tf\.(\w+)' op is neither a custom op nor a flex op", text)
+    if flex:  # TFLite's MLIR converter: name the ops and where they sit in the model, not the MLIR dump
+        named = []
+        for op in dict.fromkeys(flex):
+            where = re.search(r'fused\["' + op + r':", "([^"@]+)', text)
+            named.append(f"{op}{f' (node {where.group(1)!r})' if where else ''}")
+        ops = f"op{'s' if len(named) > 1 else ''} {', '.join(named)}"
+        if select_tf_ops:
+            raise UnsupportedOperatorError(
+                f"{target} has no builtin op for TF {ops}, and Select TF ops (--tf-select-ops) have no kernel for "
+                "it either: replace it in the source model (e.g. an approximation built from supported ops), or "
+                "convert to ONNX / OpenVINO, which support it"
+            ) from None
         raise UnsupportedOperatorError(
-            f"{target} has no builtin op for TF op {op}{node}: replace it in the source model (e.g. an approximation "
-            "built from supported ops), or convert to ONNX / OpenVINO, which support it"
+            f"{target} has no builtin op for TF {ops}: replace it in the source model (e.g. an approximation "
+            "built from supported ops), convert to ONNX / OpenVINO, which support it, or pass --tf-select-ops "
+            "(convert(..., tf_select_ops=True)) to keep it as a TensorFlow op, which the device then runs only "
+            "with the Flex delegate"
         ) from None
     m = re.search(r"(?:op|operation|operations?)[^\n]*?['`\"]?([A-Za-z0-9_.]+)['`\"]? (?:is|are) not supported", text)
     if m or "not supported" in text:

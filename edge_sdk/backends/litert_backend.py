@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ctypes
 import importlib
+from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -67,6 +68,22 @@ def _spec(d: dict[str, Any]) -> TensorSpec:
     return TensorSpec(d["name"], dims, np.dtype(d["dtype"]), guess_layout(dims), quant)
 
 
+def flex_ops(path: str | Path) -> list[str]:
+    """The Select TF ops (custom ops ``Flex<Op>``) a TFLite file uses, sorted; [] when none or unreadable."""
+    import mmap
+
+    from edge_sdk.formats.tflite_format import _MODEL_OPCODES, _Flat
+
+    try:
+        with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+            fb = _Flat(mm)
+            codes = fb.tables(fb.u32(0), _MODEL_OPCODES, "operator_codes vector")
+            names = {fb.string(t, 1, "custom_code") for t in codes if fb.field(t, 1) is not None}
+    except Exception:  # noqa: BLE001 - only for naming ops in a message; the load error stands either way
+        return []
+    return sorted(n for n in names if n.startswith("Flex"))
+
+
 class LiteRTBackend(Backend):
     name = "litert"
     formats = ("tflite",)
@@ -98,6 +115,15 @@ class LiteRTBackend(Backend):
             self._interp = mod.Interpreter(**kwargs)
             self._interp.allocate_tensors()
         except Exception as e:
+            flex = flex_ops(model_file.path) if "TensorFlow op" in str(e) or "Flex" in str(e) else []
+            if flex:  # a file converted with Select TF ops: name them and the runtimes that have the Flex delegate
+                raise ModelLoadError(
+                    f"{model_file.path.name} holds TensorFlow (Select TF / Flex) op(s) {', '.join(flex)}, which "
+                    f"need the Flex delegate; {self._module_name} has none (the ai-edge-litert wheel cannot load "
+                    "such a file): run it with TensorFlow's tf.lite.Interpreter from a build that links the Flex "
+                    "delegate, or a LiteRT build with Flex (Android: tensorflow-lite-select-tf-ops), or replace "
+                    "these ops in the source model and convert without --tf-select-ops"
+                ) from None
             raise ModelLoadError(f"LiteRT could not load {model_file.path.name}: {first_line(e)}") from None
         try:
             in_details = self._interp.get_input_details()

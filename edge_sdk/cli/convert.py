@@ -116,6 +116,12 @@ class ConvertCommand(Command):
             "--tflite-sparse", action="store_true", help="TFLite: store pruned weights sparse (TF/ONNX sources)"
         )
         parser.add_argument(
+            "--tf-select-ops",
+            action="store_true",
+            help="TFLite fp32: keep ops with no TFLite builtin as TensorFlow ops (the device then needs the Flex "
+            "delegate)",
+        )
+        parser.add_argument(
             "--static", action="store_true", help="fix dynamic input dims (--input-shape, else 1) for NPUs/delegates"
         )
         parser.add_argument(
@@ -175,6 +181,7 @@ class ConvertCommand(Command):
                 opset=args.opset,
                 int8_io=args.int8_io,
                 tflite_sparse=args.tflite_sparse,
+                tf_select_ops=args.tf_select_ops,
                 static=args.static,
                 allow_lambda=args.unsafe_allow_lambda,
                 prune=args.prune,
