@@ -10,6 +10,7 @@ from edge_sdk.errors import EdgeSDKError
 from edge_sdk.formats import detect_format, inspect_file
 from edge_sdk.loader import load
 from edge_sdk.model import Model
+from edge_sdk.results import Classifications, Detections, VoiceActivity
 from edge_sdk.tensor_spec import QuantParams, TensorSpec
 
 __version__ = "0.1.0"
@@ -28,11 +29,14 @@ def __getattr__(name: str):  # lazy: the pipeline and sources are imported on fi
 
 
 __all__ = [
+    "Classifications",
+    "Detections",
     "EdgeSDKError",
     "Model",
     "Pipeline",
     "QuantParams",
     "TensorSpec",
+    "VoiceActivity",
     "__version__",
     "detect_format",
     "inspect_file",

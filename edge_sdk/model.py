@@ -12,7 +12,9 @@ the runtime's reason.
 
 from __future__ import annotations
 
+import os
 import threading
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence, Union
 
@@ -69,6 +71,7 @@ class Model:
         self._closed = False
         self._closing = False
         self._metadata: tuple[ModelMetadata | None] | None = None  # read on first use
+        self._predictors: dict[str, tuple[Any, Any]] = {}  # predict(): (spec, post-processor) per task and options
 
     # -- description -------------------------------------------------------------------------
     @property
@@ -125,6 +128,71 @@ class Model:
         feeds = [np.zeros(s.concrete_shape(), dtype=s.dtype) for s in self.inputs]
         for _ in range(runs):
             self._run(feeds, False)
+
+    # -- typed results ---------------------------------------------------------------------------
+    def predict(
+        self, images: Any, *, task: str | None = None, preprocess: Any = None, labels: Sequence[str] | None = None,
+        **post_opts: Any,
+    ) -> Any:  # fmt: skip
+        """Run on images with the model's stored preprocessing and its task's post-processing; typed results.
+
+        ``images``: an (H, W, 3) uint8 RGB array, a path (str or Path) to an image file (decoded with OpenCV),
+        or a list of those (-> a list of results, in order). Returns :class:`~edge_sdk.results.Classifications`
+        (task ``classify``) or :class:`~edge_sdk.results.Detections` (``detect``; boxes in the given image's
+        pixels). ``task``: default the one the model carries (:attr:`metadata`); ``preprocess`` / ``labels``
+        replace the stored ones; other keywords go to the post-processor (``top_k=3``, ``threshold=0.4``...),
+        as with ``Pipeline``. The post-processor is built once per set of options and reused.
+        """
+        batch = isinstance(images, (list, tuple))
+        items = list(images) if batch else [images]
+        spec, post = self._predictor(task, preprocess, labels, post_opts)
+        from edge_sdk.results import typed
+        from edge_sdk.sources.base import Frame
+
+        results = []
+        for i, item in enumerate(items):
+            image = _read_image(item, f"image {i} of the list" if batch else "image")
+            frame = Frame(image, time.monotonic(), i, {})
+            outputs = self.run(spec.apply(image), dequantize=True)
+            results.append(typed(post(outputs, frame)))
+        return results if batch else results[0]
+
+    def _predictor(self, task: str | None, preprocess: Any, labels: Any, opts: dict[str, Any]) -> tuple[Any, Any]:
+        """(PreprocessSpec, post-processor) for ``predict``, built on first use per task and options."""
+        from edge_sdk.errors import PreprocessError, TaskError
+        from edge_sdk.postprocess.registry import POSTPROCESSORS
+        from edge_sdk.preprocess import PreprocessSpec
+
+        if task is None:
+            meta = self.metadata
+            task = meta.task if meta is not None else None
+            if task is None:
+                raise TaskError(
+                    f"{self.path.name} carries no task (no edge_sdk metadata inside, no manifest listing it); "
+                    f"pass one: model.predict(image, task='classify') (tasks: {', '.join(POSTPROCESSORS)})"
+                )
+        key = repr((task, preprocess, labels, sorted(opts.items())))
+        if key in self._predictors:
+            return self._predictors[key]
+        from edge_sdk.pipeline.model_info import model_labels, model_preprocess
+        from edge_sdk.pipeline.pipeline import _build_post
+
+        if task not in POSTPROCESSORS:
+            raise TaskError(f"unknown task '{task}' (task=); known tasks: {', '.join(POSTPROCESSORS)}")
+        spec = preprocess if preprocess is not None else model_preprocess(self)
+        if not isinstance(spec, PreprocessSpec):
+            raise TaskError(
+                f"model.predict takes images, but {self.path.name} (task '{task}') takes {type(spec).__name__} "
+                "input; stream audio through es.Pipeline(source, model, task=...) instead"
+            )
+        post = _build_post(task, self, spec, labels if labels is not None else model_labels(self), dict(opts))
+        if getattr(post, "prepare", None) is not None:
+            raise PreprocessError(
+                f"model.predict takes images; task '{task}' prepares its own input (audio): use "
+                "es.Pipeline(source, model, task=...)"
+            )
+        self._predictors[key] = (spec, post)
+        return spec, post
 
     def _closed_error(self) -> ModelClosedError:
         return ModelClosedError(f"model {self.path.name} is closed; load it again to run it")
@@ -231,3 +299,40 @@ class Model:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _read_image(item: Any, what: str) -> np.ndarray:
+    """``item`` as an (H, W, 3) uint8 RGB array: an array checked, a path decoded with OpenCV (BGR -> RGB)."""
+    from edge_sdk.errors import PreprocessError
+
+    if isinstance(item, (str, os.PathLike)):
+        path = Path(item)
+        try:
+            data = path.read_bytes()
+        except OSError as e:
+            why = "no such file" if isinstance(e, FileNotFoundError) else (e.strerror or str(e))
+            raise PreprocessError(f"predict: cannot read {what} '{path}': {why}") from None
+        from edge_sdk.sources._opencv import import_cv2
+
+        cv2 = import_cv2()
+        img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) if data else None
+        if img is None:
+            why = "empty file" if not data else "not a decodable image (corrupt, or a format OpenCV cannot read)"
+            raise PreprocessError(f"predict: cannot read {what} '{path}': {why}")
+        return np.ascontiguousarray(img[..., ::-1])
+    if not isinstance(item, np.ndarray):
+        raise InputMismatchError(
+            f"predict: {what} is a {type(item).__name__}; pass an (H, W, 3) uint8 RGB numpy array, "
+            "a path to an image file, or a list of those"
+        )
+    if item.ndim != 3 or item.shape[2] != 3 or 0 in item.shape:
+        hint = " (a batch: pass a list of images)" if item.ndim == 4 else ""
+        raise InputMismatchError(
+            f"predict: {what} has shape ({', '.join(map(str, item.shape))}); expected (H, W, 3) RGB{hint}"
+        )
+    if item.dtype != np.uint8:
+        raise InputMismatchError(
+            f"predict: {what} has dtype {item.dtype.name}; expected uint8 RGB pixels 0..255 "
+            "(the model's stored preprocessing does the scaling)"
+        )
+    return item

@@ -17,6 +17,7 @@ import inspect
 import json
 import logging
 import os
+import queue
 import threading
 import time
 from dataclasses import dataclass
@@ -54,6 +55,12 @@ class Pipeline:
     (``top_k=5``, ``threshold=0.5``, ``blur=True``...). ``warmup``: inferences on zeros before the
     source starts (0: none). ``events_only``: sinks that take no image get one ``{"type": "event"}``
     line per task event (VAD ``SPEECH_START`` / ``SPEECH_END``) instead of every result.
+
+    Results in Python: ``on_result`` gets each result's JSON dict (what a jsonl sink writes);
+    ``on_frame_result`` gets ``(frame, result)``: the :class:`~edge_sdk.sources.base.Frame` (``frame.data`` is
+    the image) and the typed result (:mod:`edge_sdk.results`: ``Classifications``, ``Detections``,
+    ``VoiceActivity``). Or iterate: ``for frame, result in pipeline:`` runs the pipeline and yields the same
+    pairs (see :meth:`__iter__`).
     """
 
     def __init__(
@@ -70,6 +77,7 @@ class Pipeline:
         metrics_every: float = 5.0,
         metrics_file: str | os.PathLike[str] | IO[str] | None = None,
         on_result: Callable[[dict[str, Any]], None] | None = None,
+        on_frame_result: Callable[[Frame | None, Any], None] | None = None,
         warmup: int = 1,
         events_only: bool = False,
         **post_opts: Any,
@@ -115,6 +123,9 @@ class Pipeline:
         self._metrics_out = metrics_file
         self._metrics_fh: IO[str] | None = None
         self.on_result = on_result
+        self.on_frame_result = on_frame_result
+        self._iter_queue: queue.Queue[tuple[Frame | None, Any]] | None = None  # set while __iter__ runs
+        self._iter_tail: list[tuple[Frame | None, Any]] | None = None  # closing results, yielded after stop
         self.warmup = warmup
         self.events_only = events_only
         self.live = live
@@ -260,6 +271,52 @@ class Pipeline:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
+    def __iter__(self) -> Iterator[tuple[Frame | None, Any]]:
+        """``for frame, result in pipeline:``: run the pipeline and yield each frame with its typed result.
+
+        ``frame`` is the source's :class:`~edge_sdk.sources.base.Frame` (``frame.data``: the RGB image,
+        ``frame.index``, ``frame.meta``); ``result`` the typed result (:mod:`edge_sdk.results`), the one
+        ``on_frame_result`` gets. Sinks, ``on_result`` and the metrics work as with :meth:`run`. The loop ends
+        when the source ends or on :meth:`request_stop`; leaving it early (``break``) stops the pipeline.
+        Results the post-processor closes at the end (a VAD speech segment's ``SPEECH_END``) come last, with
+        ``frame`` None. A slow loop body holds the post stage back: with a file every frame still comes, with
+        a live source the freshest frames win as in :meth:`run`. A stage's error is raised here.
+        """
+        q: queue.Queue[tuple[Frame | None, Any]] = queue.Queue(maxsize=2)
+        self._iter_queue, self._iter_tail = q, []
+        next_metrics = time.monotonic() + self.metrics_every if self.metrics_every > 0 else None
+        reason = "source ended"
+        self.start()
+        try:
+            while True:
+                if self._stop_request is not None:
+                    reason = self._stop_request
+                    break
+                try:
+                    pair = q.get(timeout=0.05)
+                except queue.Empty:
+                    if not any(t.is_alive() for t in self._threads) and q.empty():
+                        break
+                else:
+                    yield pair
+                if next_metrics is not None and time.monotonic() >= next_metrics:
+                    self.emit_metrics()
+                    next_metrics = time.monotonic() + self.metrics_every
+        except GeneratorExit:
+            reason = "iteration ended"
+            raise
+        except BaseException:
+            reason = "error"
+            raise
+        finally:
+            self._iter_queue = None  # the post stage stops handing results over
+            self.stop_reason = self.stop_reason or ("error" if self._error is not None else reason)
+            self.stop()
+        if self._error is not None:
+            raise self._error
+        tail, self._iter_tail = self._iter_tail or [], None
+        yield from tail
+
     # -- metrics ---------------------------------------------------------------------------------
     def metrics(self) -> dict[str, Any]:
         """fps, latency p50/p99/max (capture -> result, ms), per-stage fps and time, drops, source events."""
@@ -386,9 +443,30 @@ class Pipeline:
             self.last_event = event
             if self.on_result is not None:
                 self.on_result(event)
+            if self.on_frame_result is not None or self._iter_queue is not None:
+                self._hand_over(frame, result)
             stage.add(time.perf_counter() - t)
             if self._max_results is not None and self.stats.results >= self._max_results:
                 self._stop.set()
+
+    def _hand_over(self, frame: Frame | None, result: Any) -> None:
+        """Give ``(frame, typed result)`` to ``on_frame_result`` and to a running ``for ... in pipeline`` loop
+        (waiting while the loop is busy, until it ends)."""
+        from edge_sdk.results import typed
+
+        pair = (frame, typed(result))
+        if self.on_frame_result is not None:
+            self.on_frame_result(*pair)
+        q = self._iter_queue
+        if frame is None and self._iter_tail is not None:  # closing results come while stop() runs
+            self._iter_tail.append(pair)
+            return
+        while q is not None and self._iter_queue is q:
+            try:
+                q.put(pair, timeout=0.05)
+                return
+            except queue.Full:
+                continue
 
     def _deliver(self, frame: Any, result: Any, event: dict[str, Any], image: np.ndarray | None) -> None:
         """Hand one result to every sink; with ``events_only`` sinks without images get its events alone."""
@@ -429,6 +507,16 @@ class Pipeline:
         self.last_event = event
         if self.on_result is not None:
             self.on_result(event)
+        if self.on_frame_result is not None or self._iter_tail is not None:
+            self._hand_over(None, self._closing_result(events, last))
+
+    def _closing_result(self, events: list[dict[str, Any]], last: dict[str, Any]) -> Any:
+        """The typed result of the events ``finish()`` closed (VAD: a VoiceActivity with no windows)."""
+        if self.task != "vad":
+            return {"events": events}
+        from edge_sdk.results import VoiceActivity
+
+        return VoiceActivity(np.zeros(0, np.float32), False, float(last.get("t_s", 0.0)), events)
 
     def _drain_source_events(self) -> None:
         q = self.source.events
