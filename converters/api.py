@@ -6,7 +6,7 @@ The work is a plan of stages (:mod:`converters.plan`); this is its one-line entr
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from converters.plan import ConversionOptions, ConversionPlan
 from converters.plan.results import ArtifactReport, ConversionResult
@@ -38,7 +38,7 @@ def convert(
     tolerances: dict[str, float] | None = None,
     name: str | None = None,
     verbose: bool = False,
-    progress: bool | None = None,
+    progress: bool | None | Callable[[ArtifactReport], None] = None,
     prune: Any = None,
     qat: Any = None,
     weight_rounding: str = "nearest",
@@ -76,6 +76,8 @@ def convert(
     unchecked, as torch does (its pickles and program code run). Off by default: such files are refused.
     ``fallback``: a static int8 artifact that misses its tolerance is re-quantized with its worst layers kept float
     until it passes or a budget is spent (:mod:`converters.quantizers.fallback`); False keeps plain int8.
+    ``progress``: a bar on stderr (default: when stderr is a terminal), or a callable that gets each
+    :class:`ArtifactReport` as soon as that artifact is made and validated.
     ``target_isa``: the CPU the int8 artifacts are for (``x86-avx2``, ``x86-vnni``, ``arm64-dotprod``, ...: see
     :mod:`converters.quantizers.isa`); default: this machine's.
     """

@@ -83,7 +83,9 @@ class ConversionPlan:
             reports: list[ArtifactReport] = []
             jobs = [(t, p) for t in self.targets for p in self.precisions]
             with staging_dir(out_dir) as stage:
-                for target, prec in Progress(jobs, len(jobs), "convert", opts.output.progress):
+                on_artifact = opts.output.progress if callable(opts.output.progress) else None
+                bar = False if on_artifact else opts.output.progress
+                for target, prec in Progress(jobs, len(jobs), "convert", bar):
                     start = time.monotonic()
                     route = find_route(source.kind, target)
                     staged = stage / f"{base}_{prec}{TARGET_SUFFIX[target]}"
@@ -112,6 +114,8 @@ class ConversionPlan:
                         isa=made.scheme.to_dict() if made.scheme is not None else None,
                     ))  # fmt: skip
                     log.info("%s %s: %s", target, prec, "ok" if not fails else "; ".join(fails))
+                    if on_artifact:
+                        on_artifact(reports[-1])
             # 4. manifest
             src_info = self._source_info(original)
             manifest = self._write_manifest(folder, src_info, source, preprocess, calib, held, pruning, maker,

@@ -58,7 +58,8 @@ class OutputOptions:
     tolerances: dict[str, float] | None = None
     allow_degraded: bool = False  # record a failed validation instead of raising
     verbose: bool = False
-    progress: bool | None = None
+    # True/False: a progress bar on stderr (default: on a terminal); a callable gets each ArtifactReport as it is made
+    progress: Any = None
 
 
 @dataclass
