@@ -10,6 +10,8 @@ Examples::
     edge-sdk run zoo:centerface --source clip.mp4 --sink out.mp4 --post-opt blur=true --json
     edge-sdk run other.onnx --task classify --size 224x224 --mean 127.5 --std 127.5 --channels bgr --labels l.txt
     edge-sdk run zoo:silero-vad --source mic: --events-only          # SPEECH_START / SPEECH_END lines only
+    edge-sdk run det.onnx --task detect --source door.mp4 --sink events.jsonl --zone door=100,0,220,0,220,240,100,240 \
+        --line gate=160,0,160,240                                    # track ids, enter / leave / cross events
 
 In a terminal: task events (VAD) are lines on stdout, and a status line on stderr keeps updating (on by
 default when no --sink is given or stderr is a terminal; --status / --no-status). Stopping: SIGTERM
@@ -128,6 +130,13 @@ class RunCommand(Command):
         parser.add_argument("--status", action=argparse.BooleanOptionalAction, default=None,
                             help="the updating status line on stderr (default: on when no --sink is given or "
                                  "stderr is a terminal, off with --events-only)")  # fmt: skip
+        ana = parser.add_argument_group("tracking, zones and lines (detect; coordinates in source image pixels)")
+        ana.add_argument("--track", action="store_true",
+                         help="ByteTrack ids on the boxes (track_id in results; on with --zone/--line)")  # fmt: skip
+        ana.add_argument("--zone", action="append", metavar="NAME=x1,y1,x2,y2,...",
+                         help="a polygon zone (3+ points): enter/leave events, in/out counts (repeatable)")  # fmt: skip
+        ana.add_argument("--line", action="append", metavar="NAME=x1,y1,x2,y2",
+                         help="a counting line: cross events, direction in / out, counts (repeatable)")  # fmt: skip
         pre = parser.add_argument_group("preprocessing and labels (default: what the model carries; these override)")
         pre.add_argument("--size", metavar="HxW", help="input image size, e.g. 224x224")
         pre.add_argument("--mean", help="per-channel mean in pixel units, e.g. 123.7,116.3,103.5 or 127")
@@ -163,6 +172,7 @@ class RunCommand(Command):
                 f"{', '.join(EVENT_TASKS)} task emits events (SPEECH_START / SPEECH_END)"
             )
         labels = load_labels(args.labels) if args.labels else rm.labels
+        analytics = _analytics_args(args, task)
         probe_model(args, rm.path, threads=args.threads)
         source = open_source(args.source, **source_opts)
         model = es.load(rm.path, threads=args.threads)
@@ -176,7 +186,7 @@ class RunCommand(Command):
             pipe = Pipeline(source, model, task=task, sinks=sinks, preprocess=preprocess, labels=labels,
                             metrics_every=args.metrics_every, metrics_file=args.metrics_file,
                             queue_size=args.queue_size, drop=args.drop, warmup=0 if args.no_warmup else 1,
-                            events_only=args.events_only, **post_opts)  # fmt: skip
+                            events_only=args.events_only, **analytics, **post_opts)  # fmt: skip
         except BaseException:
             model.close()
             raise
@@ -199,6 +209,24 @@ class RunCommand(Command):
             return code
         _print_summary(metrics, last, pipe.stop_reason, sys.stderr if args.events_only or jsonl_out else sys.stdout)
         return code
+
+
+def _analytics_args(args: argparse.Namespace, task: str) -> dict[str, Any]:
+    """``track`` / ``zones`` / ``lines`` for the Pipeline from --track, --zone, --line (errors name the flag)."""
+    if not (args.track or args.zone or args.line):
+        return {}
+    from edge_sdk.analytics.events import parse_line, parse_zone
+    from edge_sdk.analytics.zones import AnalyticsConfigError
+    from edge_sdk.errors import CLIUsageError
+
+    if task != "detect":
+        raise CLIUsageError(f"--track / --zone / --line need boxes: task '{task}' gives none (use --task detect)")
+    try:
+        zones = dict(parse_zone(z) for z in args.zone or ())
+        lines = dict(parse_line(ln) for ln in args.line or ())
+    except AnalyticsConfigError as e:
+        raise CLIUsageError(str(e)) from None
+    return {"track": True, "zones": zones, "lines": lines}
 
 
 def _terminal_sink(args: argparse.Namespace, sinks: list[Any], task: str) -> Any:

@@ -56,6 +56,12 @@ class Pipeline:
     source starts (0: none). ``events_only``: sinks that take no image get one ``{"type": "event"}``
     line per task event (VAD ``SPEECH_START`` / ``SPEECH_END``) instead of every result.
 
+    Analytics (``detect``; :mod:`edge_sdk.analytics`): ``track=True`` (or a dict of tracker options) gives each
+    box a ByteTrack ``tracker_id`` (``track_id`` in the result JSON); ``zones={"door": [(x, y), ...]}`` and
+    ``lines={"gate": [(x1, y1), (x2, y2)]}`` (source image pixels; they turn tracking on) give ``enter`` /
+    ``leave`` / ``cross`` events, written as their own ``{"type": "event"}`` lines through every sink's
+    ``write_event``, and in/out counts under ``analytics`` in the metrics.
+
     Results in Python: ``on_result`` gets each result's JSON dict (what a jsonl sink writes);
     ``on_frame_result`` gets ``(frame, result)``: the :class:`~edge_sdk.sources.base.Frame` (``frame.data`` is
     the image) and the typed result (:mod:`edge_sdk.results`: ``Classifications``, ``Detections``,
@@ -80,6 +86,9 @@ class Pipeline:
         on_frame_result: Callable[[Frame | None, Any], None] | None = None,
         warmup: int = 1,
         events_only: bool = False,
+        track: bool | dict[str, Any] = False,
+        zones: dict[str, Any] | None = None,
+        lines: dict[str, Any] | None = None,
         **post_opts: Any,
     ) -> None:
         from edge_sdk.pipeline.model_info import model_labels, model_preprocess
@@ -108,6 +117,12 @@ class Pipeline:
                 raise spec_error
             self.source: Source = open_source(source)
             self.sinks = [open_sink(s) for s in sinks]
+            self.analytics = None
+            if track or zones or lines:
+                from edge_sdk.analytics import Analytics
+
+                self.analytics = Analytics(track=track or True, zones=zones, lines=lines, frame_rate=self.source,
+                                           task=task)  # fmt: skip
         except BaseException:
             if self._owns_model:
                 model.close()
@@ -324,7 +339,7 @@ class Pipeline:
             return self._final
         src = self.source
         dropped = {"source": src.dropped, "pre_queue": self.q_pre.dropped, "post_queue": self.q_post.dropped}
-        return self.stats.snapshot(
+        snap = self.stats.snapshot(
             task=self.task,
             source=src.name,
             frames={
@@ -335,6 +350,9 @@ class Pipeline:
             },  # fmt: skip
             events=self.source_events[-20:],
         )
+        if self.analytics is not None:
+            snap["analytics"] = self.analytics.counts()
+        return snap
 
     def emit_metrics(self, final: bool = False) -> dict[str, Any]:
         """Write the metrics as one JSON line (``metrics_file``) and hand them to every sink."""
@@ -419,6 +437,9 @@ class Pipeline:
             t = time.perf_counter()
             frame = item.frame
             result = self.post(item.outputs, frame)
+            found: list[dict[str, Any]] = []
+            if self.analytics is not None:  # track ids, zone and line events (edge_sdk.analytics)
+                result, found = self.analytics.update(result, frame)
             work = item.work + time.perf_counter() - t
             age = self.stats.result(frame.capture_ts, work)
             event = {
@@ -440,6 +461,8 @@ class Pipeline:
                     ev.setdefault("stopped_by", reason)
             image = result.annotate(frame.data) if self._needs_image else None
             self._deliver(frame, result, event, image)
+            for ev in found:
+                self._write_event(ev)
             self.last_event = event
             if self.on_result is not None:
                 self.on_result(event)
@@ -528,11 +551,14 @@ class Pipeline:
             d = {"type": "source", **ev.to_dict()}
             self.source_events.append(d)
             del self.source_events[:-100]
-            for s in self.sinks:
-                try:
-                    s.write_event(d)
-                except Exception as e:
-                    log.warning("sink %s: writing an event failed: %s", s, e)
+            self._write_event(d)
+
+    def _write_event(self, d: dict[str, Any]) -> None:
+        for s in self.sinks:
+            try:
+                s.write_event(d)
+            except Exception as e:
+                log.warning("sink %s: writing an event failed: %s", s, e)
 
 
 def _build_post(task: str, model: Any, preprocess: Any, labels: Any, opts: dict[str, Any]) -> Any:
