@@ -48,7 +48,9 @@ def quantize(fp32: Path, out: Path, precision: str, calibration: Any, ctx: Any, 
             dataset,
             preset=nncf.QuantizationPreset.PERFORMANCE,
             subset_size=len(samples),
-            ignored_scope=nncf.IgnoredScope(names=list(options.get("exclude") or []), validate=False),
+            ignored_scope=nncf.IgnoredScope(names=list(dict.fromkeys([*(options.get("exclude") or []),
+                                                                       *gate_ops(model), *recurrent_ops(model)])),
+                                           validate=False),
             **_nncf_options(options.get("exact_weights", False), options.get("scheme")),
         )
     except Exception as e:
@@ -115,6 +117,82 @@ def _conv1x1_reading(model: Any, producer_type: str) -> list[str]:
         if all(s == 1 for s in spatial) and op.input_value(0).get_node().get_type_name() == producer_type:
             found.append(op.get_friendly_name())
     return found
+
+
+#: ops a squeeze-excitation gate is computed with between its global pool and the Multiply that applies it
+_GATE_OPS = {"Convolution", "MatMul", "Add", "Subtract", "Multiply", "Divide", "Relu", "Clamp", "Sigmoid",
+             "HSigmoid", "HSwish", "Swish", "Reshape", "Squeeze", "Unsqueeze", "Transpose", "Convert"}  # fmt: skip
+_POOLS = {"ReduceMean", "ReduceMax", "AvgPool"}
+#: keep squeeze-excitation gates float (see :func:`gate_ops`)
+GATES_FLOAT = True
+
+
+def gate_ops(model: Any) -> list[str]:
+    """Names of the ops computing squeeze-excitation gates: the global pool of a feature map ``x``, the small
+    layers on its pooled vector, up to (not including) the Multiply that scales ``x`` by the result. As
+    :func:`converters.quantizers.onnx_quant.gate_nodes`: int8 saves no time on a vector of one value per channel,
+    and its per-tensor rounding of pooled means is multiplied into the whole feature map."""
+    if not GATES_FLOAT:
+        return []
+    found: list[str] = []
+    for mul in model.get_ops():
+        if mul.get_type_name() != "Multiply":
+            continue
+        values = [v for v in mul.input_values() if not _constant(v.get_node())]
+        if len(values) != 2:
+            continue
+        for x, gate in (values, values[::-1]):
+            path, node = [], gate.get_node()
+            for _ in range(16):
+                if node.get_type_name() not in _GATE_OPS | _POOLS:
+                    break
+                path.append(node.get_friendly_name())
+                live = [v for v in node.input_values() if not _constant(v.get_node())]
+                if node.get_type_name() in _POOLS:
+                    if live and live[0] == x and len(path) > 1:
+                        found += path
+                    break
+                if not live or (len(live) != 1 and node.get_type_name() not in ("Reshape", "Squeeze", "Unsqueeze")):
+                    break
+                node = live[0].get_node()
+    return list(dict.fromkeys(found))
+
+
+def recurrent_ops(model: Any) -> list[str]:
+    """Names of the ops on a recurrent state's path: from a state input (a Parameter after the first) to the
+    output it becomes on the next call (a Result of the same shape whose name extends the input's: ``state`` ->
+    ``stateN``, ``h0`` -> ``h0_out``), as :func:`converters.stateful.state_links` pairs them. int8 error on that
+    path is fed back every window and compounds: Silero VAD's state output fell to cosine 0.71 with its LSTM
+    int8. The rest of the model (the convolutional encoder) stays int8."""
+    params = model.get_parameters()[1:]
+    results = model.get_results()
+    found: list[str] = []
+    for param in params:
+        name = param.get_friendly_name()
+        shape = param.get_partial_shape()
+        for result in results:
+            source = result.input_value(0)
+            names = {result.get_friendly_name(), source.get_node().get_friendly_name(), *source.get_names()}
+            if source.get_partial_shape() != shape or not any(n != name and n.startswith(name) for n in names):
+                continue
+            ancestors: set[str] = set()
+            stack = [source.get_node()]
+            while stack:
+                node = stack.pop()
+                if node.get_friendly_name() in ancestors or _constant(node):
+                    continue
+                ancestors.add(node.get_friendly_name())
+                stack.extend(v.get_node() for v in node.input_values())
+            seen: set[str] = set()
+            stack = [param]
+            while stack:
+                node = stack.pop()
+                if node.get_friendly_name() in seen:
+                    continue
+                seen.add(node.get_friendly_name())
+                stack.extend(r for r in _readers(node) if r.get_friendly_name() in ancestors)
+            found += [n for n in seen if n != name]
+    return list(dict.fromkeys(found))
 
 
 def _nncf_options(exact_weights: bool, scheme: Any = None) -> dict[str, Any]:
