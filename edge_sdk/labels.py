@@ -1,4 +1,4 @@
-"""Class-name lists: the 1000 ImageNet-1k classes shipped with the package, or a labels file."""
+"""Class-name lists: the 1000 ImageNet-1k and 80 COCO classes shipped with the package, or a labels file."""
 
 from __future__ import annotations
 
@@ -9,15 +9,21 @@ from importlib import resources
 from edge_sdk.errors import LabelsError
 
 
-@functools.lru_cache(maxsize=1)
-def _imagenet() -> tuple[str, ...]:
-    text = resources.files("edge_sdk").joinpath("data", "imagenet_labels.txt").read_text(encoding="utf-8")
+@functools.lru_cache(maxsize=4)
+def _packaged(name: str) -> tuple[str, ...]:
+    text = resources.files("edge_sdk").joinpath("data", name).read_text(encoding="utf-8")
     return tuple(line.strip() for line in text.splitlines() if line.strip())
 
 
 def imagenet_labels() -> list[str]:
     """The ImageNet-1k class names in index order (0 = tench, 285 = Egyptian cat, 999 = toilet tissue)."""
-    return list(_imagenet())
+    return list(_packaged("imagenet_labels.txt"))
+
+
+def coco80_labels() -> list[str]:
+    """COCO's 80 detection class names in the index order YOLO models use (0 = person, 2 = car, 79 = toothbrush);
+    the file is ``edge_sdk/data/coco80_labels.txt``."""
+    return list(_packaged("coco80_labels.txt"))
 
 
 def load_labels(path: str | os.PathLike[str]) -> list[str]:
