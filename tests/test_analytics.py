@@ -206,17 +206,22 @@ def test_cli_flags(detector_and_clip, tmp_path, capsys):
     from edge_sdk.cli.main import main
 
     model, clip = detector_and_clip
-    out = tmp_path / "cli.jsonl"
+    out, folder = tmp_path / "cli.jsonl", tmp_path / "clips"
+    folder.mkdir()
     code = main(["run", str(model), "--task", "detect", "--source", str(clip), "--sink", str(out), "--no-probe",
-                 "--size", f"{H}x{W}", "--mean", "0", "--std", "255", "--no-status", "--json",
+                 "--size", f"{H}x{W}", "--mean", "0", "--std", "255", "--no-status", "--json", "--clips", str(folder),
                  "--zone", "mid=100,0,220,0,220,240,100,240", "--line", "gate=160,0,160,240"])  # fmt: skip
     assert code == 0
+    # enter at 0.5 s starts a clip (2 s pre-roll, 3 s post-roll); the cross at 1.03 s extends it to the end
+    assert sorted(p.suffix for p in folder.iterdir()) == [".jpg", ".mp4"]
     report = json.loads(capsys.readouterr().out)
     assert report["metrics"]["analytics"]["lines"] == {"gate": {"in": 1, "out": 0}}
     events = [d for d in map(json.loads, out.read_text().splitlines()) if d["type"] == "event"]
     assert summary(events) == EXPECTED
     code = main(["run", str(model), "--task", "detect", "--source", str(clip), "--no-probe", "--line", "g=1,2,3"])
     assert code == 2 and "--line 'g=1,2,3': give x1,y1,x2,y2" in capsys.readouterr().err
+    code = main(["run", str(model), "--task", "detect", "--source", str(clip), "--no-probe", "--clips", str(folder)])
+    assert code == 2 and "--clips records around zone and line events" in capsys.readouterr().err
 
 
 def test_annotate_draws_zones_lines_and_track_ids():
@@ -229,3 +234,69 @@ def test_annotate_draws_zones_lines_and_track_ids():
     assert (img[:, 160] == (255, 0, 255)).all(axis=1).sum() > H // 2  # the line
     assert (img[:, 100] == (255, 200, 0)).all(axis=1).sum() > H // 2  # the zone's left edge
     assert (img[100:131, 20:51] == (0, 255, 0)).all(axis=2).any()  # the box
+
+
+def test_event_clip_has_pre_and_post_roll_and_a_snapshot(detector_and_clip, tmp_path):
+    cv2 = pytest.importorskip("cv2")
+    from edge_sdk.analytics import ClipSink
+    from edge_sdk.pipeline import Pipeline
+    from edge_sdk.preprocess import PreprocessSpec
+
+    model, clip = detector_and_clip
+    folder = tmp_path / "clips"
+    folder.mkdir()
+    clips = ClipSink(folder, pre=0.5, post=0.5, events=("cross",))
+    Pipeline(str(clip), str(model), task="detect", preprocess=PreprocessSpec(size=(H, W), mean=0.0, std=255.0),
+             labels=["square", "other"], sinks=[clips], metrics_every=0, zones=ZONE, lines=LINE).run()  # fmt: skip
+    assert len(clips.clips) == 1
+    c = clips.clips[0]
+    assert c["event"]["event"] == "cross" and c["event"]["frame"] == 31
+    assert c["frames"] == 31 and c["duration_s"] == pytest.approx(31 / 30, abs=1e-3)  # frames 16..46
+    cap = cv2.VideoCapture(str(c["path"]))
+    assert cap.get(cv2.CAP_PROP_FPS) == pytest.approx(30.0)
+    frames = []
+    while True:
+        ok, img = cap.read()
+        if not ok:
+            break
+        frames.append(img)
+    cap.release()
+    assert len(frames) == 31
+    # the square's left edge in the first and last frame: frames 16 and 46 of the source
+    lefts = [int(np.flatnonzero(f[115, :, 2] > 128)[0]) for f in (frames[0], frames[-1])]
+    assert lefts == [pytest.approx(square_x(16), abs=2), pytest.approx(square_x(46), abs=2)]
+    snap = cv2.imread(str(c["snapshot"]))
+    assert snap.shape == (H, W, 3) and abs(int(np.flatnonzero(snap[115, :, 2] > 128)[0]) - square_x(31)) <= 2
+    assert sorted(p.name for p in folder.iterdir()) == sorted([c["path"].name, c["snapshot"].name])
+
+
+def test_clips_default_triggers_and_size_limit(detector_and_clip, tmp_path):
+    from edge_sdk.analytics import ClipSink
+    from edge_sdk.pipeline import Pipeline
+    from edge_sdk.preprocess import PreprocessSpec
+
+    model, clip = detector_and_clip
+    clips = ClipSink(tmp_path, pre=0.5, post=0.3, max_bytes=1)  # enter (15) and cross (31): two clips
+    Pipeline(str(clip), str(model), task="detect", preprocess=PreprocessSpec(size=(H, W), mean=0.0, std=255.0),
+             labels=["square", "other"], sinks=[clips], metrics_every=0, zones=ZONE, lines=LINE).run()  # fmt: skip
+    assert [c["event"]["event"] for c in clips.clips] == ["enter", "cross"]
+    assert [c["frames"] for c in clips.clips] == [25, 25]  # 15 before, the event's frame, 9 after
+    left = sorted(p.name for p in tmp_path.glob("clip-*"))  # over 1 byte: only the newest clip stays
+    assert left == sorted([clips.clips[1]["path"].name, clips.clips[1]["snapshot"].name])
+
+
+def test_clip_of_a_live_source_keeps_real_time(detector_and_clip, tmp_path):
+    from edge_sdk.analytics import ClipSink
+    from edge_sdk.pipeline import Pipeline
+    from edge_sdk.preprocess import PreprocessSpec
+    from edge_sdk.sources import open_source
+
+    model, clip = detector_and_clip
+    clips = ClipSink(tmp_path, pre=0.5, post=0.5, events=("cross",))
+    p = Pipeline(open_source(str(clip), mode="live"), str(model), task="detect", labels=["square", "other"],
+                 preprocess=PreprocessSpec(size=(H, W), mean=0.0, std=255.0), sinks=[clips], metrics_every=0,
+                 zones=ZONE, lines=LINE)  # fmt: skip
+    assert p.live
+    p.run()
+    assert [c["event"]["event"] for c in clips.clips] == ["cross"]
+    assert clips.clips[0]["duration_s"] == pytest.approx(31 / 30, abs=0.15)  # placed by capture time

@@ -7,7 +7,8 @@
 - :class:`~edge_sdk.analytics.lines.Line`: a line (``supervision.LineZone``); a track crossing it gives a
   ``cross`` event with ``direction`` ``in`` or ``out``; counts ``in`` / ``out``;
 - :class:`~edge_sdk.analytics.events.Analytics`: all of them on each frame's detections, as the pipeline runs
-  them: ``Pipeline(..., track=True, zones={"door": [(x, y), ...]}, lines={"gate": [(x1, y1), (x2, y2)]})``.
+  them: ``Pipeline(..., track=True, zones={"door": [(x, y), ...]}, lines={"gate": [(x1, y1), (x2, y2)]})``;
+- :class:`~edge_sdk.analytics.clips.ClipSink`: an mp4 with pre- and post-roll and a JPEG around each event.
 
 Nothing here is imported by ``import edge_sdk``; supervision and trackers are imported when a tracker, zone
 or line is built (``pip install "edge-sdk[track]"`` and ``pip install --no-deps trackers``).
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["Analytics", "Line", "TrackedDetections", "Tracker", "Zone", "parse_line", "parse_zone"]
+__all__ = ["Analytics", "ClipSink", "Line", "TrackedDetections", "Tracker", "Zone", "parse_line", "parse_zone"]
 
 _WHERE = {
     "Analytics": "events",
@@ -27,6 +28,7 @@ _WHERE = {
     "Tracker": "tracking",
     "Zone": "zones",
     "Line": "lines",
+    "ClipSink": "clips",
 }
 
 

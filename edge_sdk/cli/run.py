@@ -137,6 +137,9 @@ class RunCommand(Command):
                          help="a polygon zone (3+ points): enter/leave events, in/out counts (repeatable)")  # fmt: skip
         ana.add_argument("--line", action="append", metavar="NAME=x1,y1,x2,y2",
                          help="a counting line: cross events, direction in / out, counts (repeatable)")  # fmt: skip
+        ana.add_argument("--clips", metavar="DIR",
+                         help="an mp4 (2 s before, 3 s after) and a JPEG per enter / cross event into DIR, "
+                              "oldest removed past 1 GB or 7 days")  # fmt: skip
         pre = parser.add_argument_group("preprocessing and labels (default: what the model carries; these override)")
         pre.add_argument("--size", metavar="HxW", help="input image size, e.g. 224x224")
         pre.add_argument("--mean", help="per-channel mean in pixel units, e.g. 123.7,116.3,103.5 or 127")
@@ -181,6 +184,10 @@ class RunCommand(Command):
         terminal = _terminal_sink(args, sinks, task)
         if terminal is not None:
             sinks.append(terminal)
+        if args.clips:
+            from edge_sdk.analytics.clips import ClipSink
+
+            sinks.append(ClipSink(args.clips))
         try:
             preprocess = _preprocess(args, rm.preprocess, model)
             pipe = Pipeline(source, model, task=task, sinks=sinks, preprocess=preprocess, labels=labels,
@@ -213,14 +220,16 @@ class RunCommand(Command):
 
 def _analytics_args(args: argparse.Namespace, task: str) -> dict[str, Any]:
     """``track`` / ``zones`` / ``lines`` for the Pipeline from --track, --zone, --line (errors name the flag)."""
-    if not (args.track or args.zone or args.line):
+    if not (args.track or args.zone or args.line or args.clips):
         return {}
     from edge_sdk.analytics.events import parse_line, parse_zone
     from edge_sdk.analytics.zones import AnalyticsConfigError
     from edge_sdk.errors import CLIUsageError
 
     if task != "detect":
-        raise CLIUsageError(f"--track / --zone / --line need boxes: task '{task}' gives none (use --task detect)")
+        raise CLIUsageError(f"--track/--zone/--line/--clips need boxes: task '{task}' gives none (use --task detect)")
+    if args.clips and not (args.zone or args.line):
+        raise CLIUsageError("--clips records around zone and line events: give --zone NAME=... or --line NAME=...")
     try:
         zones = dict(parse_zone(z) for z in args.zone or ())
         lines = dict(parse_line(ln) for ln in args.line or ())
