@@ -121,7 +121,8 @@ def _conv1x1_reading(model: Any, producer_type: str) -> list[str]:
 
 #: ops a squeeze-excitation gate is computed with between its global pool and the Multiply that applies it
 _GATE_OPS = {"Convolution", "MatMul", "Add", "Subtract", "Multiply", "Divide", "Relu", "Clamp", "Sigmoid",
-             "HSigmoid", "HSwish", "Swish", "Reshape", "Squeeze", "Unsqueeze", "Transpose", "Convert"}  # fmt: skip
+             "HSigmoid", "HardSigmoid", "HSwish", "Swish", "Reshape", "Squeeze", "Unsqueeze", "Transpose",
+             "Convert"}  # fmt: skip
 _POOLS = {"ReduceMean", "ReduceMax", "AvgPool"}
 #: keep squeeze-excitation gates float (see :func:`gate_ops`)
 GATES_FLOAT = True
