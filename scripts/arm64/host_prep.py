@@ -10,8 +10,8 @@ Writes under ``DIR`` (skipping what is already there):
 - ``reference.npz``: for each artifact, ``NAME/input`` (4 real photos through the preprocessing the file
   carries, in its layout) and ``NAME/x86`` (this host's outputs for them);
 - ``clip.mp4`` (3 s of real photos with a pan, 15 fps) and ``clip_x86.jsonl`` (this host's pipeline run of
-  the int8 TFLite on it); ``speech.wav`` (espeak-ng speech at known times), ``speech.json`` (where) and
-  ``speech_x86.jsonl`` (this host's Silero VAD run on it).
+  the int8 TFLite on it); ``speech.wav`` (espeak-ng speech at known times), ``speech.json`` (where),
+  ``silero_vad.onnx`` (the zoo's Silero VAD file) and ``speech_x86.jsonl`` (this host's run of it on the WAV).
 """
 
 from __future__ import annotations
@@ -103,9 +103,13 @@ def media(work: Path, arts: list[Path]) -> None:
     x86 = work / "clip_x86.jsonl"
     if not x86.is_file():
         tfl = next(p for p in arts if p.suffix == ".tflite" and "int8" in p.name)
-        tmp = x86.with_suffix(".partial")
+        tmp = x86.with_name(".clip_x86.partial.jsonl")
         tmp.unlink(missing_ok=True)
-        subprocess.run([*cli(), "run", str(tfl), "--source", str(clip), "--sink", str(tmp), "--no-status"], check=True)
+        subprocess.run(
+            [*cli(), "run", str(tfl), "--source", str(clip), "--sink", str(tmp), "--no-status"],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
         tmp.replace(x86)
     wav = work / "speech.wav"
     if not wav.is_file():
@@ -114,12 +118,20 @@ def media(work: Path, arts: list[Path]) -> None:
         src, segments = default_speech_wav()
         shutil.copyfile(src, wav)
         (work / "speech.json").write_text(json.dumps({"segments": segments}))
+    silero = work / "silero_vad.onnx"
+    if not silero.is_file():  # the zoo file as `edge-sdk run zoo:silero-vad` materializes it (needs onnx: host side)
+        from converters import zoo
+        from converters.zoo.base import default_cache_dir
+
+        shutil.copyfile(zoo.get("silero-vad").materialize(default_cache_dir()), silero)
     vad = work / "speech_x86.jsonl"
     if not vad.is_file():
-        tmp = vad.with_suffix(".partial")
+        tmp = vad.with_name(".speech_x86.partial.jsonl")
         tmp.unlink(missing_ok=True)
         subprocess.run(
-            [*cli(), "run", "zoo:silero-vad", "--source", str(wav), "--sink", str(tmp), "--no-status"], check=True
+            [*cli(), "run", "zoo:silero-vad", "--source", str(wav), "--sink", str(tmp), "--no-status"],
+            check=True,
+            stdout=subprocess.DEVNULL,
         )
         tmp.replace(vad)
 
