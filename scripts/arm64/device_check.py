@@ -30,6 +30,8 @@ import numpy as np
 #: far below 0.95; how close each side's int8 is to the float model is reported beside it
 MIN_COSINE = {"fp32": 0.9999, "int8": 0.95}
 CLI = [sys.executable, "-m", "edge_sdk.cli.main"]
+#: seconds the isolated load probe of info / bench may take (a hung runtime otherwise holds a step 300 s)
+PROBE_TIMEOUT = 120
 #: gaps this check found, reported rather than hidden: a step carrying one is listed as "known gap" when it fails
 KNOWN = {
     "zoo": "known: zoo:NAME needs the [convert] extra (onnx) to materialize even an ONNX zoo model",
@@ -136,7 +138,7 @@ class Check:
         )
 
     def info(self, path: Path) -> str:
-        d = json.loads(self.cli("info", str(path), "--json"))
+        d = json.loads(self.cli("info", str(path), "--json", "--probe-timeout", str(PROBE_TIMEOUT)))
         quant = str(d.get("quantization", ""))
         assert d.get("format") and d.get("inputs") and d.get("outputs"), sorted(d)
         assert "int8" in quant or "fp32" in path.name, f"quantization: {quant!r}"
@@ -144,7 +146,8 @@ class Check:
         return f"{d['format']}, {quant or 'float'}, {d.get('params', 0) / 1e6:.2f} M params{macs}"
 
     def bench(self, paths: list[Path]) -> str:
-        rows = json.loads(self.cli("bench", *map(str, paths), "--runs", "5", "--warmup", "1", "--json"))
+        args = ("--runs", "5", "--warmup", "1", "--probe-timeout", str(PROBE_TIMEOUT), "--json")
+        rows = json.loads(self.cli("bench", *map(str, paths), *args))
         bad = [f"{Path(r['model']).name}: {r.get('error', r['status'])}" for r in rows if r.get("status") != "ok"]
         assert len(rows) == len(paths) and not bad, bad or f"{len(rows)} results for {len(paths)} models"
         p50 = ", ".join(f"{Path(r['model']).suffix[1:]} {r['backend']} {r['p50_ms']:.0f} ms" for r in rows)
