@@ -179,7 +179,7 @@ def _run_onnx2tf(path: Path, ctx: RouteContext) -> Path:
     rng = np.random.default_rng(0)
     np.save(run_dir / ONNX2TF_SAMPLE, rng.random((20, 128, 128, 3), dtype=np.float32))
     saved = ctx.workdir / "onnx2tf_saved_model"
-    cmd = [str(exe), "-i", str(prepared), "-o", str(saved), "-osd", "-n"]
+    cmd = [*_onnx2tf_command(exe), "-i", str(prepared), "-o", str(saved), "-osd", "-n"]
     if simplified is not None:
         cmd.append("-nuo")  # already simplified, without the slice fusion onnx2tf mistranslates
     kept = onnx2tf_prep.layout_kept_inputs(prepared)
@@ -197,6 +197,14 @@ def _run_onnx2tf(path: Path, ctx: RouteContext) -> Path:
         tail = [ln for ln in (proc.stdout + proc.stderr).splitlines() if "rror" in ln]
         raise ConversionError(f"onnx2tf failed on {path.name}: {tail[-1].strip() if tail else 'see --verbose'}")
     return onnx2tf_prep.restore_onnx_outputs(saved, prepared, ctx.workdir / "saved_model_onnx_names")
+
+
+def _onnx2tf_command(exe: Path) -> list[str]:
+    """onnx2tf stopped after its SavedModel (see onnx2tf_savedmodel_only) when its venv's Python is beside it."""
+    python = exe.parent / "python"
+    if os.environ.get("EDGE_SDK_ONNX2TF_FULL") or not python.exists():
+        return [str(exe)]
+    return [str(python), str(Path(__file__).with_name("onnx2tf_savedmodel_only.py"))]
 
 
 def _as_savedmodel(source: SourceModel, saved: Path) -> SourceModel:
