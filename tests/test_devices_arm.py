@@ -108,7 +108,8 @@ def auxv(hwcap: int, hwcap2: int) -> bytes:
 
 @pytest.fixture
 def emulated_root(tmp_path):
-    """The x86 host's /proc/cpuinfo in an arm64 chroot, plus the guest's auxv (qemu's default 'max' CPU)."""
+    """The x86 host's /proc/cpuinfo in an arm64 chroot and the guest's auxv, both read inside a bookworm arm64
+    chroot under qemu-aarch64 7.2 (default 'max' CPU: AT_HWCAP 0xecfffffb, AT_HWCAP2 0x7f877fff)."""
     root = tmp_path / "chroot"
     shutil.copytree(BOARDS / "qemu_user_aarch64", root)
     hw = 1 << 1 | 1 << 10 | 1 << 20 | 1 << 22  # asimd, asimdhp, asimddp, sve
