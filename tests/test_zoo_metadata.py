@@ -146,3 +146,14 @@ def test_zoo_files_are_reproducible_and_their_cache_follows_the_record(tmp_path)
     v1, v2 = silero.materialize(tmp_path / "a"), silero.materialize(tmp_path / "b")
     assert v1.name == "silero-vad-16k.onnx" and v1.read_bytes() == v2.read_bytes()
     assert v1 != silero.package_file(0, "data/silero_vad_openvino_16k.onnx"), "the package's file is left as it is"
+
+
+def test_a_device_without_the_onnx_package_gets_the_packaged_silero_file(tmp_path, monkeypatch):
+    """ONNX Runtime alone (a device): `run zoo:silero-vad` must not need `onnx` to embed metadata."""
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "onnx" else real(name, *a))
+    path = zoo.get("silero-vad").materialize(cache_dir=tmp_path)
+    assert path.is_file() and tmp_path not in path.parents, "the packaged file, not a copy"
+    assert not list(tmp_path.glob("*.onnx"))

@@ -10,6 +10,7 @@ edge_sdk without one, or from another package version, is written again under th
 from __future__ import annotations
 
 import importlib.util
+import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -163,6 +164,11 @@ class ZooEntry:
 
         from converters.embed_metadata import embed
 
+        if path.suffix == ".onnx" and importlib.util.find_spec("onnx") is None and not self.carries(path, record):
+            # a device without the `onnx` package (ONNX Runtime alone): the packaged file as it is, no copy;
+            # `zoo:NAME` still applies the entry's preprocessing and task, only a copied file lacks them
+            logging.getLogger("edge_sdk").info("%s: the onnx package is missing, metadata not embedded", path.name)
+            return source
         if not self.carries(path, record):
             with atomic_path(path) as tmp:
                 shutil.copyfile(source, tmp)
