@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import stat
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -94,6 +95,31 @@ def detect_format(path: str | os.PathLike[str], *, max_bytes: int = MAX_MODEL_BY
     return inspect_file(path, max_bytes=max_bytes).format
 
 
+#: files that passed :func:`inspect_file` in this process, keyed by what identifies their bytes (see _stat_key)
+_INSPECTED: dict[tuple[object, ...], tuple[ModelFile, tuple[object, ...]]] = {}
+
+
+def _stat_key(path: str | os.PathLike[str], *limits: object) -> tuple[object, ...] | None:
+    """Identity of a file's current bytes: device, inode, size, mtime and ctime (ctime cannot be set back)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    budget = os.environ.get("EDGE_SDK_MAX_MODEL_MEMORY")
+    return (os.path.realpath(path), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, budget, *limits)
+
+
+def _settled(key: tuple[object, ...]) -> bool:
+    """Remembered only when last changed over 2 s ago (git's "racy clean" rule): file timestamps tick coarsely,
+    so a rewrite of the same size within one tick could keep the key; a later rewrite gets a newer mtime."""
+    now = time.time_ns()
+    return all(isinstance(t, int) and now - t > 2_000_000_000 for t in key[4:6])
+
+
+def _companions_key(model_file: ModelFile) -> tuple[object, ...]:
+    return tuple(_stat_key(c) for c in model_file.companions)
+
+
 def inspect_file(
     path: str | os.PathLike[str], *, max_bytes: int = MAX_MODEL_BYTES, max_memory: int | None = None
 ) -> ModelFile:
@@ -101,8 +127,22 @@ def inspect_file(
 
     ``max_bytes`` bounds the file's size; ``max_memory`` bounds what it declares (tensor shapes,
     weights read from companion files), default from ``EDGE_SDK_MAX_MODEL_MEMORY`` or half the
-    machine's memory (see ``edge_sdk.formats.budget``).
+    machine's memory (see ``edge_sdk.formats.budget``). A file (and its companions) unchanged since it
+    passed in this process is not parsed again: a CLI verb checks it before its probe and again in ``load``.
     """
+    key = _stat_key(path, max_bytes, max_memory)
+    hit = _INSPECTED.get(key) if key is not None else None
+    if hit is not None and _companions_key(hit[0]) == hit[1]:
+        return hit[0]
+    model_file = _inspect_uncached(path, max_bytes, max_memory)
+    if key is not None and _stat_key(path, max_bytes, max_memory) == key and _settled(key):
+        if len(_INSPECTED) >= 32:
+            _INSPECTED.clear()
+        _INSPECTED[key] = (model_file, _companions_key(model_file))
+    return model_file
+
+
+def _inspect_uncached(path: str | os.PathLike[str], max_bytes: int, max_memory: int | None) -> ModelFile:
     _ensure_registered()
     p = Path(path)
     size = _check_regular_file(p, max_bytes)
