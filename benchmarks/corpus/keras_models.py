@@ -25,6 +25,7 @@ def _app(factory: str, scaling: str, size: int = 224, note: str = "", **kwargs: 
         import keras
 
         norm = {**_SCALING[scaling], "layout": "NHWC"}
+        keras.utils.set_random_seed(0)  # the same random weights every run: a cell's figure is reproducible
         # logits, as torchvision/timm models give: a softmax over 1000 random-weight classes is nearly uniform
         model = getattr(keras.applications, factory)(weights=None, input_shape=(size, size, 3),
                                                      classifier_activation=None, **kwargs)  # fmt: skip
