@@ -119,8 +119,8 @@ class RunCommand(Command):
                             help="CPU threads the runtime may use (default: the runtime's own, usually every "
                                  "core; give N when several runs share a machine)")  # fmt: skip
         parser.add_argument("--no-warmup", action="store_true",
-                            help="skip the warm-up inference on zeros before the source starts (the first "
-                                 "result then pays the runtime's first-call cost)")  # fmt: skip
+                            help="skip the warm-up inference on zeros while a live source opens (the first result "
+                                 "then pays the runtime's first-call cost; files are not warmed up)")  # fmt: skip
         parser.add_argument(
             "--events-only",
             action="store_true",
@@ -192,7 +192,7 @@ class RunCommand(Command):
             preprocess = _preprocess(args, rm.preprocess, model)
             pipe = Pipeline(source, model, task=task, sinks=sinks, preprocess=preprocess, labels=labels,
                             metrics_every=args.metrics_every, metrics_file=args.metrics_file,
-                            queue_size=args.queue_size, drop=args.drop, warmup=0 if args.no_warmup else 1,
+                            queue_size=args.queue_size, drop=args.drop, warmup=0 if args.no_warmup else None,
                             events_only=args.events_only, **analytics, **post_opts)  # fmt: skip
         except BaseException:
             model.close()

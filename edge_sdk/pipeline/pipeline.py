@@ -52,9 +52,11 @@ class Pipeline:
     :data:`edge_sdk.postprocess.registry.POSTPROCESSORS`; ``sinks``: sink specs
     (``"events.jsonl"``, ``"out.mp4"``, ``"http://:8080"``, ``"mqtt://host/topic"``, ``"window"``)
     or :class:`~edge_sdk.sinks.Sink` objects. Extra keywords go to the post-processor
-    (``top_k=5``, ``threshold=0.5``, ``blur=True``...). ``warmup``: inferences on zeros before the
-    source starts (0: none). ``events_only``: sinks that take no image get one ``{"type": "event"}``
-    line per task event (VAD ``SPEECH_START`` / ``SPEECH_END``) instead of every result.
+    (``top_k=5``, ``threshold=0.5``, ``blur=True``...). ``warmup``: inferences on zeros while the
+    source opens (0: none; default: one for a live source, whose first frames should not wait on the
+    runtime's first-call cost, none for files, whose first result would only come later).
+    ``events_only``: sinks that take no image get one ``{"type": "event"}`` line per task event
+    (VAD ``SPEECH_START`` / ``SPEECH_END``) instead of every result.
 
     Analytics (``detect``; :mod:`edge_sdk.analytics`): ``track=True`` (or a dict of tracker options) gives each
     box a ByteTrack ``tracker_id`` (``track_id`` in the result JSON); ``zones={"door": [(x, y), ...]}`` and
@@ -84,7 +86,7 @@ class Pipeline:
         metrics_file: str | os.PathLike[str] | IO[str] | None = None,
         on_result: Callable[[dict[str, Any]], None] | None = None,
         on_frame_result: Callable[[Frame | None, Any], None] | None = None,
-        warmup: int = 1,
+        warmup: int | None = None,
         events_only: bool = False,
         track: bool | dict[str, Any] = False,
         zones: dict[str, Any] | None = None,
@@ -191,14 +193,15 @@ class Pipeline:
 
         The two used to run one after the other, which put both on the time to the first result.
         """
-        if not self.warmup:
+        runs = self.warmup if self.warmup is not None else (1 if self.live else 0)
+        if not runs:
             self.source.start()
             return
         failed: list[BaseException] = []
 
         def warm() -> None:
             try:
-                self.model.warmup(self.warmup)
+                self.model.warmup(runs)
             except BaseException as e:  # re-raised on the caller's thread below
                 failed.append(e)
 
