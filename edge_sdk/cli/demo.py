@@ -39,7 +39,7 @@ class DemoCommand(Command):
         out = Path(args.output_dir)
         say = _printer(args.json)
         say(f"Part 1/{1 if args.pipeline_only else 2}: real time on the embedded media "
-            "(face blur with a live view, classification, voice activity), about 20 s")  # fmt: skip
+            "(face blur with a live view, classification, voice activity), under 30 s")  # fmt: skip
         from edge_sdk.cli.demo_pipeline import print_summary, run_pipeline_demo
 
         summary = run_pipeline_demo(out / "pipeline", live_view=not args.no_view, say=say, started=started)
