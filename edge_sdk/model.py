@@ -175,7 +175,7 @@ class Model:
         if key in self._predictors:
             return self._predictors[key]
         from edge_sdk.pipeline.model_info import model_labels, model_preprocess
-        from edge_sdk.pipeline.pipeline import _build_post
+        from edge_sdk.postprocess.registry import build_postprocessor
 
         if task not in POSTPROCESSORS:
             raise TaskError(f"unknown task '{task}' (task=); known tasks: {', '.join(POSTPROCESSORS)}")
@@ -185,7 +185,7 @@ class Model:
                 f"model.predict takes images, but {self.path.name} (task '{task}') takes {type(spec).__name__} "
                 "input; stream audio through es.Pipeline(source, model, task=...) instead"
             )
-        post = _build_post(task, self, spec, labels if labels is not None else model_labels(self), dict(opts))
+        post = build_postprocessor(task, self, spec, labels if labels is not None else model_labels(self), dict(opts))
         if getattr(post, "prepare", None) is not None:
             raise PreprocessError(
                 f"model.predict takes images; task '{task}' prepares its own input (audio): use "

@@ -13,7 +13,6 @@ line (with ``stopped_by``) and closes every sink (a video file is finalised, MQT
 
 from __future__ import annotations
 
-import inspect
 import json
 import logging
 import os
@@ -25,10 +24,11 @@ from typing import IO, Any, Callable, Iterator, Sequence
 
 import numpy as np
 
-from edge_sdk.errors import EdgeSDKError, PreprocessError, SinkError, TaskError
+from edge_sdk.errors import PreprocessError, SinkError
+from edge_sdk.pipeline.iteration import IterationMixin
 from edge_sdk.pipeline.metrics import PipelineMetrics
 from edge_sdk.pipeline.queues import Closed, StageQueue
-from edge_sdk.postprocess.registry import get_postprocessor
+from edge_sdk.postprocess.registry import build_postprocessor
 from edge_sdk.sources import Source, open_source
 from edge_sdk.sources.base import Frame
 
@@ -44,7 +44,7 @@ class _Item:
     work: float = 0.0  # seconds of pre + infer + post spent on this frame (the rest of its age is queue wait)
 
 
-class Pipeline:
+class Pipeline(IterationMixin):
     """Run ``model`` on every frame ``source`` gives (or the freshest ones, when live) and feed ``sinks``.
 
     ``source``: a URI / path / camera index / :class:`Source`; ``model``: a loaded
@@ -111,8 +111,8 @@ class Pipeline:
                 except PreprocessError as e:  # e.g. an audio model: its post-processor prepares the input
                     spec_error = e
             self.spec = preprocess
-            self.post = _build_post(task, model, preprocess, labels if labels is not None else model_labels(model),
-                                    post_opts)  # fmt: skip
+            labels = labels if labels is not None else model_labels(model)
+            self.post = build_postprocessor(task, model, preprocess, labels, post_opts)
             self._prepare = getattr(self.post, "prepare", None)
             self._infer = getattr(self.post, "infer", None)
             if self._prepare is None and spec_error is not None:
@@ -289,52 +289,6 @@ class Pipeline:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    def __iter__(self) -> Iterator[tuple[Frame | None, Any]]:
-        """``for frame, result in pipeline:``: run the pipeline and yield each frame with its typed result.
-
-        ``frame`` is the source's :class:`~edge_sdk.sources.base.Frame` (``frame.data``: the RGB image,
-        ``frame.index``, ``frame.meta``); ``result`` the typed result (:mod:`edge_sdk.results`), the one
-        ``on_frame_result`` gets. Sinks, ``on_result`` and the metrics work as with :meth:`run`. The loop ends
-        when the source ends or on :meth:`request_stop`; leaving it early (``break``) stops the pipeline.
-        Results the post-processor closes at the end (a VAD speech segment's ``SPEECH_END``) come last, with
-        ``frame`` None. A slow loop body holds the post stage back: with a file every frame still comes, with
-        a live source the freshest frames win as in :meth:`run`. A stage's error is raised here.
-        """
-        q: queue.Queue[tuple[Frame | None, Any]] = queue.Queue(maxsize=2)
-        self._iter_queue, self._iter_tail = q, []
-        next_metrics = time.monotonic() + self.metrics_every if self.metrics_every > 0 else None
-        reason = "source ended"
-        self.start()
-        try:
-            while True:
-                if self._stop_request is not None:
-                    reason = self._stop_request
-                    break
-                try:
-                    pair = q.get(timeout=0.05)
-                except queue.Empty:
-                    if not any(t.is_alive() for t in self._threads) and q.empty():
-                        break
-                else:
-                    yield pair
-                if next_metrics is not None and time.monotonic() >= next_metrics:
-                    self.emit_metrics()
-                    next_metrics = time.monotonic() + self.metrics_every
-        except GeneratorExit:
-            reason = "iteration ended"
-            raise
-        except BaseException:
-            reason = "error"
-            raise
-        finally:
-            self._iter_queue = None  # the post stage stops handing results over
-            self.stop_reason = self.stop_reason or ("error" if self._error is not None else reason)
-            self.stop()
-        if self._error is not None:
-            raise self._error
-        tail, self._iter_tail = self._iter_tail or [], None
-        yield from tail
-
     # -- metrics ---------------------------------------------------------------------------------
     def metrics(self) -> dict[str, Any]:
         """fps, latency p50/p99/max (capture -> result, ms), per-stage fps and time, drops, source events."""
@@ -475,25 +429,6 @@ class Pipeline:
             if self._max_results is not None and self.stats.results >= self._max_results:
                 self._stop.set()
 
-    def _hand_over(self, frame: Frame | None, result: Any) -> None:
-        """Give ``(frame, typed result)`` to ``on_frame_result`` and to a running ``for ... in pipeline`` loop
-        (waiting while the loop is busy, until it ends)."""
-        from edge_sdk.results import typed
-
-        pair = (frame, typed(result))
-        if self.on_frame_result is not None:
-            self.on_frame_result(*pair)
-        q = self._iter_queue
-        if frame is None and self._iter_tail is not None:  # closing results come while stop() runs
-            self._iter_tail.append(pair)
-            return
-        while q is not None and self._iter_queue is q:
-            try:
-                q.put(pair, timeout=0.05)
-                return
-            except queue.Full:
-                continue
-
     def _deliver(self, frame: Any, result: Any, event: dict[str, Any], image: np.ndarray | None) -> None:
         """Hand one result to every sink; with ``events_only`` sinks without images get its events alone."""
         task_events = event.get("events") or []
@@ -562,30 +497,3 @@ class Pipeline:
                 s.write_event(d)
             except Exception as e:
                 log.warning("sink %s: writing an event failed: %s", s, e)
-
-
-def _build_post(task: str, model: Any, preprocess: Any, labels: Any, opts: dict[str, Any]) -> Any:
-    """The task's post-processor; ``preprocess``/``labels`` are passed when its factory takes them."""
-    from edge_sdk.postprocess.registry import _CALLABLES, POSTPROCESSORS
-
-    if task not in POSTPROCESSORS:
-        raise TaskError(f"unknown task '{task}'; known tasks: {', '.join(POSTPROCESSORS)}")
-    import importlib
-
-    module, _, name = POSTPROCESSORS[task].partition(":")
-    try:
-        factory = _CALLABLES.get(task) or getattr(importlib.import_module(module), name)
-        params = inspect.signature(factory).parameters
-        takes_any = any(p.kind is p.VAR_KEYWORD and n != "_" for n, p in params.items())  # `**_` swallows, not takes
-    except (ImportError, AttributeError, ValueError, TypeError):
-        params, takes_any = {}, True
-    extra = {}
-    for key, value in (("preprocess", preprocess), ("labels", labels)):
-        if value is not None and (key in params or takes_any):
-            extra[key] = value
-    try:
-        return get_postprocessor(task, model, **extra, **opts)
-    except TypeError as e:
-        if isinstance(e, EdgeSDKError):
-            raise
-        raise TaskError(f"task '{task}': bad option: {e}") from None

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 import numpy as np
 
-from edge_sdk.errors import TaskError
+from edge_sdk.errors import EdgeSDKError, TaskError
 
 if TYPE_CHECKING:
     from edge_sdk.sources.base import Frame
@@ -95,3 +95,29 @@ def _check_options(task: str, factory: Callable[..., Any], opts: dict[str, Any])
 
 
 _CALLABLES: dict[str, Callable[..., PostProcessor]] = {}
+
+
+def build_postprocessor(task: str, model: Any, preprocess: Any, labels: Any, opts: dict[str, Any]) -> PostProcessor:
+    """The task's post-processor for ``model``; ``preprocess``/``labels`` are passed when its factory takes them
+    (the Pipeline and ``Model.predict`` both build theirs here)."""
+    import inspect
+
+    if task not in POSTPROCESSORS:
+        raise TaskError(f"unknown task '{task}'; known tasks: {', '.join(POSTPROCESSORS)}")
+    module, _, name = POSTPROCESSORS[task].partition(":")
+    try:
+        factory = _CALLABLES.get(task) or getattr(importlib.import_module(module), name)
+        params = inspect.signature(factory).parameters
+        takes_any = any(p.kind is p.VAR_KEYWORD and n != "_" for n, p in params.items())  # `**_` swallows, not takes
+    except (ImportError, AttributeError, ValueError, TypeError):
+        params, takes_any = {}, True
+    extra = {}
+    for key, value in (("preprocess", preprocess), ("labels", labels)):
+        if value is not None and (key in params or takes_any):
+            extra[key] = value
+    try:
+        return get_postprocessor(task, model, **extra, **opts)
+    except TypeError as e:
+        if isinstance(e, EdgeSDKError):
+            raise
+        raise TaskError(f"task '{task}': bad option: {e}") from None
