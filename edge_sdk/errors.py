@@ -252,6 +252,11 @@ class InferenceError(EdgeSDKError):
     """The runtime failed while running a model that loaded; carries the runtime's reason."""
 
 
+class InferenceStalledError(InferenceError):
+    """A shared model's watchdog abandoned an inference that ran far past its recent p99 (or a request that went
+    stale while it hung); the caller's frame is dropped, the backend is restarted (``edge_sdk.multistream``)."""
+
+
 class ResourceLimitError(ModelLoadError):
     """Loading a model in the isolated probe passed its memory or time limit; names the limit and how to raise it."""
 
