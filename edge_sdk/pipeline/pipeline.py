@@ -24,7 +24,7 @@ from typing import IO, Any, Callable, Iterator, Sequence
 
 import numpy as np
 
-from edge_sdk.errors import PreprocessError, SinkError
+from edge_sdk.errors import InferenceStalledError, PreprocessError, SinkError
 from edge_sdk.pipeline.iteration import IterationMixin
 from edge_sdk.pipeline.metrics import PipelineMetrics
 from edge_sdk.pipeline.queues import Closed, StageQueue
@@ -157,6 +157,7 @@ class Pipeline(IterationMixin):
         self._error: BaseException | None = None
         self._started = self._closed = False
         self._max_results: int | None = None
+        self.infer_dropped = 0  # frames whose inference a watchdog abandoned (InferenceStalledError)
 
     # -- lifecycle -------------------------------------------------------------------------------
     def start(self) -> Pipeline:
@@ -295,7 +296,8 @@ class Pipeline(IterationMixin):
         if self._closed and hasattr(self, "_final"):
             return self._final
         src = self.source
-        dropped = {"source": src.dropped, "pre_queue": self.q_pre.dropped, "post_queue": self.q_post.dropped}
+        dropped = {"source": src.dropped, "pre_queue": self.q_pre.dropped, "post_queue": self.q_post.dropped,
+                   "infer": self.infer_dropped}  # fmt: skip
         snap = self.stats.snapshot(
             task=self.task,
             source=src.name,
@@ -376,10 +378,15 @@ class Pipeline(IterationMixin):
         try:
             for item in self._items(self.q_pre):
                 t = time.perf_counter()
-                if self._infer is not None:
-                    item.outputs = self._infer(model, item.feeds, item.frame)
-                else:
-                    item.outputs = model.run(item.feeds, dequantize=True)
+                try:
+                    if self._infer is not None:
+                        item.outputs = self._infer(model, item.feeds, item.frame)
+                    else:
+                        item.outputs = model.run(item.feeds, dequantize=True)
+                except InferenceStalledError as e:  # a shared model's watchdog gave up on this frame: drop it
+                    self.infer_dropped += 1
+                    log.warning("%s: frame %d dropped: %s", self.source.name, item.frame.index, e)
+                    continue
                 dt = time.perf_counter() - t
                 stage.add(dt)
                 item.work += dt
