@@ -267,3 +267,35 @@ class DiskFullError(OutputDirError):
     def __init__(self, message: str, *, folder: object = None, needed: int | None = None, free: int | None = None):
         super().__init__(message)
         self.folder, self.needed, self.free = folder, needed, free
+
+
+class KeyFileError(EdgeSDKError):
+    """A signing or trusted key file is missing, malformed, not Ed25519, or would be overwritten; names the file."""
+
+
+class BundleError(EdgeSDKError):
+    """A model bundle (``.edgebundle``) failed verification or cannot be built; says what failed.
+
+    ``reason`` is one of: ``not_a_bundle``, ``unsigned``, ``no_trusted_keys``, ``untrusted_key``,
+    ``bad_signature``, ``tampered``, ``missing_member``, ``unlisted_member``, ``unsafe_member``, ``too_large``,
+    ``bad_manifest``, ``build``; ``member`` names the file and ``key_id`` the signing key when they apply.
+    """
+
+    exit_code = 4
+    reason: str = "invalid"
+    member: str | None = None
+    key_id: str | None = None
+
+    def __init__(self, message: str, *, reason: str = "invalid", member: str | None = None,
+                 key_id: str | None = None) -> None:  # fmt: skip
+        self.reason, self.member, self.key_id = reason, member, key_id
+        super().__init__(message)
+
+
+class UnsignedModelError(BundleError):
+    """Trusted keys are set (``trusted_keys=`` or ``EDGE_SDK_TRUSTED_KEYS``) and a plain, unsigned model was given."""
+
+
+class SlotError(EdgeSDKError):
+    """A model slot (``STATE_DIR/slots/a|b``) or the active-slot record cannot be used; names the slot and why."""
+
