@@ -269,6 +269,15 @@ class DiskFullError(OutputDirError):
         self.folder, self.needed, self.free = folder, needed, free
 
 
+class ConfigError(EdgeSDKError):
+    """A configuration file (``edge-sdk serve CONFIG.yaml``) is invalid; the message names the file, the line and
+    the key (``door.yaml line 4: cameras.door.source: missing; ...``)."""
+
+    def __init__(self, message: str, *, file: object = None, line: int | None = None, key: str | None = None) -> None:
+        self.file, self.line, self.key = file, line, key
+        super().__init__(message)
+
+
 class KeyFileError(EdgeSDKError):
     """A signing or trusted key file is missing, malformed, not Ed25519, or would be overwritten; names the file."""
 

@@ -23,6 +23,7 @@ COMMANDS: dict[str, str] = {
     "devices": "edge_sdk.cli.devices:DevicesCommand",
     "reshape": "edge_sdk.cli.reshape:ReshapeCommand",
     "run": "edge_sdk.cli.run:RunCommand",
+    "serve": "edge_sdk.cli.serve:ServeCommand",
     "agent": "edge_sdk.cli.agent:AgentCommand",
     "rollout": "edge_sdk.cli.rollout:RolloutCommand",
 }
