@@ -29,7 +29,7 @@ SYSDEPS_PKG := ffmpeg espeak-ng sox chromium mosquitto gstreamer1.0-tools gir1.2
 
 $(VENV)/.installed: pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PIP) install -e ".[dev,serve]"
+	$(PIP) install -e ".[dev,serve,fleet]"
 	$(PIP) install --no-deps $(ZOO_NODEPS) $(TRACK_NODEPS)
 	touch $@
 

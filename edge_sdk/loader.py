@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, Sequence
 
 from edge_sdk._quiet import native_stderr, quiet_third_party
 from edge_sdk.formats import MAX_MODEL_BYTES, inspect_file
@@ -22,6 +22,7 @@ def load(
     safe: bool = False,
     max_bytes: int = MAX_MODEL_BYTES,
     max_memory: int | None = None,
+    trusted_keys: Sequence[Any] | None = None,
     **options: Any,
 ) -> Model:
     """Load a ``.onnx``, ``.tflite`` or OpenVINO ``.xml`` model and return a :class:`Model`.
@@ -36,6 +37,11 @@ def load(
     ``max_memory`` what it declares (tensor shapes, weights; default ``$EDGE_SDK_MAX_MODEL_MEMORY`` or
     half this machine's memory, see ``edge_sdk.formats.budget``), checked before any runtime sees it.
 
+    A signed bundle (``.edgebundle``, see ``edge_sdk.fleet.bundle``) is verified against ``trusted_keys``
+    (public key files; default ``$EDGE_SDK_TRUSTED_KEYS``), extracted once into the cache (keyed by its
+    sha256) and its model loaded. When trusted keys are given or set, a plain model file is refused
+    (:class:`~edge_sdk.errors.UnsignedModelError`) unless it sits in a verified extracted bundle (a slot).
+
     ``safe=True`` is for files from elsewhere: it first loads the model and runs one warm-up
     inference in a child process under a timeout (``EDGE_SDK_PROBE_TIMEOUT``, default 300 s) and an
     address-space limit (``EDGE_SDK_PROBE_MEMORY``, see ``edge_sdk.isolation``), so a native crash,
@@ -47,6 +53,7 @@ def load(
     """
     verbose = bool(options.get("verbose"))
     quiet_third_party(verbose)
+    path = _trusted_path(path, trusted_keys)
     model_file = inspect_file(path, max_bytes=max_bytes, max_memory=max_memory)
     attempts = plan_attempts(model_file.format, backend, device, options)
     if safe:
@@ -62,3 +69,26 @@ def load(
     if warmup:
         model.warmup(warmup)
     return model
+
+
+def _trusted_path(path: str | os.PathLike[str], trusted_keys: Sequence[Any] | None) -> str | os.PathLike[str]:
+    """The model file to load: a bundle's, once verified and extracted; a plain file as is, unless trusted keys
+    are set and it is not part of a verified bundle. ``cryptography`` is imported only when keys or a bundle
+    are involved, so a plain load without keys is unchanged."""
+    from edge_sdk.fleet.keys import TRUSTED_KEYS_ENV
+
+    keys_set = trusted_keys is not None or bool(os.environ.get(TRUSTED_KEYS_ENV, "").strip())
+    if not keys_set and not str(path).lower().endswith(".edgebundle") and _head(path) != b"PK\x03\x04":
+        return path
+    from edge_sdk.fleet.trust import trusted_model_path
+
+    return trusted_model_path(path, trusted_keys)
+
+
+def _head(path: str | os.PathLike[str]) -> bytes:
+    """The first 4 bytes of a file (a zip's magic marks a bundle), or b"" when it cannot be read."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(4)
+    except OSError:
+        return b""
