@@ -1,0 +1,183 @@
+"""Many streams, one model: every frame of every file source with its stream's own result, batched outputs equal
+unbatched ones (dynamic and fixed batch), round-robin with batch fixed at 1, per-stream stats and sinks."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import builders
+import numpy as np
+import pytest
+
+import edge_sdk as es
+from edge_sdk.multistream import BatchingModel, MultiStream
+from edge_sdk.preprocess import PreprocessSpec
+
+SPEC = PreprocessSpec(size=(32, 32), mean=0.0, std=255.0)
+COLOURS = {"red": (250, 0, 0), "green": (0, 250, 0), "blue": (0, 0, 250)}  # RGB -> class 0, 1, 2
+FRAMES = 24
+STATS_KEYS = {"up", "fps", "frames", "drops", "frame_age_p50_ms", "frame_age_p99_ms", "last_frame_age_s"}
+
+
+def colour_onnx(path: Path, batch: str | int) -> Path:
+    """x[batch,3,32,32] -> mean colour -> logits[batch,10]: red is class 0, green 1, blue 2."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = np.zeros((3, 10), np.float32)
+    w[0, 0], w[1, 1], w[2, 2] = 10, 10, 10
+    graph = helper.make_graph(
+        [helper.make_node("ReduceMean", ["x"], ["m"], axes=[2, 3], keepdims=0),
+         helper.make_node("MatMul", ["m", "w"], ["logits"])],
+        "colour",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, 3, 32, 32])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [batch, 10])],
+        [numpy_helper.from_array(w, "w")],
+    )  # fmt: skip
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), str(path))
+    return path
+
+
+def solid_clip(path: Path, rgb: tuple[int, int, int], frames: int = FRAMES) -> Path:
+    """An MP4 of ``frames`` frames of one colour (OpenCV's writer)."""
+    import cv2
+
+    w = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 30, (64, 48))
+    for _ in range(frames):
+        w.write(np.full((48, 64, 3), rgb[::-1], np.uint8))
+    w.release()
+    return path
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("ms_clips")
+    return {name: solid_clip(d / f"{name}.mp4", rgb) for name, rgb in COLOURS.items()}
+
+
+class Gated:
+    """A real model whose first call waits for ``gate`` (so that requests pile up), recording each call's input."""
+
+    def __init__(self, model: Any) -> None:
+        self.m, self.gate, self.entered, self.calls = model, threading.Event(), threading.Event(), []
+
+    def run(self, feeds: Any, **kw: Any) -> dict[str, np.ndarray]:
+        if not self.entered.is_set():
+            self.entered.set()
+            self.gate.wait(30)
+        self.calls.append(np.array(feeds[0] if isinstance(feeds, list) else feeds, copy=True))
+        return self.m.run(feeds, **kw)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.m, name)
+
+
+def submit_in_order(bm: BatchingModel, jobs: list[tuple[str, np.ndarray]]) -> dict[Any, Any]:
+    """Each (stream, x) as ``bm.run`` on its own thread, each queued before the next; returns {index: outputs}."""
+    got: dict[Any, Any] = {}
+
+    def call(i: int, stream: str, x: np.ndarray) -> None:
+        got[i] = bm.run([x], stream=stream)["y"]
+
+    threads = []
+    for i, (stream, x) in enumerate(jobs):
+        before = bm.pending()
+        t = threading.Thread(target=call, args=(i, stream, x), daemon=True)
+        t.start()
+        threads.append(t)
+        for _ in range(1000):
+            if bm.pending() > before:
+                break
+            time.sleep(0.005)
+    got["threads"] = threads
+    return got
+
+
+def hold_scheduler(bm: BatchingModel, gated: Gated) -> threading.Thread:
+    """A first request that blocks in the gated model, so that the next ones wait together."""
+    t = threading.Thread(target=bm.run, args=([np.zeros((1, 16), np.float32)],), kwargs={"stream": "gate"})
+    t.start()
+    assert gated.entered.wait(30)
+    return t
+
+
+def test_every_frame_of_every_file_source_reaches_its_stream(tmp_path, clips):
+    model = colour_onnx(tmp_path / "colour_dyn.onnx", "N")
+    seen: dict[str, list[tuple[int, int]]] = {n: [] for n in clips}
+    lock = threading.Lock()
+
+    def on_result(name: str, frame: Any, result: Any) -> None:
+        with lock:
+            seen[name].append((frame.index, int(result.class_id[0])))
+
+    sink = tmp_path / "red.jsonl"
+    ms = MultiStream({n: str(p) for n, p in clips.items()}, str(model), task="classify", preprocess=SPEC,
+                     on_result=on_result, per_stream={"red": {"sinks": [str(sink)]}}, metrics_every=0)  # fmt: skip
+    assert ms.model.plan.capacity == 8 and not ms.model.plan.fixed
+    final = ms.run()
+    for i, name in enumerate(clips):
+        assert sorted(f for f, _ in seen[name]) == list(range(FRAMES)), name
+        assert {c for _, c in seen[name]} == {i}, f"{name} got another stream's result"
+        assert final[name]["results"] == FRAMES and final[name]["frames"]["dropped"] == 0
+    stats = ms.stats()
+    assert set(stats) == set(clips)
+    for st in stats.values():
+        assert set(st) >= STATS_KEYS and st["frames"] == FRAMES and st["drops"] == 0 and st["up"] is False
+        assert st["frame_age_p50_ms"] is not None and st["frame_age_p99_ms"] >= st["frame_age_p50_ms"]
+    lines = [json.loads(x) for x in sink.read_text().splitlines()]
+    assert sum(1 for x in lines if x["type"] == "result") == FRAMES  # only the red stream's sink
+    counters = ms.model.stats()
+    assert counters["samples"] == 3 * FRAMES and counters["calls"] <= counters["requests"] == 3 * FRAMES
+    assert counters["max_pending"] <= 3  # one request in flight per stream: no backlog
+    with pytest.raises(es.errors.ModelClosedError):  # made here from a path, so closed here
+        ms.model.run([np.zeros((1, 3, 32, 32), np.float32)])
+
+
+def test_multistream_is_exported_lazily():
+    assert es.MultiStream is MultiStream and "MultiStream" in es.__all__
+
+
+@pytest.mark.parametrize("batch, capacity, fixed", [("batch", 8, False), (4, 4, True)])
+def test_batched_outputs_equal_unbatched(tmp_path, batch, capacity, fixed):
+    path = builders.onnx_mlp(tmp_path / "mlp.onnx", batch=batch)
+    rng = np.random.default_rng(1)
+    xs = [rng.standard_normal((1, 16)).astype(np.float32) for _ in range(3 if fixed else 6)]
+    with es.load(path) as model:
+        gated = Gated(model)
+        bm = BatchingModel(gated, window_ms=50)
+        assert (bm.plan.capacity, bm.plan.fixed) == (capacity, fixed)
+        gate = hold_scheduler(bm, gated)
+        got = submit_in_order(bm, [(f"s{i}", x) for i, x in enumerate(xs)])
+        gated.gate.set()
+        for t in [gate, *got.pop("threads")]:
+            t.join(30)
+        bm.close()
+        assert [c.shape[0] for c in gated.calls[1:]] == [capacity if fixed else len(xs)]  # one call for all
+        for i, x in enumerate(xs):
+            ref = model.run(np.repeat(x, 4, 0) if fixed else x)["y"][:1]
+            assert got[i].shape == (1, 4)
+            np.testing.assert_allclose(got[i], ref, rtol=1e-5, atol=1e-6)
+        assert not model._closed  # a loaded Model given to the proxy stays open
+
+
+def test_batch_fixed_at_one_serves_streams_round_robin(tmp_path):
+    path = builders.onnx_mlp(tmp_path / "mlp1.onnx", batch=1)
+    with es.load(path) as model:
+        gated = Gated(model)
+        bm = BatchingModel(gated)
+        assert bm.plan.capacity == 1
+        gate = hold_scheduler(bm, gated)
+        ids = {"a": 1.0, "b": 2.0, "c": 3.0}
+        order = ["a"] * 5 + ["b"] * 5 + ["c"] * 2  # a greedy stream first: it must not starve b and c
+        got = submit_in_order(bm, [(s, np.full((1, 16), ids[s], np.float32)) for s in order])
+        gated.gate.set()
+        for t in [gate, *got.pop("threads")]:
+            t.join(30)
+        bm.close()
+        served = ["abc"[int(c[0, 0]) - 1] for c in gated.calls[1:]]
+        assert "".join(served) == "abcabcababab"
+        assert len(got) == len(order)
