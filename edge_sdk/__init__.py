@@ -21,6 +21,10 @@ def __getattr__(name: str):  # lazy: the pipeline and sources are imported on fi
         from edge_sdk.pipeline import Pipeline
 
         return Pipeline
+    if name == "MultiStream":
+        from edge_sdk.multistream import MultiStream
+
+        return MultiStream
     if name == "open_source":
         from edge_sdk.sources import open_source
 
@@ -33,6 +37,7 @@ __all__ = [
     "Detections",
     "EdgeSDKError",
     "Model",
+    "MultiStream",
     "Pipeline",
     "QuantParams",
     "TensorSpec",
