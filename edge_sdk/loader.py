@@ -53,7 +53,7 @@ def load(
     """
     verbose = bool(options.get("verbose"))
     quiet_third_party(verbose)
-    path = _trusted_path(path, trusted_keys)
+    path = trusted_path(path, trusted_keys)
     model_file = inspect_file(path, max_bytes=max_bytes, max_memory=max_memory)
     attempts = plan_attempts(model_file.format, backend, device, options)
     if safe:
@@ -71,7 +71,7 @@ def load(
     return model
 
 
-def _trusted_path(path: str | os.PathLike[str], trusted_keys: Sequence[Any] | None) -> str | os.PathLike[str]:
+def trusted_path(path: str | os.PathLike[str], trusted_keys: Sequence[Any] | None) -> str | os.PathLike[str]:
     """The model file to load: a bundle's, once verified and extracted; a plain file as is, unless trusted keys
     are set and it is not part of a verified bundle. ``cryptography`` is imported only when keys or a bundle
     are involved, so a plain load without keys is unchanged."""

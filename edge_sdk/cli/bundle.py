@@ -8,6 +8,22 @@ from typing import Any
 from edge_sdk.cli.base import Command, emit_json, format_table, human_bytes
 
 
+def add_trusted_key_argument(parser: argparse.ArgumentParser) -> None:
+    """``--trusted-key PATH.pub`` for verbs that load a model: a bundle is verified against it, and with it (or
+    ``EDGE_SDK_TRUSTED_KEYS``) a plain unsigned model is refused."""
+    parser.add_argument("--trusted-key", action="append", metavar="PATH.pub",
+                        help="accept only models signed by this key (repeatable; default $EDGE_SDK_TRUSTED_KEYS); "
+                             "needed to run a .edgebundle")  # fmt: skip
+
+
+def signed_model_path(args: argparse.Namespace, path: Any) -> Any:
+    """The model file to use for ``path``: a bundle's after verification and extraction (cached), a plain file
+    as is unless trusted keys are set (then it must be signed). Cheap and import-free without keys or bundle."""
+    from edge_sdk.loader import trusted_path
+
+    return trusted_path(path, getattr(args, "trusted_key", None))
+
+
 class KeygenCommand(Command):
     name = "keygen"
     help = "write a new Ed25519 signing key to PATH (0600) and its public key to PATH.pub"

@@ -15,6 +15,7 @@ from edge_sdk.cli.base import (
     human_count,
     probe_model,
 )
+from edge_sdk.cli.bundle import add_trusted_key_argument, signed_model_path
 from edge_sdk.tensor_spec import QuantParams
 
 
@@ -38,6 +39,7 @@ class InfoCommand(Command):
             "--strict", action="store_true", help="with --device: any CPU fallback is an error (exit 3)"
         )
         add_probe_arguments(parser)
+        add_trusted_key_argument(parser)
 
     def run(self, args: argparse.Namespace) -> int:
         from edge_sdk.summary import summarize
@@ -46,6 +48,7 @@ class InfoCommand(Command):
             from edge_sdk.errors import CLIUsageError
 
             raise CLIUsageError("--strict needs --device D (the accelerator whose coverage must be complete)")
+        args.model = str(signed_model_path(args, args.model))  # a .edgebundle: verified, extracted (edge_sdk.fleet)
         probe_model(args, args.model, kind="info", backend=args.backend, device=args.device or "auto")
         s = summarize(args.model)
         meta = _metadata(args.model)

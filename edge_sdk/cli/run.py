@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from edge_sdk.cli.base import Command, add_probe_arguments, emit_json, format_table, probe_model
+from edge_sdk.cli.bundle import add_trusted_key_argument, signed_model_path
 from edge_sdk.preprocess import RESIZE_MODES
 
 log = logging.getLogger("edge_sdk.cli")
@@ -148,6 +149,7 @@ class RunCommand(Command):
         pre.add_argument("--channels", type=str.lower, choices=("rgb", "bgr"), help="channel order the model takes")
         pre.add_argument("--labels", metavar="FILE", help="class names, one a line, in index order")
         add_probe_arguments(parser)
+        add_trusted_key_argument(parser)
 
     def run(self, args: argparse.Namespace) -> int:
         import edge_sdk as es
@@ -162,6 +164,7 @@ class RunCommand(Command):
         if args.threads is not None and args.threads < 1:
             raise CLIUsageError(f"--threads {args.threads}: give a number of threads >= 1, e.g. --threads 2")
         rm = resolve_model(args.model)
+        rm.path = Path(signed_model_path(args, rm.path))  # a .edgebundle: verified, extracted (edge_sdk.fleet)
         stored = model_metadata(rm.path)  # what the file carries (or a manifest listing it); cheap, no runtime
         task = args.task or (stored.task if stored else None) or rm.task
         if task is None:

@@ -68,8 +68,8 @@ def check_entries(zf: zipfile.ZipFile, where: str) -> dict[str, zipfile.ZipInfo]
         check_name(name)
         if name in out:
             raise BundleError(f"{where}: member '{name}' appears twice", reason="unsafe_member", member=name)
-        mode = info.external_attr >> 16
-        if info.is_dir() or (mode and not stat.S_ISREG(mode)):
+        ftype = stat.S_IFMT(info.external_attr >> 16)  # 0: no Unix type recorded (permission bits only)
+        if info.is_dir() or (ftype and ftype != stat.S_IFREG):
             raise BundleError(f"{where}: member '{name}' is not a regular file (a folder, symlink or device)",
                               reason="unsafe_member", member=name)  # fmt: skip
         if info.flag_bits & 0x1:
