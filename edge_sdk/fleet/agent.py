@@ -82,6 +82,8 @@ class Agent:
             st.state, st.version, st.reason, st.ts = state, version, reason, time.time()
             if probation is not None:
                 st.probation = probation
+                live = probation.get("candidate_ms") if state == "active" else probation.get("current_ms")
+                st.live_ms = live or st.live_ms
             if state == "active":
                 st.active_version = version
             st.save(self.path)
@@ -143,7 +145,7 @@ class Agent:
         while not self._stop.wait(self.telemetry_every):
             with self._lock:
                 st = self.state
-                doc = self.telemetry.snapshot(version=st.active_version, state=st.state, probation=st.probation)
+                doc = self.telemetry.snapshot(version=st.active_version, state=st.state, live_ms=st.live_ms)
             mq.publish_json(self.client, self.topics.telemetry, {"device": self.topics.device, **doc})
 
     def run(self) -> None:

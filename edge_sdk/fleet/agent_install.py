@@ -50,52 +50,11 @@ def read_frames(source: str, n: int, timeout: float = 10.0) -> list[np.ndarray]:
     return frames
 
 
-def active(state_dir: Path) -> tuple[Path | None, dict[str, Any]]:
-    """(model file of the live slot, that slot's manifest as a dict) or (None, {}) when nothing is live."""
+def active(state_dir: Path) -> Path | None:
+    """The live model file (``slots.active_model``), or None when nothing was ever activated."""
     from edge_sdk.fleet import slots
 
-    found = slots.active_model(state_dir)
-    if found is None:
-        return None, {}
-    return _model_and_manifest(found)
-
-
-def _model_and_manifest(found: Any) -> tuple[Path | None, dict[str, Any]]:
-    """Normalise what the slots API returns (a model path, a slot folder, or an object with both)."""
-    path = getattr(found, "model_path", None) or getattr(found, "path", None) or found
-    manifest = getattr(found, "manifest", None)
-    path = Path(path)
-    if manifest is None:
-        manifest = _slot_manifest(path if path.is_dir() else path.parent)
-    if path.is_dir():
-        model_file = (manifest or {}).get("model_file")
-        path = path / model_file if model_file else path
-    return path, _as_dict(manifest)
-
-
-def _slot_manifest(slot: Path) -> dict[str, Any]:
-    import json
-
-    for name in ("manifest.json", "bundle.json", "MANIFEST.json"):
-        p = slot / name
-        if p.is_file():
-            try:
-                return json.loads(p.read_text())
-            except ValueError:
-                return {}
-    return {}
-
-
-def _as_dict(manifest: Any) -> dict[str, Any]:
-    if manifest is None:
-        return {}
-    if isinstance(manifest, dict):
-        return manifest
-    if hasattr(manifest, "to_dict"):
-        return manifest.to_dict()
-    from dataclasses import asdict, is_dataclass
-
-    return asdict(manifest) if is_dataclass(manifest) else dict(vars(manifest))
+    return slots.active_model(state_dir)
 
 
 def _load(path: Path, threads: int) -> Any:
@@ -134,6 +93,7 @@ def install(desired: dict[str, Any], opts: InstallOptions, report: Report) -> st
         return "rolled_back"
     try:
         slots.activate(opts.state_dir, slot)
+        slots.commit(opts.state_dir)  # the probation was its trial: accepted
     except EdgeSDKError as e:
         report("failed", version, f"activating: {e}", rep.to_dict())
         return "failed"
@@ -153,7 +113,7 @@ def _summary(rep: Any) -> str:
 def _probation(slot: Path, manifest: Any, opts: InstallOptions) -> Any:
     """Load the live model (if any) and the staged candidate and run them side by side on the same frames."""
     cand_path = slot / manifest.model_file
-    cur_path, _ = active(opts.state_dir)
+    cur_path = active(opts.state_dir)
     frames = read_frames(opts.source, opts.rules.frames)
     current = _load(cur_path, opts.threads) if cur_path is not None and cur_path.is_file() else None
     try:
@@ -190,25 +150,23 @@ def switch_back(desired: dict[str, Any], opts: InstallOptions, report: Report) -
 
 
 def previous_version(state_dir: Path) -> str | None:
-    """Version in the inactive slot, when it holds a complete, once-active model (else None)."""
+    """Version in the inactive slot, when it still holds the model that was live before (else None)."""
     from edge_sdk.fleet import slots
 
-    fn = getattr(slots, "previous_model", None) or getattr(slots, "inactive_model", None)
-    if fn is None:
+    rec = slots.read_active(state_dir)
+    if rec is None or slots.previous_model(state_dir) is None:
         return None
-    found = fn(state_dir)
-    if found is None:
-        return None
-    _, manifest = _model_and_manifest(found)
-    v = manifest.get("version")
+    v = rec.get("previous_version")
     return str(v) if v is not None else None
 
 
 def active_version(state_dir: Path) -> str | None:
-    """Version of the live slot's bundle, or None."""
+    """Version of the live slot's bundle, or None (nothing live, or an unreadable record)."""
+    from edge_sdk.fleet import slots
+
     try:
-        _, manifest = active(state_dir)
+        rec = slots.read_active(state_dir)
     except EdgeSDKError:
         return None
-    v = manifest.get("version")
+    v = (rec or {}).get("version")
     return str(v) if v is not None else None

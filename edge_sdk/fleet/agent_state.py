@@ -46,6 +46,7 @@ class AgentState:
     desired: dict[str, Any] | None = None
     active_version: str | None = None
     probation: dict[str, Any] | None = None
+    live_ms: dict[str, Any] | None = None  # latency p50/p95 of the live model, measured in its last probation
 
     def public(self) -> dict[str, Any]:
         """The retained ``model/state`` document."""

@@ -3,7 +3,7 @@
 Inference figures (fps, latency p50/p95 or p99, drops) come from the pipeline that serves the model on
 the device, read from the last ``{"type": "metrics"}`` line of its metrics file (``edge-sdk run
 --metrics-file`` / ``Pipeline(metrics_file=...)``) when the agent is given one; the last probation's
-measured latency of the model that went live is always included. Health: RSS of the agent, its CPU
+measured latency of the live model is always included. Health: RSS of the agent, its CPU
 share, and the CPU temperature where ``/sys/class/thermal`` has one (None elsewhere).
 """
 
@@ -84,7 +84,7 @@ class Telemetry:
         self._cpu = now
         return round(100.0 * cpu / wall, 1) if wall > 0 else 0.0
 
-    def snapshot(self, *, version: str | None, state: str, probation: dict[str, Any] | None) -> dict[str, Any]:
+    def snapshot(self, *, version: str | None, state: str, live_ms: dict[str, Any] | None) -> dict[str, Any]:
         """One telemetry document."""
         doc: dict[str, Any] = {
             "ts": time.time(), "model_version": version, "state": state,
@@ -96,11 +96,10 @@ class Telemetry:
             frames = m.get("frames") or {}
             doc.update(fps=m.get("fps_recent", m.get("fps")), latency_ms=m.get("latency_ms"),
                        drops=frames.get("dropped"), pipeline_ts=m.get("ts"))  # fmt: skip
-        if probation:
-            ms = probation.get("candidate_ms") or {}
-            doc["probation_ms"] = ms
-            if doc["latency_ms"] is None and ms:
-                doc["latency_ms"] = ms
-                doc["fps"] = round(1000.0 / ms["p50"], 1) if ms.get("p50") else None
+        if live_ms:
+            doc["probation_ms"] = live_ms
+            if doc["latency_ms"] is None:
+                doc["latency_ms"] = live_ms
+                doc["fps"] = round(1000.0 / live_ms["p50"], 1) if live_ms.get("p50") else None
                 doc["latency_source"] = "probation"
         return doc
