@@ -101,9 +101,10 @@ def test_metrics_are_prometheus_exposition(service):
     code, headers, raw = get(service.url + "metrics")
     assert code == 200 and headers["Content-Type"].startswith("text/plain")
     families = {f.name: f for f in text_string_to_metric_families(raw.decode())}
-    for name in ("edge_sdk_stream_up", "edge_sdk_stream_fps", "edge_sdk_stream_frames", "edge_sdk_stream_results",
-                 "edge_sdk_stream_dropped_frames", "edge_sdk_stream_frame_age_seconds",
-                 "edge_sdk_stream_last_result_age_seconds", "edge_sdk_inference_seconds", "edge_sdk_events"):  # fmt: skip
+    expected = ("edge_sdk_stream_up", "edge_sdk_stream_fps", "edge_sdk_stream_frames", "edge_sdk_stream_results",
+                "edge_sdk_stream_dropped_frames", "edge_sdk_stream_frame_age_seconds",
+                "edge_sdk_stream_last_result_age_seconds", "edge_sdk_inference_seconds", "edge_sdk_events")  # fmt: skip
+    for name in expected:
         assert name in families, sorted(families)
 
     def value(family: str, sample: str, stream: str, **labels: str) -> float:
