@@ -124,8 +124,11 @@ def test_bundle_of_a_conversion_folder_signs_its_validation_figures(
         "failures": [],
         "metrics": metrics,
     }
-    write_manifest(out, {"source": {"kind": "onnx"}, "artifacts": [art], "validation": {"count": 64}},
-                   {"mlp.onnx": file_record(out / "mlp.onnx")})  # fmt: skip
+    write_manifest(
+        out,
+        {"source": {"kind": "onnx"}, "artifacts": [art], "validation": {"count": 64}},
+        {"mlp.onnx": file_record(out / "mlp.onnx")},
+    )
     m = build_bundle(out, tmp_path / "c.edgebundle", keys["priv"])
     assert set(m.files) == {"mlp.onnx", "manifest.json"} and m.model_file == "mlp.onnx"
     assert m.validation["passed"] is True and m.validation["held_out"] == {"count": 64}
@@ -217,9 +220,17 @@ def _signed_zip(path: Path, keys: dict[str, Path], name: str, *, mode: int = 0o1
     from edge_sdk.fleet.bundle import canonical_json
 
     payload = b"not a model"
-    manifest = {"format_version": 1, "version": "x", "created": "", "key_id": kid(keys["pub"]),
-                "files": {name: hashlib.sha256(payload).hexdigest()}, "model_file": name, "metadata": {},
-                "validation": {}, "source": {}}  # fmt: skip
+    manifest = {
+        "format_version": 1,
+        "version": "x",
+        "created": "",
+        "key_id": kid(keys["pub"]),
+        "files": {name: hashlib.sha256(payload).hexdigest()},
+        "model_file": name,
+        "metadata": {},
+        "validation": {},
+        "source": {},
+    }
     raw = canonical_json(manifest)
     with zipfile.ZipFile(path, "w") as zf:
         zf.writestr("bundle.json", raw)
