@@ -27,59 +27,12 @@ STALE_S = 10.0
 METRICS_EVERY = 10.0
 
 
-class SharedModel:
-    """One loaded :class:`~edge_sdk.Model` for every camera and ``/v1/infer``: one call at a time (a Model is safe
-    from one thread at a time), each call timed into the inference histogram under its stream's name."""
+def _shared_model(model: Any, observe: Any = None, on_event: Any = None) -> Any:
+    """The object every camera shares the loaded ``model`` through: the one place that obtains it
+    (:func:`edge_sdk.serve.shared.shared_model`: multistream's BatchingModel, else a lock)."""
+    from edge_sdk.serve.shared import shared_model
 
-    def __init__(self, model: Any, observe: Any = None) -> None:
-        self.model = model
-        self.lock = threading.Lock()
-        self.observe = observe or (lambda stream, seconds: None)
-
-    def handle(self, stream: str) -> _StreamModel:
-        """What one camera's Pipeline gets in place of the model (it does not close the shared one)."""
-        return _StreamModel(self, stream)
-
-    def predict(self, image: Any, **kw: Any) -> Any:
-        with self.lock:
-            t = time.perf_counter()
-            try:
-                return self.model.predict(image, **kw)
-            finally:
-                self.observe("http", time.perf_counter() - t)
-
-    def close(self) -> None:
-        self.model.close()
-
-
-class _StreamModel:
-    """A camera's handle on the :class:`SharedModel`: ``run`` and ``warmup`` take the lock; the rest is the model's."""
-
-    def __init__(self, shared: SharedModel, stream: str) -> None:
-        self._shared, self._stream = shared, stream
-
-    def run(self, feeds: Any, **kw: Any) -> Any:
-        s = self._shared
-        with s.lock:
-            t = time.perf_counter()
-            out = s.model.run(feeds, **kw)
-        s.observe(self._stream, time.perf_counter() - t)
-        return out
-
-    def warmup(self, runs: int = 1) -> None:
-        with self._shared.lock:
-            self._shared.model.warmup(runs)
-
-    def close(self) -> None:  # the service closes the shared model once every camera has stopped
-        pass
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._shared.model, name)
-
-
-def _shared_model(model: Any, observe: Any = None) -> SharedModel:
-    """The object every camera shares the loaded ``model`` through (the one place to change how they share it)."""
-    return SharedModel(model, observe)
+    return shared_model(model, observe, on_event)
 
 
 @dataclass
@@ -105,13 +58,13 @@ class Service:
         self.events = EventLog()
         self.metrics = ServeMetrics(self.status)
         self.cameras: dict[str, Camera] = {}
-        self.shared: SharedModel | None = None
+        self.shared: Any = None  # edge_sdk.serve.shared.LockedModel or BatchedModel
         self.task: str | None = None
         self.model_info: dict[str, Any] = {}
         self.server: Any = None
         self.stop_reason: str | None = None
         self._stop_request: str | None = None
-        self._predict_opts: dict[str, Any] = {}
+        self._predictor: tuple[Any, Any] = (None, None)  # (spec, post-processor) of /v1/infer
         self._stopped = False
 
     # -- lifecycle ---------------------------------------------------------------------------------------
@@ -216,10 +169,15 @@ class Service:
         if self._probe is not None:
             self._probe(rm.path)
         model = es.load(rm.path, threads=cfg.threads)
-        self.shared = _shared_model(model, self.metrics.observe_inference)
-        self._predict_opts = {"task": task, "preprocess": rm.preprocess, "labels": rm.labels, **cfg.options}
-        self.model_info = {"model": cfg.model, "path": str(rm.path), "task": task, "backend": model.backend,
-                           "shared_by": "lock"}  # fmt: skip
+        try:
+            self._predictor = _predictor(model, task, rm, cfg.options)
+        except BaseException:
+            model.close()
+            raise
+        self.shared = _shared_model(model, self.metrics.observe_inference, self._on_model_event)
+        shown = cfg.model if cfg.model.startswith("zoo:") else rm.path.name
+        self.model_info = {"model": shown, "path": str(rm.path), "task": task, "backend": model.backend,
+                           "shared_by": self.shared.kind}  # fmt: skip
 
     def _camera(self, cc: Any) -> Camera:
         from edge_sdk.analytics.clips import ClipSink
@@ -274,15 +232,19 @@ class Service:
     def _on_event(self, stream: str, event: dict[str, Any]) -> None:
         self.metrics.count_event(stream, event)
 
+    def _on_model_event(self, event: dict[str, Any]) -> None:
+        """A watchdog event of the shared model (a stalled call abandoned, the backend restarted)."""
+        self.events.add("model", event)
+        self.metrics.count_event("model", event)
+
     # -- what the API reports -------------------------------------------------------------------------------
     def status(self) -> list[dict[str, Any]]:
         """Per camera: name, up, state, fps, last frame age, frames, results, dropped, frame age percentiles."""
         out = []
-        now = time.monotonic()
         for cam in list(self.cameras.values()):
             m = cam.final if cam.final is not None else cam.pipeline.metrics()
             last = cam.sink.last_result
-            age = None if last is None else round(now - last, 3)
+            age = None if last is None else round(max(0.0, time.monotonic() - last), 3)
             running = cam.thread is not None and cam.thread.is_alive() and not cam.ended
             if cam.error:
                 state = "failed"
@@ -304,5 +266,32 @@ class Service:
         return out
 
     def infer(self, image: Any) -> Any:
-        """``Model.predict`` on one RGB image with the service's task, preprocessing and labels (typed result)."""
-        return self.shared.predict(image, **self._predict_opts)  # type: ignore[union-attr]
+        """What ``Model.predict`` gives for one RGB image (the service's task, preprocessing, labels and options),
+        run through the shared model like a camera's frame (stream ``http``): the typed result."""
+        from edge_sdk.results import typed
+        from edge_sdk.sources.base import Frame
+
+        spec, post = self._predictor
+        if post is None:
+            from edge_sdk.errors import TaskError
+
+            raise TaskError(f"POST /v1/infer takes images, but the model (task '{self.task}') takes other input")
+        outputs = self.shared.run(spec.apply(image), "http", dequantize=True)
+        return typed(post(outputs, Frame(image, time.monotonic(), 0, {})))
+
+
+def _predictor(model: Any, task: str, rm: Any, options: dict[str, Any]) -> tuple[Any, Any]:
+    """(PreprocessSpec, post-processor) for ``/v1/infer``, built as ``Model.predict`` builds them."""
+    from edge_sdk.errors import TaskError
+    from edge_sdk.pipeline.model_info import model_labels, model_preprocess
+    from edge_sdk.postprocess.registry import build_postprocessor
+    from edge_sdk.preprocess import PreprocessSpec
+
+    spec = rm.preprocess if rm.preprocess is not None else model_preprocess(model)
+    if not isinstance(spec, PreprocessSpec):
+        return spec, None
+    labels = rm.labels if rm.labels is not None else model_labels(model)
+    post = build_postprocessor(task, model, spec, labels, dict(options))
+    if getattr(post, "prepare", None) is not None:
+        raise TaskError(f"task '{task}' prepares its own input (audio); edge-sdk serve runs image models")
+    return spec, post
