@@ -223,3 +223,26 @@ def test_agent_killed_during_probation_restarts_to_a_consistent_slot(tmp_path):
         agent.wait(10)
         watch.close()
         broker.stop()
+
+
+def test_telemetry_reads_the_pipeline_metrics_and_the_thermal_zone(tmp_path):
+    from edge_sdk.fleet.telemetry import Telemetry, cpu_temperature
+
+    for i, (kind, milli) in enumerate((("acpitz", "41000"), ("x86_pkg_temp", "55500"))):
+        z = tmp_path / "thermal" / f"thermal_zone{i}"
+        z.mkdir(parents=True)
+        (z / "type").write_text(kind + "\n")
+        (z / "temp").write_text(milli + "\n")
+    assert cpu_temperature(tmp_path / "thermal") == 55.5
+    assert cpu_temperature(tmp_path / "none") is None
+    metrics = tmp_path / "metrics.jsonl"
+    lines = [
+        {"type": "metrics", "fps": 10.0, "fps_recent": 11.0, "latency_ms": {"p50": 5}, "frames": {"dropped": 1}},
+        {"type": "metrics", "fps": 20.0, "fps_recent": 21.0, "latency_ms": {"p50": 4}, "frames": {"dropped": 3}},
+    ]
+    metrics.write_text("".join(json.dumps(x) + "\n" for x in lines) + '{"type": "metr')  # a line being written
+    doc = Telemetry(metrics).snapshot(version="v1", state="active", live_ms={"p50": 2.0, "p95": 3.0})
+    assert doc["fps"] == 21.0 and doc["latency_ms"] == {"p50": 4} and doc["drops"] == 3
+    assert doc["model_version"] == "v1" and doc["rss_bytes"] > 0 and doc["probation_ms"]["p95"] == 3.0
+    doc = Telemetry(None).snapshot(version="v1", state="active", live_ms={"p50": 2.0, "p95": 3.0})
+    assert doc["fps"] == 500.0 and doc["latency_source"] == "probation"
