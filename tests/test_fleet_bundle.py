@@ -309,6 +309,8 @@ def test_cli_keygen_bundle_verify(cli, tmp_path: Path, model: Path, keys: dict[s
     r = cli("keygen", str(tmp_path / "k"))
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "k").is_file() and (tmp_path / "k.pub").is_file()
+    r = cli("keygen", str(tmp_path / "j"), "--json")
+    assert r.returncode == 0 and json.loads(r.stdout)["key_id"] == kid(tmp_path / "j.pub")
     r = cli("keygen", str(tmp_path / "k"))
     assert r.returncode == 2 and r.stderr.strip().count("\n") == 0
     assert r.stderr.startswith("edge-sdk keygen: error: ") and "already exists" in r.stderr
@@ -343,3 +345,28 @@ def test_cli_info_accepts_a_bundle_with_trusted_key(cli, bundle: Path, keys: dic
     assert r.returncode == 4 and r.stderr.startswith("edge-sdk info: error: no trusted keys")
     r = cli("info", str(bundle), "--trusted-key", str(keys["other_pub"]), "--no-probe", env=env)
     assert r.returncode == 4 and f"signed by key {kid(keys['pub'])}, which is not trusted" in r.stderr
+
+
+def test_cli_run_accepts_a_bundle_and_refuses_an_unsigned_file(cli, tmp_path: Path, keys: dict[str, Path]) -> None:
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("GlobalAveragePool", ["x"], ["p"]), helper.make_node("Flatten", ["p"], ["y"])],
+        "img",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3])],
+    )
+    image = tmp_path / "image.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), str(image))
+    build_bundle(image, tmp_path / "image.edgebundle", keys["priv"])
+    env = {"EDGE_SDK_CACHE_DIR": str(tmp_path / "cli-cache")}
+    args = ["--task", "classify", "--source", "synthetic:?frames=2&size=32x32", "--no-probe", "--json"]
+    r = cli("run", str(tmp_path / "image.edgebundle"), *args, "--trusted-key", str(keys["pub"]), env=env)
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["model"].startswith(str(tmp_path / "cli-cache" / "bundles")) and doc["metrics"]["results"] == 2
+    r = cli("run", str(image), *args, "--trusted-key", str(keys["pub"]), env=env)
+    assert r.returncode == 4 and r.stderr.strip().splitlines()[-1].startswith(
+        "edge-sdk run: error: " + str(image) + " is not signed, and trusted keys are set"
+    )

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from edge_sdk.cli.base import Command, add_probe_arguments, emit_json, format_table, probe_model
-from edge_sdk.cli.bundle import add_trusted_key_argument, signed_model_path
+from edge_sdk.cli.bundle import add_trusted_key_argument
 from edge_sdk.preprocess import RESIZE_MODES
 
 log = logging.getLogger("edge_sdk.cli")
@@ -53,10 +53,13 @@ class RunnableModel:
     labels: list[str] | None = None
 
 
-def resolve_model(ref: str, cache_dir: str | Path | None = None) -> RunnableModel:
-    """A model file path as is, or ``zoo:NAME`` materialized (converted to ONNX once, then cached)."""
+def resolve_model(ref: str, cache_dir: str | Path | None = None, trusted_keys: Any = None) -> RunnableModel:
+    """A model file path as is (a signed ``.edgebundle`` verified and extracted, see ``edge_sdk.fleet``; with
+    trusted keys a plain file must be signed), or ``zoo:NAME`` materialized (converted to ONNX once, then cached)."""
     if not ref.startswith("zoo:"):
-        return RunnableModel(Path(ref), None)
+        from edge_sdk.loader import trusted_path
+
+        return RunnableModel(Path(trusted_path(ref, trusted_keys)), None)
     from converters import zoo
     from converters.zoo.base import default_cache_dir
 
@@ -163,8 +166,7 @@ class RunCommand(Command):
         source_opts = _kv(args.source_opt, "--source-opt")
         if args.threads is not None and args.threads < 1:
             raise CLIUsageError(f"--threads {args.threads}: give a number of threads >= 1, e.g. --threads 2")
-        rm = resolve_model(args.model)
-        rm.path = Path(signed_model_path(args, rm.path))  # a .edgebundle: verified, extracted (edge_sdk.fleet)
+        rm = resolve_model(args.model, trusted_keys=args.trusted_key)
         stored = model_metadata(rm.path)  # what the file carries (or a manifest listing it); cheap, no runtime
         task = args.task or (stored.task if stored else None) or rm.task
         if task is None:
