@@ -17,8 +17,13 @@ class RolloutCommand(Command):
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--broker", required=True, help="mqtt://127.0.0.1:1883 (loopback only in this build)")
         parser.add_argument("--fleet", required=True, help="fleet name")
-        parser.add_argument("--bundle", required=True, metavar="URL", help="file:///... or http://127.0.0.1/...")
-        parser.add_argument("--sha256", required=True, help="sha256 of the bundle file (devices check it)")
+        parser.add_argument(
+            "--bundle", required=True, metavar="URL", help="file:///..., http://127.0.0.1/... or a local path"
+        )
+        parser.add_argument(
+            "--sha256", default=None, help="sha256 of the bundle file, which devices check (default: computed "
+            "from a file:// bundle)",
+        )  # fmt: skip
         parser.add_argument("--version", required=True, help="the bundle's version (as signed in it)")
         parser.add_argument(
             "--cohorts", default="1,10,100",
@@ -36,8 +41,11 @@ class RolloutCommand(Command):
         from edge_sdk.fleet.agent_state import check_desired
         from edge_sdk.fleet.rollout import Rollout, RolloutPlan, parse_cohorts, parse_share
 
+        url, sha = _bundle_url(args.bundle), args.sha256
+        if sha is None:
+            sha = _file_sha256(url)
         plan = RolloutPlan(
-            fleet=args.fleet, version=args.version, url=args.bundle, sha256=args.sha256.lower(),
+            fleet=args.fleet, version=args.version, url=url, sha256=sha.lower(),
             cohorts=parse_cohorts(args.cohorts), unit=args.cohort_unit, max_failed=parse_share(args.max_failed),
             timeout=args.timeout, discover_s=args.discover, expect=args.expect,
         )  # fmt: skip
@@ -63,3 +71,30 @@ class RolloutCommand(Command):
         if report["result"] != "complete":
             raise RolloutError(report["reason"])
         return 0
+
+
+def _bundle_url(text: str) -> str:
+    """A URL as given; a local path becomes its file:// URL (devices on this host read it there)."""
+    from pathlib import Path
+
+    return text if "://" in text else Path(text).expanduser().absolute().as_uri()
+
+
+def _file_sha256(url: str) -> str:
+    """sha256 of a file:// bundle; a CLIUsageError for another URL (its bytes are the devices' to fetch)."""
+    import hashlib
+    from urllib.parse import unquote, urlsplit
+
+    from edge_sdk.errors import CLIUsageError
+
+    u = urlsplit(url)
+    if u.scheme != "file":
+        raise CLIUsageError(f"--sha256 is needed for {url} (computed only for a local file)")
+    h = hashlib.sha256()
+    try:
+        with open(unquote(u.path), "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+    except OSError as e:
+        raise CLIUsageError(f"--bundle {url}: {e.strerror or e}") from None
+    return h.hexdigest()

@@ -232,7 +232,9 @@ class Rollout:
                 if self.progress is not None:
                     self.progress(row)
             reached = [d for d in fleet if self.outcome(d) == "active"]
-            if not fleet:
+            if not fleet and self.reconnects < 0:
+                result, reason = "incomplete", f"cannot reach the MQTT broker at {self.host}:{self.port}"
+            elif not fleet:
                 result, reason = "incomplete", f"no devices found in fleet '{p.fleet}' within {p.discover_s:g} s"
             elif result == "complete" and len(reached) < len(fleet):
                 result = "incomplete"
