@@ -127,7 +127,11 @@ class Agent:
                 continue
             with self._lock:
                 self.state.desired = doc
-            self._apply(doc)
+            try:
+                self._apply(doc)
+            except Exception as e:  # a bug or a runtime crash must not leave the agent busy forever
+                log.exception("install of %s failed unexpectedly", doc.get("version"))
+                self._set("failed", doc.get("version"), f"internal error: {type(e).__name__}: {e}")
 
     def _apply(self, doc: dict[str, Any]) -> None:
         version = doc.get("version")
