@@ -23,11 +23,12 @@ import os
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
 
-from edge_sdk.errors import BundleError, EdgeSDKError
+from edge_sdk.errors import BundleError
 from edge_sdk.fleet import _archive
 from edge_sdk.fleet._archive import MANIFEST_NAME, SIG_NAME
+from edge_sdk.fleet._select import embedded_metadata, select, validation_figures
 from edge_sdk.fleet.keys import key_id, load_private_key, resolve_trusted_keys
 
 log = logging.getLogger("edge_sdk.fleet")
@@ -35,8 +36,6 @@ log = logging.getLogger("edge_sdk.fleet")
 FORMAT_VERSION = 1
 #: the file suffix of a bundle (a bundle is also recognised by content: a zip holding bundle.json)
 SUFFIX = ".edgebundle"
-#: the conversion record a folder carries, packed as a member
-RECORD_NAME = "manifest.json"
 
 
 @dataclass(frozen=True)
@@ -105,7 +104,7 @@ def _finite(data: Any) -> Any:
     return data
 
 
-def _sha256(path: Path) -> str:
+def sha256_of(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -114,101 +113,6 @@ def _sha256(path: Path) -> str:
 
 
 # ---- building ------------------------------------------------------------------------------------------------
-def _model_members(model: Path) -> list[Path]:
-    """The model file checked as a model, and its companions (``.bin``, external data), companions first."""
-    from edge_sdk.formats import inspect_file
-
-    try:
-        mf = inspect_file(model)
-    except EdgeSDKError as e:
-        raise BundleError(f"cannot bundle {model}: {e}", reason="build") from None
-    for c in mf.companions:
-        if c.parent.resolve() != model.parent.resolve():
-            raise BundleError(f"cannot bundle {model}: its companion {c} is outside its folder", reason="build")
-    return [*mf.companions, mf.path]
-
-
-def _artifact_record(record: dict[str, Any], name: str) -> dict[str, Any] | None:
-    for a in record.get("artifacts") or []:
-        if isinstance(a, dict) and a.get("path") == name:
-            return a
-    return None
-
-
-def _validation(record: dict[str, Any], model_name: str, names: Iterable[str]) -> dict[str, Any]:
-    """The conversion record's figures for the model file (and a summary for the other artifacts)."""
-    keep = ("target", "precision", "passed", "failures", "metrics", "route", "quantizer", "size_bytes", "latency")
-    art = _artifact_record(record, model_name)
-    if art is None:
-        return {}
-    out: dict[str, Any] = {k: art.get(k) for k in keep if k in art}
-    if isinstance(record.get("validation"), dict):
-        out["held_out"] = record["validation"]
-    others = {n: {k: a.get(k) for k in ("target", "precision", "passed", "metrics")}
-              for n in names if n != model_name and (a := _artifact_record(record, n)) is not None}  # fmt: skip
-    if others:
-        out["other_artifacts"] = others
-    return out
-
-
-def _metadata(model: Path) -> dict[str, Any]:
-    from edge_sdk.metadata import model_metadata
-
-    try:
-        meta = model_metadata(model)
-    except EdgeSDKError as e:
-        raise BundleError(f"cannot bundle {model}: {e}", reason="build") from None
-    if meta is None:
-        return {}
-    return {k: v for k, v in meta.to_dict().items() if k not in ("origin", "where") and v is not None}
-
-
-def _select(src: Path, artifact: str | None) -> tuple[Path, list[Path], dict[str, Any]]:
-    """(model file, member files, conversion record) for a model file or a conversion output folder."""
-    from edge_sdk.metadata import read_manifest
-
-    if src.is_dir():
-        record_path = src / RECORD_NAME
-        if not record_path.is_file():
-            raise BundleError(f"{src} is a folder without {RECORD_NAME}: give a model file or a conversion output "
-                              "folder (edge-sdk convert ... -o DIR)", reason="build")  # fmt: skip
-        try:
-            record = json.loads(record_path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as e:
-            raise BundleError(f"cannot read {record_path}: {e}", reason="build") from None
-        arts = [a for a in record.get("artifacts") or [] if isinstance(a, dict) and isinstance(a.get("path"), str)]
-        pending = set(record.get("pending") or [])
-        names = [a["path"] for a in arts if a["path"] not in pending and (src / a["path"]).is_file()]
-        if artifact is not None:
-            if artifact not in names:
-                raise BundleError(f"--artifact {artifact}: not an artifact of {record_path} (it lists: "
-                                  f"{', '.join(names) or 'none'})", reason="build")  # fmt: skip
-            names = [artifact]
-        if not names:
-            raise BundleError(f"{record_path} lists no artifact present in {src}", reason="build")
-        passed = [a["path"] for a in arts if a["path"] in names and a.get("passed")]
-        model_name = artifact or (passed[0] if passed else names[0])
-        if not passed:
-            log.warning("no artifact in %s passed validation; bundling %s with its figures", src, model_name)
-        models = [src / n for n in names]
-    else:
-        if not src.is_file():
-            raise BundleError(f"{src} does not exist (give a model file or a conversion output folder)",
-                              reason="build")  # fmt: skip
-        record = read_manifest(src)  # only when it records this very file
-        model_name, models = src.name, [src]
-    members: list[Path] = []
-    for m in models:
-        members += [p for p in _model_members(m) if p not in members]
-    for m in models:
-        if read_manifest(m) != record and record:
-            raise BundleError(f"{src / RECORD_NAME} does not record {m.name} as it is on disk (replaced since?); "
-                              "convert again or bundle the file alone", reason="build")  # fmt: skip
-    if record:
-        members.append(models[0].parent / RECORD_NAME)
-    return models[0].parent / model_name, members, record
-
-
 def build_bundle(
     src: str | os.PathLike[str],
     out: str | os.PathLike[str],
@@ -225,13 +129,13 @@ def build_bundle(
     """
     src_path = Path(src)
     key = load_private_key(private_key)
-    model, members, record = _select(src_path, artifact)
+    model, members, record = select(src_path, artifact)
     names = [p.name for p in members]
     if len(set(names)) != len(names):
         raise BundleError(f"two members of {src_path} share a name: {sorted(names)}", reason="build")
     for n in names:
         _archive.check_name(n)
-    files = {p.name: _sha256(p) for p in members}
+    files = {p.name: sha256_of(p) for p in members}
     manifest = BundleManifest(
         format_version=FORMAT_VERSION,
         version=version or f"{model.stem}+{files[model.name][:12]}",
@@ -239,8 +143,8 @@ def build_bundle(
         key_id=key_id(key.public_key()),
         files=files,
         model_file=model.name,
-        metadata=_metadata(model),
-        validation=_validation(record, model.name, names),
+        metadata=embedded_metadata(model),
+        validation=validation_figures(record, model.name, names),
         source={
             "kind": "conversion" if src_path.is_dir() else "file",
             "name": src_path.name,
@@ -351,11 +255,3 @@ def is_bundle(path: str | os.PathLike[str]) -> bool:
             return f.read(4) == b"PK\x03\x04"
     except OSError:
         return False
-
-
-def manifest_of(bundle: str | os.PathLike[str]) -> BundleManifest:
-    """The manifest of a bundle WITHOUT verifying it (for display and diagnosis only; never trust it)."""
-    path = Path(bundle)
-    with _archive.open_zip(path) as zf:
-        raw, _ = _archive.read_header(zf, _archive.check_entries(zf, path.name), path.name)
-    return BundleManifest.from_bytes(raw)
