@@ -261,6 +261,10 @@ def test_symlink_member_and_oversized_member_are_refused(
     with pytest.raises(BundleError, match="'mlp.onnx' declares .* bytes, above the 100-byte limit") as e:
         verify_bundle(bundle, [keys["pub"]])
     assert e.value.reason == "too_large"
+    monkeypatch.setattr(_archive, "MAX_MEMBER_BYTES", 10**9)
+    monkeypatch.setattr(_archive, "MAX_TOTAL_BYTES", 100)
+    with pytest.raises(BundleError, match="declares .* bytes in all, above the 100-byte limit"):
+        verify_bundle(bundle, [keys["pub"]])
 
 
 # ---- load() --------------------------------------------------------------------------------------------------

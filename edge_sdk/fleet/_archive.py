@@ -30,6 +30,8 @@ MAX_MANIFEST_BYTES = 16 * 1024**2
 #: one member's limit (the loader's default model size limit)
 MAX_MEMBER_BYTES = 4 * 1024**3
 MAX_MEMBERS = 64
+#: all members together (declared sizes): a bundle cannot fill a device's disk past this
+MAX_TOTAL_BYTES = 8 * 1024**3
 #: flat file names only; at most 200 characters
 _NAME = re.compile(r"[A-Za-z0-9_+\-][A-Za-z0-9._+\-]{0,199}")
 _CHUNK = 1 << 20
@@ -82,6 +84,11 @@ def check_entries(zf: zipfile.ZipFile, where: str) -> dict[str, zipfile.ZipInfo]
             raise BundleError(f"{where}: member '{name}' declares {info.file_size} bytes, above the {limit}-byte "
                               "limit", reason="too_large", member=name)  # fmt: skip
         out[name] = info
+    total = sum(i.file_size for i in infos)
+    if total > MAX_TOTAL_BYTES:
+        raise BundleError(
+            f"{where} declares {total} bytes in all, above the {MAX_TOTAL_BYTES}-byte limit", reason="too_large"
+        )
     if MANIFEST_NAME not in out:
         raise BundleError(f"{where} is not a model bundle (no {MANIFEST_NAME} inside)", reason="not_a_bundle")
     return out
