@@ -65,10 +65,12 @@ def service(tmp_path_factory: pytest.TempPathFactory):
     folder = tmp_path_factory.mktemp("dashboard")
     square_detector(folder / "square.onnx")
     gradient_clip(folder / "square.mp4")
+    (folder / "clips").mkdir()
     zone, line = points(ZONE["mid"]), points(LINE["gate"])
     (folder / "dash.yaml").write_text(
         "model: square.onnx\ntask: detect\nhttp: 127.0.0.1:0\nloop: true\ncameras:\n"
-        f"  door: {{source: square.mp4, zones: {{mid: {zone}}}, lines: {{gate: {line}}}}}\n"
+        f"  door: {{source: square.mp4, zones: {{mid: {zone}}}, lines: {{gate: {line}}},\n"
+        "         clips: {dir: clips, pre_s: 0.3, post_s: 0.3, events: [enter]}}\n"
         "  yard: {source: square.mp4}\n"
     )
     svc = Service(load_config(folder / "dash.yaml")).start()
@@ -113,6 +115,18 @@ def test_events_have_snapshots(service):
     with urllib.request.urlopen(service.url + "metrics", timeout=30) as r:
         text = r.read().decode()
     assert 'edge_sdk_events_total{event="enter",stream="door"}' in text
+
+
+def test_clips_from_the_config(service):
+    """``clips:`` of a camera: an mp4 and a JPEG around each enter event, in the config's folder."""
+    folder = service.config.cameras["door"].clips.dir
+    deadline = time.monotonic() + 90
+    done: list[Path] = []
+    while time.monotonic() < deadline and not done:
+        done = [p for p in folder.glob("clip-*-enter-mid-*.jpg") if p.with_suffix(".mp4").is_file()]
+        time.sleep(0.3)
+    assert done, sorted(p.name for p in folder.iterdir())
+    assert done[0].with_suffix(".mp4").stat().st_size > 1000
 
 
 def test_dashboard_dom_shows_the_streams_and_the_events(service):

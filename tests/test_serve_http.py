@@ -194,6 +194,33 @@ def test_events_endpoint(service):
     assert code == 404
 
 
+def test_file_cameras_end_and_the_service_with_them(folder, capsys):
+    from edge_sdk.cli.main import main
+    from edge_sdk.serve.config import load_config
+    from edge_sdk.serve.service import Service
+
+    make_clip(folder / "short.mp4", seconds=1.0, size="160x120", rate=10)
+    path = folder / "ends.yaml"
+    path.write_text("model: zoo:centerface\nhttp: 127.0.0.1:0\ncameras: {a: short.mp4, b: {source: short.mp4}}\n")
+    svc = Service(load_config(path)).start()
+    try:
+        assert svc.wait(timeout=120) == "all cameras ended"
+        code, _, raw = get(svc.url + "healthz")
+        body = json.loads(raw)
+        assert code == 503 and body["status"] == "degraded"
+        assert {n: (s["up"], s["state"]) for n, s in body["streams"].items()} == {"a": (False, "ended"),
+                                                                                   "b": (False, "ended")}  # fmt: skip
+        assert {e["stream"] for e in svc.events.since() if e.get("event") == "EOS"} == {"a", "b"}
+    finally:
+        svc.stop()
+    # the command: exits 0 by itself, stdout holds only its two JSON lines
+    assert main(["serve", str(path), "--json", "--no-probe"]) == 0
+    out = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert [x["event"] for x in out] == ["listening", "stopped"]
+    assert out[1]["stopped_by"] == "all cameras ended" and out[1]["exit_code"] == 0
+    assert {n: s["state"] for n, s in out[1]["streams"].items()} == {"a": "ended", "b": "ended"}
+
+
 def test_token_required_off_loopback(folder, monkeypatch):
     from edge_sdk.errors import ConfigError
     from edge_sdk.serve.config import load_config
