@@ -423,6 +423,7 @@ def _json_invocations(models, tmp_path) -> dict[str, list[list[str]]]:
         "devices": [["devices"], ["devices", "--list-profiles"]],
         "reshape": [["reshape", dyn, "-o", str(tmp_path / "r.onnx"), "--input-shape", "x=2,16"]],
         "run": [["run", image, "--task", "classify", "--source", "synthetic:?frames=3&size=32x32"]],
+        "serve": [["serve", "--print-systemd-unit"]],  # serving itself: JSON lines (tests/test_serve_http.py)
     }  # fmt: skip
 
 

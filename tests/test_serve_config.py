@@ -4,6 +4,7 @@ turns a bad config into one line; the systemd unit; a non-loopback address witho
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import textwrap
@@ -174,6 +175,9 @@ def test_print_systemd_unit(folder, capsys):
         assert line in unit.splitlines()
     assert any(ln.startswith("TimeoutStopSec=") for ln in unit.splitlines())
     assert any(ln.startswith("User=") and len(ln) > 5 for ln in unit.splitlines())
+    assert main(["serve", "--print-systemd-unit", str(path), "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc == {"unit": unit, "install_as": "/etc/systemd/system/edge-sdk-serve.service"}
 
 
 def test_cli_stays_light():

@@ -42,9 +42,12 @@ class ServeCommand(Command):
         from edge_sdk.errors import CLIUsageError
 
         if args.print_systemd_unit:
-            from edge_sdk.serve.systemd import unit_text
+            from edge_sdk.serve.systemd import UNIT_PATH, unit_text
 
-            sys.stdout.write(unit_text(args.config))
+            if args.json:
+                emit_json({"unit": unit_text(args.config), "install_as": UNIT_PATH})
+            else:
+                sys.stdout.write(unit_text(args.config))
             return 0
         if not args.config:
             raise CLIUsageError("give the config file: edge-sdk serve CONFIG.yaml (docs/serve.md has the keys)")

@@ -12,6 +12,8 @@ import shlex
 import sys
 from pathlib import Path
 
+#: where the unit goes
+UNIT_PATH = "/etc/systemd/system/edge-sdk-serve.service"
 #: seconds systemd waits after SIGTERM before SIGKILL (finalising a long recording or clip takes a moment)
 STOP_TIMEOUT_S = 60
 
@@ -25,7 +27,7 @@ def unit_text(config: str | os.PathLike[str] | None, *, python: str | None = Non
     except (KeyError, OSError):
         user = "edge-sdk"
     cmd = " ".join(shlex.quote(str(a)) for a in (python, "-m", "edge_sdk.cli.main", "serve", cfg))
-    return f"""# edge-sdk serve: save as /etc/systemd/system/edge-sdk-serve.service, then
+    return f"""# edge-sdk serve: save as {UNIT_PATH}, then
 #   systemctl daemon-reload && systemctl enable --now edge-sdk-serve
 [Unit]
 Description=edge-sdk serve ({cfg.name})
