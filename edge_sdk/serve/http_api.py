@@ -22,6 +22,7 @@ import hmac
 import json
 import logging
 import re
+import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -54,8 +55,11 @@ def make_server(service: Any, host: str, port: int) -> ServeHTTPServer:
     class Handler(_Handler):
         pass
 
+    cls = ServeHTTPServer
+    if ":" in host:  # an IPv6 address (::, ::1, fe80::...)
+        cls = type("ServeHTTPServer6", (ServeHTTPServer,), {"address_family": socket.AF_INET6})
     try:
-        server = ServeHTTPServer((host, port), Handler)
+        server = cls((host, port), Handler)
     except OSError as e:
         raise SinkError(f"edge-sdk serve cannot listen on {host}:{port}: {e.strerror or e} (is the port in use? "
                         "change http: in the config, e.g. 127.0.0.1:8091)") from None  # fmt: skip
@@ -124,7 +128,7 @@ class _Handler(BaseHTTPRequestHandler):
         svc = self.server.service
         if path == "/healthz":
             return self._healthz()
-        route = path if path in ("/", "/index.html", "/metrics", "/events") else path.rsplit("/", 1)[0] or path
+        route = _route(path)
         if not self._authorised(query, route):
             return None
         if path in ("/", "/index.html"):
@@ -196,6 +200,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.close_connection = True
         svc.metrics.requests.labels("/streams", "200").inc()
+        if self.command == "HEAD":
+            return None
         sink.clients += 1
         seq, gap, last = -1, 1.0 / MJPEG_MAX_FPS, 0.0
         closing = self.server.closing
@@ -251,6 +257,18 @@ class _Handler(BaseHTTPRequestHandler):
                   "inference_ms": round(elapsed * 1000, 2), "result": result.to_dict()}  # fmt: skip
         self._json(200, answer, "/v1/infer")
         return None
+
+
+def _route(path: str) -> str:
+    """The ``path`` label of a request in ``edge_sdk_http_requests_total``: one of a few, whatever a client asks."""
+    if path in ("/", "/index.html"):
+        return "/"
+    if path in ("/metrics", "/events", "/healthz", "/v1/infer"):
+        return path
+    for prefix in ("/streams/", "/snapshots/"):
+        if path.startswith(prefix):
+            return prefix.rstrip("/")
+    return "other"
 
 
 def _decode(body: bytes) -> tuple[Any, str]:
