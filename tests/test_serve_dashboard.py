@@ -160,3 +160,24 @@ def test_dashboard_screenshot_has_the_streams_in_it(service, tmp_path):
         assert area.std() > 20, (x0, area.std())  # a picture, not a flat box
         assert (np.abs(area - PAGE).max(axis=2) > 25).mean() > 0.8  # and not the page's background
         assert len(np.unique(area.reshape(-1, 3) // 16, axis=0)) > 20  # the gradient's many colours
+
+
+def test_a_looping_files_position_keeps_growing_for_clips():
+    from edge_sdk.serve.streams import LoopTime
+    from edge_sdk.sinks.base import Sink
+    from edge_sdk.sources.base import Frame
+
+    class Positions(Sink):
+        def __init__(self) -> None:
+            self.seen: list[float] = []
+
+        def write(self, frame, result, event, image):
+            self.seen.append(frame.meta["pos_ms"])
+
+    inner = Positions()
+    sink = LoopTime(inner)
+    frames = [Frame(np.zeros((1, 1, 3), np.uint8), 0.0, i, {"pos_ms": p}) for i, p in enumerate([0, 500, 1000, 0, 500])]
+    for f in frames:
+        sink.write(f, None, {"type": "result"}, None)
+    assert inner.seen == [0, 500, 1000, 1001, 1501]
+    assert [f.meta["pos_ms"] for f in frames] == [0, 500, 1000, 0, 500]  # the pipeline's frames are not changed

@@ -18,7 +18,7 @@ from typing import Any
 
 from edge_sdk.errors import ConfigError, EdgeSDKError
 from edge_sdk.serve.config import ServeConfig
-from edge_sdk.serve.streams import EventLog, RawFrames, StreamSink, Tagged
+from edge_sdk.serve.streams import EventLog, LoopTime, RawFrames, StreamSink, Tagged
 
 log = logging.getLogger("edge_sdk.serve")
 #: a stream with no result for this long is reported down (unless it has just started)
@@ -205,9 +205,10 @@ class Service:
                 sinks.append(video if cc.record.annotated else RawFrames(video))
             if cc.clips is not None:
                 c = cc.clips
-                sinks.append(ClipSink(c.dir, pre=c.pre_s, post=c.post_s, events=c.events, annotated=c.annotated,
-                                      max_bytes=None if c.max_mb is None else int(c.max_mb * 1e6),
-                                      max_age_s=c.max_age_s))  # fmt: skip
+                clips = ClipSink(c.dir, pre=c.pre_s, post=c.post_s, events=c.events, annotated=c.annotated,
+                                 max_bytes=None if c.max_mb is None else int(c.max_mb * 1e6),
+                                 max_age_s=c.max_age_s)  # fmt: skip
+                sinks.append(LoopTime(clips) if opts.get("loop") else clips)
             rm = self._rm
             pipe = Pipeline(source, self.shared.handle(cc.name), task=self.task, sinks=sinks,  # type: ignore[union-attr]
                             preprocess=rm.preprocess, labels=rm.labels, metrics_every=METRICS_EVERY,

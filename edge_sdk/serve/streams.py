@@ -185,3 +185,38 @@ class RawFrames(Sink):
 
     def __repr__(self) -> str:
         return f"<raw {self.inner!r}>"
+
+
+class LoopTime(Sink):
+    """For a sink that places frames by their file position (clips): a looping file's position keeps growing
+    across loops instead of going back to 0, so a clip around the end of one pass still ends."""
+
+    def __init__(self, inner: Sink) -> None:
+        self.inner, self.kind, self.needs_image = inner, inner.kind, inner.needs_image
+        self._offset = self._last = 0.0
+
+    def open(self, info: dict[str, Any]) -> None:
+        self.inner.open(info)
+
+    def write(self, frame: Any, result: Any, event: dict[str, Any], image: Any) -> None:
+        meta = getattr(frame, "meta", None) or {}
+        if "pos_ms" in meta:
+            import dataclasses
+
+            if meta["pos_ms"] + self._offset < self._last:  # the file started again
+                self._offset = self._last + 1.0
+            self._last = meta["pos_ms"] + self._offset
+            frame = dataclasses.replace(frame, meta={**meta, "pos_ms": self._last})
+        self.inner.write(frame, result, event, image)
+
+    def write_event(self, event: dict[str, Any]) -> None:
+        self.inner.write_event(event)
+
+    def write_metrics(self, metrics: dict[str, Any]) -> None:
+        self.inner.write_metrics(metrics)
+
+    def close(self) -> None:
+        self.inner.close()
+
+    def __repr__(self) -> str:
+        return f"<loop time {self.inner!r}>"
