@@ -31,6 +31,10 @@ class AgentCommand(Command):
         parser.add_argument("--latency-budget-ms", type=float, default=None, help="absolute p95 budget instead")
         parser.add_argument("--min-agreement", type=float, default=0.9, help="top-1 / box agreement floor (0.9)")
         parser.add_argument("--min-cosine", type=float, default=0.98, help="output cosine floor (0.98)")
+        parser.add_argument(
+            "--accept-unvalidated", action="store_true",
+            help="a first install (nothing live) whose bundle ships no validation figures passes on no errors alone",
+        )  # fmt: skip
         parser.add_argument("--telemetry-every", type=float, default=10.0, metavar="S", help="seconds (10)")
         parser.add_argument(
             "--metrics-file", default=None,
@@ -50,6 +54,7 @@ class AgentCommand(Command):
         rules = ProbationRules(
             frames=args.probation_frames, latency_factor=args.latency_factor,
             latency_budget_ms=args.latency_budget_ms, min_agreement=args.min_agreement, min_cosine=args.min_cosine,
+            require_figures=not args.accept_unvalidated,
         )  # fmt: skip
         opts = InstallOptions(state_dir_of(args.state_dir), keys, args.source or DEFAULT_SOURCE, rules)
         agent = Agent(args.broker, args.fleet, args.device, opts, telemetry_every=args.telemetry_every,
