@@ -75,6 +75,7 @@ class BatchingModel:
         self._closed = False
         self._broken: str | None = None  # why the last recovery failed; requests are dropped until one works
         self._retry_at = 0.0
+        self._last_done = 0.0  # monotonic time the last call's results were handed back
         self.counters = {"calls": 0, "requests": 0, "samples": 0, "stalls": 0, "restarts": 0, "dropped": 0,
                          "max_pending": 0}  # fmt: skip
         self._worker = Worker(model, self._owns)
@@ -201,6 +202,7 @@ class BatchingModel:
                     batch = self._pick()
                 if batch:
                     self._dispatch(batch)
+                    self._last_done = time.monotonic()
         finally:
             with self._cv:
                 self._fail_pending(lambda: ModelClosedError(f"the shared model {self._name()} is closed"))
@@ -212,8 +214,10 @@ class BatchingModel:
         now = time.monotonic()
         for key in [k for k, t in self._seen.items() if now - t > ACTIVE_S and k not in self._pending]:
             del self._seen[key]
+        # the window runs from the later of the oldest request and the end of the last call: the streams that
+        # just got their results get ``window_ms`` to come back, else two halves of the streams would alternate
         oldest = min(q[0].t for q in self._pending.values() if q)
-        end = oldest + self.window_s
+        end = max(oldest, self._last_done) + self.window_s
         while not self._closed and self._n_pending < self.plan.capacity:
             if sum(1 for q in self._pending.values() if q) >= len(self._seen):
                 return
