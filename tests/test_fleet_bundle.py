@@ -374,3 +374,12 @@ def test_cli_run_accepts_a_bundle_and_refuses_an_unsigned_file(cli, tmp_path: Pa
     assert r.returncode == 4 and r.stderr.strip().splitlines()[-1].startswith(
         "edge-sdk run: error: " + str(image) + " is not signed, and trusted keys are set"
     )
+
+
+def test_without_cryptography_the_verbs_name_the_fleet_extra(cli, hide_module, tmp_path: Path) -> None:
+    r = cli("keygen", str(tmp_path / "k"), env=hide_module("cryptography"))
+    assert r.returncode == 2 and not (tmp_path / "k").exists()
+    assert r.stderr.strip() == (
+        "edge-sdk keygen: error: signed model bundles needs edge-sdk's [fleet] extra (cryptography is not "
+        'installed). Install it with: pip install "edge-sdk[fleet]"'
+    )
