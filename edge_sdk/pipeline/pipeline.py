@@ -375,17 +375,14 @@ class Pipeline(IterationMixin):
 
     def _infer_loop(self) -> None:
         model, stage = self.model, self.stats.stages["infer"]
+        run = self._infer or (lambda m, feeds, _frame: m.run(feeds, dequantize=True))
         try:
             for item in self._items(self.q_pre):
                 t = time.perf_counter()
-                try:
-                    if self._infer is not None:
-                        item.outputs = self._infer(model, item.feeds, item.frame)
-                    else:
-                        item.outputs = model.run(item.feeds, dequantize=True)
-                except InferenceStalledError as e:  # a shared model's watchdog gave up on this frame: drop it
+                try:  # a shared model's watchdog may give up on this frame (InferenceStalledError): drop it
+                    item.outputs = run(model, item.feeds, item.frame)
+                except InferenceStalledError:
                     self.infer_dropped += 1
-                    log.warning("%s: frame %d dropped: %s", self.source.name, item.frame.index, e)
                     continue
                 dt = time.perf_counter() - t
                 stage.add(dt)
