@@ -221,6 +221,23 @@ def test_file_cameras_end_and_the_service_with_them(folder, capsys):
     assert {n: s["state"] for n, s in out[1]["streams"].items()} == {"a": "ended", "b": "ended"}
 
 
+def test_a_camera_or_task_that_does_not_fit_names_its_line(folder):
+    from edge_sdk.errors import ConfigError
+    from edge_sdk.serve.config import load_config
+    from edge_sdk.serve.service import Service
+
+    path = folder / "bad.yaml"
+    path.write_text("model: zoo:centerface\nhttp: 127.0.0.1:0\ncameras:\n  door: door.mp4\n  yard: nosuch:thing\n"
+                    "  gate: {source: door.mp4, zones: {z: [[0, 0], [9, 0], [9, 9]]}}\n")  # fmt: skip
+    with pytest.raises(ConfigError, match=r"bad.yaml line 5: cameras.yard: source 'nosuch:thing': unknown scheme"):
+        Service(load_config(path)).start()  # stops what it built, and returns
+    path.write_text(path.read_text().replace("  yard: nosuch:thing\n", "").replace("zoo:centerface", "zoo:centerface"
+                    "\ntask: classify"))  # fmt: skip
+    with pytest.raises(ConfigError, match=r"bad.yaml line 2: task: task 'classify' needs one score output, but the "
+                                          r"model has 4"):  # fmt: skip
+        Service(load_config(path)).start()
+
+
 def test_token_required_off_loopback(folder, monkeypatch):
     from edge_sdk.errors import ConfigError
     from edge_sdk.serve.config import load_config

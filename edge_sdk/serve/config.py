@@ -137,6 +137,7 @@ class _Checker(Checks):
         if not cams:
             raise self.err(ln["cameras"], "cameras", "empty; give at least one, e.g. door: {source: door.mp4}")
         for name, value in cams.items():
+            self.lines_of[f"cameras.{name}"] = cams.lines[name]
             cfg.cameras[str(name)] = self._camera(str(name), value, cams.lines[name], loop)
         cfg.lines_of = self.lines_of
         return cfg

@@ -1,7 +1,7 @@
 """The service behind ``edge-sdk serve``: every camera of a config against one loaded model, and the HTTP API.
 
 Each camera is an :class:`edge_sdk.Pipeline` in its own thread, all sharing the model that :func:`_shared_model`
-gives (the one place that decides how streams share it: one model call at a time behind a lock, each call
+gives (the one place that decides how streams share it: multistream's BatchingModel, else a lock; each call
 timed per stream). A file camera plays at its own rate like a camera (``mode: live``) and ends at its end unless
 ``loop: true``; the service runs while any camera runs and stops when all have ended, or on
 :meth:`Service.request_stop` (SIGTERM / SIGINT), which stops every pipeline: recordings and clips are finalised,
@@ -66,6 +66,7 @@ class Service:
         self._stop_request: str | None = None
         self._predictor: tuple[Any, Any] = (None, None)  # (spec, post-processor) of /v1/infer
         self._stopped = False
+        self._serving = False  # serve_forever runs (shutdown() would wait for it forever otherwise)
 
     # -- lifecycle ---------------------------------------------------------------------------------------
     def start(self) -> Service:
@@ -88,6 +89,7 @@ class Service:
             self.stop()
             raise
         threading.Thread(target=self.server.serve_forever, name="serve-http", daemon=True).start()
+        self._serving = True
         for cam in self.cameras.values():
             cam.thread = threading.Thread(target=self._run_camera, args=(cam,), name=f"serve-{cam.name}", daemon=True)
             cam.started = time.monotonic()
@@ -106,7 +108,7 @@ class Service:
         """Ask :meth:`wait` to return and every pipeline to stop (only sets flags: safe in a signal handler)."""
         if self._stop_request is None:
             self._stop_request = reason
-        for cam in self.cameras.values():
+        for cam in list(self.cameras.values()):
             cam.pipeline.request_stop(reason)
 
     def wait(self, timeout: float | None = None) -> str:
@@ -137,7 +139,8 @@ class Service:
             cam.sink.close()
         if self.server is not None:
             self.server.shutdown_streams()
-            self.server.shutdown()
+            if self._serving:
+                self.server.shutdown()
             self.server.server_close()
         if self.shared is not None:
             self.shared.close()
@@ -171,6 +174,9 @@ class Service:
         model = es.load(rm.path, threads=cfg.threads)
         try:
             self._predictor = _predictor(model, task, rm, cfg.options)
+        except EdgeSDKError as e:  # the task or the options do not fit the model
+            model.close()
+            raise cfg.error("task" if cfg.task else "model", str(e)) from None
         except BaseException:
             model.close()
             raise
