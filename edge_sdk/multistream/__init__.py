@@ -3,8 +3,9 @@
 
 from __future__ import annotations
 
-from edge_sdk.multistream.batching import BatchingModel, StreamView
+from edge_sdk.multistream.batching import BatchingModel
 from edge_sdk.multistream.multistream import MultiStream
+from edge_sdk.multistream.view import StreamView
 from edge_sdk.multistream.watchdog import WatchdogOptions
 
 __all__ = ["BatchingModel", "MultiStream", "StreamView", "WatchdogOptions"]

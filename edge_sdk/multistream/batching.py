@@ -22,17 +22,18 @@ from typing import Any, Callable
 
 import numpy as np
 
-from edge_sdk.errors import InferenceStalledError, ModelClosedError
+from edge_sdk.errors import ModelClosedError
 from edge_sdk.multistream import batching_ops as ops
-from edge_sdk.multistream.watchdog import CallTimes, WatchdogOptions, default_loader, recover
+from edge_sdk.multistream.recovery import RecoveryMixin
+from edge_sdk.multistream.view import StreamView
+from edge_sdk.multistream.watchdog import CallTimes, WatchdogOptions, default_loader
 from edge_sdk.multistream.worker import Job, Request, Worker
 
 log = logging.getLogger("edge_sdk.multistream")
 ACTIVE_S = 2.0  # a stream that submitted within this many seconds is waited for (up to the window) when batching
-RETRY_S = 5.0  # after a failed recovery, how long before the next try
 
 
-class BatchingModel:
+class BatchingModel(RecoveryMixin):
     """Thread-safe proxy of a loaded :class:`~edge_sdk.Model` (or a path, then loaded and owned) for many streams.
 
     ``max_batch``: requests per call when the batch axis is dynamic (default 8; 1 turns batching off);
@@ -187,9 +188,6 @@ class BatchingModel:
         self.close()
 
     # -- scheduler -------------------------------------------------------------------------------
-    def _name(self) -> str:
-        return getattr(getattr(self._model, "path", None), "name", None) or repr(self._model)
-
     def _schedule_loop(self) -> None:
         try:
             while True:
@@ -316,94 +314,3 @@ class BatchingModel:
                 return True
             if self._closed:
                 return False
-
-    def _drop(self, batch: list[Request], why: str) -> None:
-        self.counters["dropped"] += len(batch)
-        for r in batch:
-            r.finish(error=InferenceStalledError(f"{self._name()}: frame dropped: {why}"))
-
-    def _stalled(self, batch: list[Request], job: Job, deadline: float | None) -> None:
-        """Abandon the stalled ``job``, drop what waited, replace the model, tell the listeners."""
-        stalled_s = time.monotonic() - job.t0
-        p99 = self.times.p99()
-        self.counters["stalls"] += 1
-        self._worker.stop(abandon=True)
-        why = (f"inference ran {stalled_s:.1f} s, past the watchdog's {deadline:.1f} s limit"
-               f"{f' (recent p99 {p99 * 1000:.1f} ms)' if p99 else ''}; the backend is being restarted")  # fmt: skip
-        self._drop(batch, why)
-        with self._cv:
-            stale = self._fail_pending(lambda: InferenceStalledError(f"{self._name()}: frame dropped: it waited "
-                                                                     "while the backend hung"))  # fmt: skip
-        self.counters["dropped"] += stale
-        event = {"type": "event", "event": "watchdog", "model": self._name(),
-                 "backend_before": getattr(self._model, "backend", None), "stalled_s": round(stalled_s, 3),
-                 "deadline_s": round(deadline or 0.0, 3), "p99_ms": None if p99 is None else round(p99 * 1000, 2),
-                 "streams": sorted({str(r.stream) for r in batch}), "dropped": len(batch) + stale}  # fmt: skip
-        log.warning("watchdog: %s: %s", self._name(), why)
-        self._replace(event)
-
-    def _replace(self, event: dict[str, Any]) -> bool:
-        t0 = time.monotonic()
-        try:
-            model, action, first_error = recover(self._loader, self.watchdog.recovery)
-        except Exception as e:
-            from edge_sdk.errors import first_line
-
-            self._broken, self._retry_at = first_line(e), time.monotonic() + RETRY_S
-            event.update(action="failed", error=self._broken)
-        else:
-            self._model, self._owns, self._broken = model, True, None
-            self._worker = Worker(model, owns=True)
-            self.times.clear()
-            self.counters["restarts"] += 1
-            event.update(action=action, backend=getattr(model, "backend", None))
-            if first_error:
-                event["restart_error"] = first_error
-        event.update(restart_s=round(time.monotonic() - t0, 3), ts=round(time.time(), 3))
-        self._emit(event)
-        return self._broken is None
-
-    def _retry_recovery(self) -> bool:
-        if time.monotonic() < self._retry_at:
-            return False
-        return self._replace({"type": "event", "event": "watchdog", "model": self._name(), "retry": True})
-
-    def _emit(self, event: dict[str, Any]) -> None:
-        self.events.append(event)
-        for cb in list(self._listeners):
-            try:
-                cb(event)
-            except Exception as e:
-                log.warning("watchdog event listener %s failed: %s", cb, e)
-
-
-class StreamView:
-    """``BatchingModel`` as one stream sees it: a model-like object whose calls are queued as stream ``name``.
-
-    ``close()`` does nothing (the shared model is closed by its owner), so a Pipeline may be given a view.
-    """
-
-    def __init__(self, shared: BatchingModel, name: Hashable) -> None:
-        self.shared = shared
-        self.name = name
-
-    def run(self, feeds: Any, *, dequantize: bool | None = None) -> dict[str, Any]:
-        return self.shared.run(feeds, dequantize=dequantize, stream=self.name)
-
-    def __call__(self, x: Any) -> Any:
-        outs = self.run(x)
-        return next(iter(outs.values())) if len(outs) == 1 else outs
-
-    def warmup(self, runs: int = 1) -> None:
-        self.shared.warmup(runs, stream=self.name)
-
-    def close(self) -> None:
-        """No-op: the shared model outlives one stream."""
-
-    def __getattr__(self, name: str) -> Any:  # inputs, outputs, path, metadata, backend, ...
-        if name.startswith("_"):
-            raise AttributeError(name)
-        return getattr(self.shared, name)
-
-    def __repr__(self) -> str:
-        return f"<StreamView {self.name!r} of {self.shared!r}>"
