@@ -185,3 +185,11 @@ def test_cli_stays_light():
             "print(sorted(m for m in ('yaml', 'prometheus_client', 'cv2') if m in sys.modules))")  # fmt: skip
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_each_camera_publishes_under_its_own_mqtt_topic():
+    from edge_sdk.serve.service import camera_topic
+
+    assert camera_topic("mqtt://127.0.0.1:1883/edge", "door") == "mqtt://127.0.0.1:1883/edge/door"
+    assert camera_topic("mqtt://broker", "door") == "mqtt://broker/edge_sdk/events/door"
+    assert camera_topic("mqtts://u:p@broker:8883/a/b/", "yard") == "mqtts://u:p@broker:8883/a/b/yard"

@@ -204,7 +204,7 @@ class Service:
             source = open_source(cc.source, **opts)
             for spec in [*self.config.sinks, *cc.sinks]:
                 if spec.lower().startswith(("mqtt://", "mqtts://")):  # each camera its own topic and status
-                    spec = f"{spec.rstrip('/')}/{cc.name}" if "/" in spec.split("://", 1)[1] else f"{spec}/{cc.name}"
+                    spec = camera_topic(spec, cc.name)
                 sinks.append(Tagged(open_sink(spec), cc.name))
             if cc.record is not None:
                 video = VideoFileSink(str(cc.record.path))
@@ -285,6 +285,15 @@ class Service:
             raise TaskError(f"POST /v1/infer takes images, but the model (task '{self.task}') takes other input")
         outputs = self.shared.run(spec.apply(image), "http", dequantize=True)
         return typed(post(outputs, Frame(image, time.monotonic(), 0, {})))
+
+
+def camera_topic(spec: str, camera: str) -> str:
+    """``mqtt://host:1883/edge`` -> ``mqtt://host:1883/edge/<camera>`` (no topic: ``edge_sdk/events/<camera>``)."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    u = urlsplit(spec)
+    topic = u.path.strip("/") or "edge_sdk/events"
+    return urlunsplit((u.scheme, u.netloc, f"/{topic}/{camera}", u.query, u.fragment))
 
 
 def _predictor(model: Any, task: str, rm: Any, options: dict[str, Any]) -> tuple[Any, Any]:
