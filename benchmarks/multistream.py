@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 import time
@@ -170,6 +171,7 @@ def main() -> int:
     counts = [int(s) for s in args.streams.split(",")]
     modes = args.modes.split(",")
     rm = resolve_model(args.model)
+    load_before = round(os.getloadavg()[0], 1)
     work = Path(tempfile.mkdtemp(prefix="multistream_bench_"))
     paths = {"fair": rm.path}
     if "batched" in modes:
@@ -198,7 +200,8 @@ def main() -> int:
                 rows.append(r)
     out = {"model": rm.path.name, "video": f"{args.size} mp4 (chelsea moving)", "frames_per_config": args.frames,
            "bench_ips": bench, "target": "ratio >= 0.90", "rows": rows,
-           "passed": all(r["ratio"] >= 0.9 for r in rows), "when": time.strftime("%Y-%m-%d %H:%M")}  # fmt: skip
+           "passed": all(r["ratio"] >= 0.9 for r in rows), "when": time.strftime("%Y-%m-%d %H:%M"),
+           "cpus": os.cpu_count(), "load_avg_1min": [load_before, round(os.getloadavg()[0], 1)]}  # fmt: skip
     if args.json:
         print(json.dumps(out, indent=2))
         return 0
@@ -213,7 +216,10 @@ def main() -> int:
         print(f"{r['mode']:8s} {r['streams']:7d} {r['batch']:5d} {r['mean_batch']:6.2f} {r['aggregate_fps']:8.1f} "
               f"{r['model_ips']:8.1f} {r['ratio']:6.2f} {r['alone_ips']:8.1f} {r['ratio_alone']:6.2f} "
               f"{p50:10.1f} {p99:10.1f} {r['dropped']:5d}")  # fmt: skip
-    print(f"target ratio >= 0.90: {'PASS' if out['passed'] else 'MISS'} (frame age: the worst stream of each row)")
+    print(
+        f"target ratio >= 0.90: {'PASS' if out['passed'] else 'MISS'} (frame age: the worst stream of each row); "
+        f"{out['cpus']} CPUs, load average {out['load_avg_1min'][0]} -> {out['load_avg_1min'][1]}"
+    )
     return 0
 
 
