@@ -143,6 +143,18 @@ def test_dashboard_dom_shows_the_streams_and_the_events(service):
     assert "zoo:" not in dom and "square.onnx" in dom  # the model, from /healthz
 
 
+def test_dashboard_takes_the_token_once_and_keeps_it(service, monkeypatch):
+    wait_for_events(service.url)
+    monkeypatch.setattr(service.config, "token", "t0ken-for-the-page")
+    dom = chromium(service.url, "--dump-dom").stdout
+    assert "edge-sdk serve</title>" not in dom and "this server needs a token" in dom  # 401 for the page itself
+    dom = chromium(service.url + "?token=t0ken-for-the-page", "--dump-dom").stdout
+    for name in ("door", "yard"):  # the <img> tags carry the token the page kept, the fetches send it as a header
+        box = dom[dom.index(f'id="cam-{name}"') :].split("</div></div>")[0]
+        assert 'data-size="320x240"' in box and "token=t0ken-for-the-page" in box, box
+    assert "door: enter zone mid" in dom and '<div id="err"></div>' in dom
+
+
 def test_dashboard_screenshot_has_the_streams_in_it(service, tmp_path):
     import cv2
 
