@@ -181,3 +181,35 @@ def test_batch_fixed_at_one_serves_streams_round_robin(tmp_path):
         served = ["abc"[int(c[0, 0]) - 1] for c in gated.calls[1:]]
         assert "".join(served) == "abcabcababab"
         assert len(got) == len(order)
+
+
+class Slow:
+    """A real model that takes at least ``seconds`` per call (slower than the live sources)."""
+
+    def __init__(self, model: Any, seconds: float) -> None:
+        self.m, self.seconds = model, seconds
+
+    def run(self, feeds: Any, **kw: Any) -> dict[str, np.ndarray]:
+        time.sleep(self.seconds)
+        return self.m.run(feeds, **kw)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.m, name)
+
+
+def test_live_streams_keep_the_latest_frame_and_stop_on_request(tmp_path):
+    live = "synthetic:?fps=100&size=64x48"
+    with es.load(colour_onnx(tmp_path / "colour1.onnx", 1)) as model:
+        ms = MultiStream({"a": live, "b": live}, Slow(model, 0.02), task="classify", preprocess=SPEC, metrics_every=0)
+        ms.start()
+        for _ in range(600):
+            stats = ms.stats()
+            if all(s["frames"] >= 5 for s in stats.values()):
+                break
+            time.sleep(0.05)
+        assert all(s["up"] and s["last_frame_age_s"] is not None and s["fps"] > 0 for s in stats.values()), stats
+        ms.request_stop("test")  # what a signal handler does: flags only
+        final = ms.run()  # returns at once: a stop was requested
+    for name, m in final.items():
+        assert m["results"] >= 5 and m["frames"]["dropped"] > 0, name  # the source outpaces its share: older dropped
+    assert ms.stats()["a"]["up"] is False and ms.model.stats()["max_pending"] <= 2
