@@ -17,6 +17,11 @@ TRACK_NODEPS := trackers==2.6.1
 CORPUS_LIBS := .corpus-libs
 CORPUS_NODEPS := torchvision==0.28.0 timm==1.0.31 ultralytics==8.4.190 ultralytics-thop==2.2.3
 
+# `make test` runs the suite in TEST_WORKERS processes (pytest-xdist): one per core, at most 4 (each worker holds
+# TensorFlow, PyTorch and the runtimes: ~3 GiB). Many tests wait on subprocesses, tools and sockets, so two workers
+# on two cores finish well ahead of one. A file whose tests share a module fixture stays on one worker (conftest).
+TEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 2); [ $$n -gt 4 ] && n=4; echo $$n)
+
 # onnx2tf (the ONNX -> TFLite route) pins tensorflow 2.19 / numpy 1.26, so it lives in its own venv.
 ONNX2TF_VENV := .venv-onnx2tf
 
@@ -59,7 +64,7 @@ sysdeps:
 
 test: sysdeps $(VENV)/.installed $(ONNX2TF_VENV)/.installed $(CORPUS_LIBS)/.installed
 	$(PY) -m ruff check .
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadscope
 
 demo: sysdeps $(VENV)/.installed $(ONNX2TF_VENV)/.installed
 	$(VENV)/bin/edge-sdk demo

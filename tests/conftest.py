@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import functools
 import os
 import subprocess
 import sys
@@ -70,3 +71,29 @@ def hide_module(tmp_path: Path):
         return {"PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")])}
 
     return make
+
+
+@functools.cache
+def _shares_fixtures(test_file: str) -> bool:
+    """Whether a test file defines a module- or class-scoped fixture (a conversion, a corpus of models)."""
+    try:
+        text = (REPO / test_file).read_text(encoding="utf-8")
+    except OSError:
+        return False
+    return 'scope="module"' in text or 'scope="class"' in text
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log):
+    """``make test`` runs ``pytest -n N --dist loadscope``: a file that shares a module fixture runs on one worker,
+    so the fixture is built once; every other test is scheduled on its own (xdist's ``loadscope`` would keep
+    each whole file together, and ``loadgroup``'s marks are lost under pytest 9: xdist 3.8 renames node ids)."""
+    if config.getvalue("dist") != "loadscope":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class SharedFixtureScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            test_file = nodeid.split("::", 1)[0]
+            return test_file if _shares_fixtures(test_file) else nodeid
+
+    return SharedFixtureScheduling(config, log)
