@@ -184,7 +184,7 @@ def main() -> int:
             paths["batched"] = dyn
     clips = {n: [write_clip(work / f"s{n}_{i}.mp4", -(-args.frames // n), args.size, "chelsea") for i in range(n)]
              for n in counts}  # fmt: skip
-    bench: dict[str, list[float]] = {}  # measured again before each row: the load of a shared machine moves
+    bench: dict[str, list[float]] = {}  # measured after each row (alone: before it): the load of a shared machine moves
     rows = []
     for mode in modes:
         with load(paths[mode]) as model:
