@@ -5,6 +5,7 @@ line and through a zone, driven with Detections directly, then end to end throug
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from pathlib import Path
 
@@ -222,6 +223,27 @@ def test_cli_flags(detector_and_clip, tmp_path, capsys):
     assert code == 2 and "--line 'g=1,2,3': give x1,y1,x2,y2" in capsys.readouterr().err
     code = main(["run", str(model), "--task", "detect", "--source", str(clip), "--no-probe", "--clips", str(folder)])
     assert code == 2 and "--clips records around zone and line events" in capsys.readouterr().err
+
+
+def test_cli_events_only_prints_zone_and_line_events(detector_and_clip, tmp_path):
+    """``--events-only`` with zones / lines: one line per event in the terminal, or only event JSON lines."""
+    import sys
+
+    model, clip = detector_and_clip
+    args = [sys.executable, "-m", "edge_sdk.cli.main", "run", str(model), "--task", "detect", "--source", str(clip),
+            "--no-probe", "--size", f"{H}x{W}", "--mean", "0", "--std", "255", "--events-only",
+            "--zone", "mid=100,0,220,0,220,240,100,240", "--line", "gate=160,0,160,240"]  # fmt: skip
+    r = subprocess.run(args, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.strip().splitlines()
+    assert [ln.split()[2:5] for ln in lines] == [["enter", "zone", "mid"], ["cross", "line", "gate"],
+                                                   ["leave", "zone", "mid"]], r.stdout  # fmt: skip
+    assert re.search(r"  cross  line gate in  0 #\d+$", lines[1]), lines[1]  # label (class 0: no labels file), track
+    r = subprocess.run([*args, "--sink", "-"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    docs = [json.loads(ln) for ln in r.stdout.splitlines()]
+    assert summary([d for d in docs if d["type"] == "event"]) == EXPECTED
+    assert not [d for d in docs if d["type"] == "result"]
 
 
 def test_annotate_draws_zones_lines_and_track_ids():

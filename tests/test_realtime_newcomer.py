@@ -245,8 +245,9 @@ def test_status_and_events_flags(colour_onnx):
     r = run_cli("run", str(colour_onnx), *PRE_FLAGS, "--source", "synthetic:?fps=0&frames=5&size=64x64",
                 "--events-only")  # fmt: skip
     assert r.returncode == 2
-    assert ("--events-only: task 'classify' gives a result per frame and no events; only the vad task emits "
-            "events (SPEECH_START / SPEECH_END)") in r.stderr  # fmt: skip
+    assert ("--events-only: task 'classify' gives a result per frame and no events; the vad task emits events "
+            "(SPEECH_START / SPEECH_END), and detect does with --zone NAME=... or --line NAME=... "
+            "(enter / leave / cross)") in r.stderr  # fmt: skip
     r = run_cli("run", str(colour_onnx), *PRE_FLAGS, "--source", "synthetic:?fps=0&frames=5&size=64x64",
                 "--threads", "0")  # fmt: skip
     assert r.returncode == 2 and "--threads 0: give a number of threads >= 1, e.g. --threads 2" in r.stderr

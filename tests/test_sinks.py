@@ -159,14 +159,19 @@ def test_mqtt_events_reach_a_real_broker(model, tmp_path):
         assert wait_port(port)
         sub.on_message = lambda c, u, msg: received.append((msg.topic, json.loads(msg.payload)))
         sub.connect("127.0.0.1", port)
-        sub.subscribe("cams/test/#")
+        sub.subscribe("cams/#")
         sub.loop_start()
         time.sleep(0.3)
         p = Pipeline("synthetic:?fps=0&frames=25&size=64x64", model, preprocess=SPEC,
                      sinks=[f"mqtt://127.0.0.1:{port}/cams/test"])  # fmt: skip
         p.run()
+        zone_sink = open_sink(f"mqtt://127.0.0.1:{port}/cams/zone")  # what the analytics write through a sink
+        zone_sink.open({})
+        zone_sink.write_event({"type": "event", "event": "enter", "zone": "door", "track_id": 3, "label": "person"})
+        zone_sink.close()
         deadline = time.monotonic() + 5
-        while time.monotonic() < deadline and sum(t == "cams/test" for t, _ in received) < 25:
+        while time.monotonic() < deadline and (sum(t == "cams/test" for t, _ in received) < 25
+                                               or not any(t == "cams/zone/events" for t, _ in received)):  # fmt: skip
             time.sleep(0.05)
     finally:
         sub.loop_stop()
@@ -176,3 +181,6 @@ def test_mqtt_events_reach_a_real_broker(model, tmp_path):
     assert len(results) == 25 and results[0]["type"] == "result" and "top" in results[0]
     assert any(t == "cams/test/metrics" for t, _ in received)
     assert any(t == "cams/test/status" and d.get("event") == "EOS" for t, d in received)
+    # zone / line events have a topic of their own: the status topic is liveness and source events
+    assert [d["zone"] for t, d in received if t == "cams/zone/events"] == ["door"]
+    assert not any(t == "cams/zone/status" and d.get("event") == "enter" for t, d in received)

@@ -174,10 +174,11 @@ class RunCommand(Command):
                 f"--task is required: {rm.path.name} carries no task (no edge_sdk metadata inside, no manifest "
                 "listing it); give --task classify, detect or vad"
             )
-        if args.events_only and task not in EVENT_TASKS:
+        if args.events_only and task not in EVENT_TASKS and not (args.zone or args.line):
             raise CLIUsageError(
-                f"--events-only: task '{task}' gives a result per frame and no events; only the "
-                f"{', '.join(EVENT_TASKS)} task emits events (SPEECH_START / SPEECH_END)"
+                f"--events-only: task '{task}' gives a result per frame and no events; the "
+                f"{', '.join(EVENT_TASKS)} task emits events (SPEECH_START / SPEECH_END), and detect does with "
+                "--zone NAME=... or --line NAME=... (enter / leave / cross)"
             )
         labels = load_labels(args.labels) if args.labels else rm.labels
         analytics = _analytics_args(args, task)
@@ -251,7 +252,8 @@ def _terminal_sink(args: argparse.Namespace, sinks: list[Any], task: str) -> Any
     status = args.status
     if status is None:
         status = not args.events_only and (not sinks or sys.stderr.isatty())
-    events = task in EVENT_TASKS and (not sinks or args.events_only or sys.stdout.isatty() or stdout_taken)
+    has_events = task in EVENT_TASKS or bool(args.zone or args.line)  # VAD speech, zone / line crossings
+    events = has_events and (not sinks or args.events_only or sys.stdout.isatty() or stdout_taken)
     if stdout_taken and args.events_only and not args.json:
         events = False  # the JSON lines on stdout are the events
     if not status and not events:

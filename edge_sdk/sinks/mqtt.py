@@ -65,9 +65,10 @@ class MqttSink(Sink):
         self._client = client
         self._publish(f"{self.topic}/status", {"type": "status", "status": "online", **info}, retain=True)
 
-    def _publish(self, topic: str, payload: dict[str, Any], retain: bool = False) -> None:
+    def _publish(self, topic: str, payload: dict[str, Any], retain: bool = False, qos: int | None = None) -> None:
         if self._client is not None:
-            self._client.publish(topic, json.dumps(payload, default=str), qos=self.qos, retain=retain)
+            qos = self.qos if qos is None else qos
+            self._client.publish(topic, json.dumps(payload, default=str), qos=qos, retain=retain)
             self.published += 1
 
     def write(self, frame: Any, result: Any, event: dict[str, Any], image: Any) -> None:
@@ -77,7 +78,10 @@ class MqttSink(Sink):
             self._publish(self.topic, event)
 
     def write_event(self, event: dict[str, Any]) -> None:
-        self._publish(f"{self.topic}/status", event)
+        """Source events (disconnected, reconnected, end of file) on ``<topic>/status``; zone, line and watchdog
+        events on ``<topic>/events`` (they used to share the status topic, where subscribers expect liveness)."""
+        topic = f"{self.topic}/{'status' if event.get('type') == 'source' else 'events'}"
+        self._publish(topic, event, qos=max(self.qos, 1))  # at least once: paho also queues it while connecting
 
     def write_metrics(self, metrics: dict[str, Any]) -> None:
         self._publish(f"{self.topic}/metrics", metrics)

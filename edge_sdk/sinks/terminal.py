@@ -6,6 +6,8 @@
   they are, how many frames were dropped, and the last result. On a terminal it is redrawn in place
   (``\\r``) at most every ``interval`` seconds (default 0.25); elsewhere (a log file, the journal)
   it is a new line every ``interval`` seconds (default 5), so logs do not fill up.
+- Zone and line events (``--zone``/``--line``: ``enter``, ``leave``, ``cross`` with track id and label) are
+  lines on ``events_stream`` too, e.g. ``    1.37 s  cross  line gate in  person #3``.
 - Source events (``DISCONNECTED``, ``RECONNECTED``, ``EOS``) are lines on the status stream.
 """
 
@@ -35,8 +37,17 @@ def describe_result(event: dict[str, Any]) -> str:
 
 
 def describe_event(ev: dict[str, Any]) -> str:
-    """A task event (``{"event": "SPEECH_END", "t_s": 3.52, "segment": {...}}``) as one line."""
-    text = f"{float(ev.get('t_s', 0.0)):8.2f} s  {ev.get('event', '?')}"
+    """A task event (``{"event": "SPEECH_END", "t_s": 3.52, "segment": {...}}``) or an analytics event
+    (``{"event": "enter", "zone": "door", "track_id": 3, "label": "person", "pos_ms": 1366.7}``) as one line."""
+    t = ev.get("t_s", (ev.get("pos_ms") or 0.0) / 1000.0)
+    text = f"{float(t):8.2f} s  {ev.get('event', '?')}"
+    where = (f"zone {ev['zone']}" if ev.get("zone") else f"line {ev['line']}" if ev.get("line") else "")
+    if where:
+        direction = f" {ev['direction']}" if ev.get("direction") and ev.get("event") == "cross" else ""
+        track = f" #{ev['track_id']}" if ev.get("track_id") is not None else ""
+        text += f"  {where}{direction}  {ev.get('label', '')}{track}".rstrip()
+    elif ev.get("event") == "watchdog" and ev.get("detail"):
+        text += f"  {ev['detail']}"
     seg = ev.get("segment")
     if isinstance(seg, dict) and seg.get("end_s") is not None:
         start, end = float(seg["start_s"]), float(seg["end_s"])
@@ -97,7 +108,10 @@ class TerminalSink(Sink):
         self._status()
 
     def write_event(self, event: dict[str, Any]) -> None:
-        self._line(self.status_stream, f"source {event.get('event', '?')}: {event.get('detail', '')}".rstrip(": "))
+        if event.get("type") == "source":
+            self._line(self.status_stream, f"source {event.get('event', '?')}: {event.get('detail', '')}".rstrip(": "))
+        else:  # zone / line events of the analytics, the watchdog's: lines like the task's events
+            self._print_events([event])
 
     def write_metrics(self, metrics: dict[str, Any]) -> None:
         self._metrics = metrics
