@@ -1,5 +1,6 @@
 """A/B model slots and the ``edge-model`` Mender update module (issue 16 items 2 and 4): staging never touches
-the live model, activation and rollback are atomic, the module answers Mender's states as the client calls it."""
+the live model, activation and rollback are atomic, the module answers Mender's states as the client calls it
+and its ArtifactInstall runs the agent's probation (a worse model fails the install; the old one stays live)."""
 
 from __future__ import annotations
 
@@ -135,15 +136,34 @@ def mender(state: str, tree: Path, env: dict[str, str]) -> subprocess.CompletedP
     return subprocess.run([str(MODULE), state, str(tree)], capture_output=True, text=True, env=env, timeout=120)
 
 
+@pytest.fixture(scope="module")
+def mkit(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Bundles for the Mender module, whose ArtifactInstall runs the probation: tiny image classifiers with
+    shipped validation figures (fleet_helpers, as the agent and rollout tests). v1 and v2 agree (v2's weights
+    x1.001), v3 is signed by an untrusted key, ``bad`` has its outputs perturbed (every top-1 the last class)."""
+    from fleet_helpers import classifier, make_bundle
+
+    d = tmp_path_factory.mktemp("mender_kit")
+    priv, pub = generate_keypair(d / "signer")
+    other, _ = generate_keypair(d / "other")
+    out = {"pub": pub}
+    for name, key, perturb in (("v1", priv, {}), ("v2", priv, {"scale": 1.001}), ("v3", other, {}),
+                               ("bad", priv, {"bias": 50.0})):  # fmt: skip
+        out[name], _ = make_bundle(d, classifier(d / f"{name}.onnx", **perturb), key, name)
+    return out
+
+
 @pytest.fixture
-def menv(tmp_path: Path, kit: dict[str, Path]) -> dict[str, str]:
+def menv(tmp_path: Path, mkit: dict[str, Path]) -> dict[str, str]:
     return {
         **os.environ,
         "EDGE_SDK_PYTHON": sys.executable,
         "EDGE_SDK_STATE_DIR": str(tmp_path / "state"),
-        "EDGE_SDK_TRUSTED_KEYS": str(kit["pub"]),
+        "EDGE_SDK_TRUSTED_KEYS": str(mkit["pub"]),
+        "EDGE_SDK_PROBATION_SOURCE": "synthetic:?fps=0&size=48x48",
         "EDGE_MODEL_CONFIG": str(tmp_path / "none"),
         "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+        "OMP_NUM_THREADS": "1",
     }
 
 
@@ -171,9 +191,9 @@ def deploy(tree: Path, env: dict[str, str], *, fail_after_install: bool = False)
     return calls
 
 
-def test_mender_module_installs_commits_and_rolls_back(tmp_path: Path, kit: dict[str, Path], menv) -> None:
+def test_mender_module_installs_commits_and_rolls_back(tmp_path: Path, mkit: dict[str, Path], menv) -> None:
     state = Path(menv["EDGE_SDK_STATE_DIR"])
-    calls = deploy(module_tree(tmp_path, kit["v1"], "model-v1"), menv)
+    calls = deploy(module_tree(tmp_path, mkit["v1"], "model-v1"), menv)
     assert [(s, rc) for s, rc, _ in calls] == [
         ("ProvidePayloadFileSizes", 0),
         ("Download", 0),
@@ -193,22 +213,22 @@ def test_mender_module_installs_commits_and_rolls_back(tmp_path: Path, kit: dict
     assert (rec["version"], rec["committed"]) == ("v1", True)
 
     # v2 installs, then the deployment fails before commit: Mender rolls back, v1 is live again
-    calls = deploy(module_tree(tmp_path, kit["v2"], "model-v2"), menv, fail_after_install=True)
+    calls = deploy(module_tree(tmp_path, mkit["v2"], "model-v2"), menv, fail_after_install=True)
     assert [s for s, _, _ in calls][-4:] == ["SupportsRollback", "ArtifactRollback", "ArtifactFailure", "Cleanup"]
     assert all(rc == 0 for _, rc, _ in calls), calls
-    assert version(state) == "v1" and slots.active_model(state) == state / "slots" / "a" / "mlp.onnx"
+    assert version(state) == "v1" and slots.active_model(state) == state / "slots" / "a" / "model.onnx"
 
     # v2 again, all the way: committed in slot b
-    calls = deploy(module_tree(tmp_path / "again", kit["v2"], "model-v2"), menv)
+    calls = deploy(module_tree(tmp_path / "again", mkit["v2"], "model-v2"), menv)
     assert all(rc == 0 for _, rc, _ in calls), calls
     rec = slots.read_active(state)
     assert (rec["slot"], rec["version"], rec["committed"], rec["previous_version"]) == ("b", "v2", True, "v1")
 
 
-def test_mender_module_refuses_a_bundle_signed_by_another_key(tmp_path: Path, kit: dict[str, Path], menv) -> None:
+def test_mender_module_refuses_a_bundle_signed_by_another_key(tmp_path: Path, mkit: dict[str, Path], menv) -> None:
     state = Path(menv["EDGE_SDK_STATE_DIR"])
-    assert all(rc == 0 for _, rc, _ in deploy(module_tree(tmp_path, kit["v1"], "model-v1"), menv))
-    calls = deploy(module_tree(tmp_path, kit["v3"], "model-v3"), menv)
+    assert all(rc == 0 for _, rc, _ in deploy(module_tree(tmp_path, mkit["v1"], "model-v1"), menv))
+    calls = deploy(module_tree(tmp_path, mkit["v3"], "model-v3"), menv)
     install = next(c for c in calls if c[0] == "ArtifactInstall")
     assert install[1] == 1 and install[2].count("\n") == 0
     assert install[2].startswith("edge-model ArtifactInstall: error: v3.edgebundle is signed by key ")
@@ -218,12 +238,76 @@ def test_mender_module_refuses_a_bundle_signed_by_another_key(tmp_path: Path, ki
     assert version(state) == "v1"  # the live model never changed; rollback did not go past it
 
 
-def test_mender_module_ignores_states_it_does_not_use(tmp_path: Path, kit: dict[str, Path], menv) -> None:
-    tree = module_tree(tmp_path, kit["v1"], "model-v1")
+def test_mender_module_ignores_states_it_does_not_use(tmp_path: Path, mkit: dict[str, Path], menv) -> None:
+    tree = module_tree(tmp_path, mkit["v1"], "model-v1")
     for state in ("ArtifactReboot", "ArtifactVerifyReboot", "ArtifactRollbackReboot", "SomeFutureState"):
         r = mender(state, tree, menv)
         assert (r.returncode, r.stdout) == (0, ""), (state, r.stderr)
     assert slots.read_active(Path(menv["EDGE_SDK_STATE_DIR"])) is None
+
+
+def install_line(calls: list[tuple[str, int, str]]) -> tuple[int, str]:
+    return next((rc, out) for s, rc, out in calls if s == "ArtifactInstall")
+
+
+def test_mender_probation_passes_a_good_bundle_and_it_commits(tmp_path: Path, mkit: dict[str, Path], menv) -> None:
+    """First install judged by its shipped figures, the next beside the live model on the same frames; both from
+    the default probation source (no EDGE_SDK_PROBATION_SOURCE: the agent's synthetic test pattern)."""
+    state = Path(menv["EDGE_SDK_STATE_DIR"])
+    env = {k: v for k, v in menv.items() if k != "EDGE_SDK_PROBATION_SOURCE"}
+    calls = deploy(module_tree(tmp_path, mkit["v1"], "model-v1"), env)
+    assert all(rc == 0 for _, rc, _ in calls), calls
+    assert "v1 passed probation (30 frames, p95 " in install_line(calls)[1]
+    assert "shipped validation figures" in install_line(calls)[1]
+    calls = deploy(module_tree(tmp_path, mkit["v2"], "model-v2"), env)
+    assert [(s, rc) for s, rc, _ in calls][2:6] == [
+        ("ArtifactInstall", 0),
+        ("NeedsArtifactReboot", 0),
+        ("SupportsRollback", 0),
+        ("ArtifactCommit", 0),
+    ]
+    assert "v2 passed probation (30 frames, p95 " in install_line(calls)[1]
+    assert "agreement 1.0" in install_line(calls)[1] and "active in slot b (uncommitted)" in install_line(calls)[1]
+    rec = slots.read_active(state)
+    assert (rec["slot"], rec["version"], rec["committed"], rec["previous_version"]) == ("b", "v2", True, "v1")
+
+
+def test_mender_probation_fails_a_degraded_bundle_and_the_old_model_stays(tmp_path: Path, mkit, menv) -> None:
+    """The degraded bundle is signed and loads and runs: only the probation catches it. ArtifactInstall exits 1
+    with one line naming the agreement; ArtifactRollback and ArtifactFailure leave v1 live and committed."""
+    state = Path(menv["EDGE_SDK_STATE_DIR"])
+    assert all(rc == 0 for _, rc, _ in deploy(module_tree(tmp_path, mkit["v1"], "model-v1"), menv))
+    calls = deploy(module_tree(tmp_path, mkit["bad"], "model-bad"), menv)
+    rc, line = install_line(calls)
+    assert rc == 1 and line.count("\n") == 0, line
+    assert line == ("edge-model ArtifactInstall: error: probation of bad failed: "
+                    "agreement with the current model 0.0 < 0.9")  # fmt: skip
+    assert [s for s, _, _ in calls][-4:] == ["SupportsRollback", "ArtifactRollback", "ArtifactFailure", "Cleanup"]
+    assert all(rc == 0 for s, rc, _ in calls if s != "ArtifactInstall"), calls
+    rec = slots.read_active(state)
+    assert (rec["slot"], rec["version"], rec["committed"]) == ("a", "v1", True)
+    assert slots.active_model(state) == state / "slots" / "a" / "model.onnx"
+    # a good bundle still installs after it (the failed one only ever sat in the inactive slot)
+    assert all(rc == 0 for _, rc, _ in deploy(module_tree(tmp_path / "again", mkit["v2"], "model-v2"), menv))
+    assert version(state) == "v2"
+
+
+def test_mender_probation_thresholds_come_from_the_settings(tmp_path: Path, mkit: dict[str, Path], menv) -> None:
+    """A latency budget of 0 ms no model meets (first install, nothing live: nothing to roll back to); a bad
+    setting is one line too."""
+    state = Path(menv["EDGE_SDK_STATE_DIR"])
+    tree = module_tree(tmp_path, mkit["v1"], "model-v1")
+    r = mender("ArtifactInstall", tree, {**menv, "EDGE_SDK_PROBATION_LATENCY_BUDGET_MS": "0"})
+    assert r.returncode == 1 and r.stderr.count("\n") == 1, r.stderr
+    assert r.stderr.startswith("edge-model ArtifactInstall: error: probation of v1 failed: latency p95 ")
+    assert r.stderr.rstrip().endswith(" ms over the budget 0 ms")
+    assert mender("ArtifactFailure", tree, menv).returncode == 0 and slots.read_active(state) is None
+    r = mender("ArtifactInstall", tree, {**menv, "EDGE_SDK_PROBATION_MIN_AGREEMENT": "high"})
+    assert (r.returncode, r.stderr) == (
+        1,
+        "edge-model ArtifactInstall: error: EDGE_SDK_PROBATION_MIN_AGREEMENT='high' is not a number\n",
+    )
+    assert slots.read_active(state) is None
 
 
 KILLER = """

@@ -6,8 +6,10 @@ protocol v3). The Mender artifact's payload is one ``.edgebundle``; Mender store
 (``Download`` does not consume the streams).
 
 - ``ArtifactInstall``: verify the bundle against the trusted keys, stage it into the inactive slot
-  (:mod:`edge_sdk.fleet.slots`), load it and run one warm-up inference (``EDGE_SDK_MENDER_SMOKE=0`` skips
-  that), then activate it (uncommitted);
+  (:mod:`edge_sdk.fleet.slots`), run the device agent's probation on it (:mod:`edge_sdk.fleet.probation`
+  through :mod:`edge_sdk.fleet.agent_install`: the same frames to the live model and the candidate, latency
+  p95, no errors, agreement; the shipped validation figures on a first install), then activate it
+  (uncommitted). A failed probation exits 1 with the reason and the old model stays live;
 - ``ArtifactCommit``: commit the live slot;
 - ``ArtifactRollback`` / ``ArtifactFailure``: if this deployment activated a slot that is still live,
   switch back to the previous one;
@@ -16,7 +18,13 @@ protocol v3). The Mender artifact's payload is one ``.edgebundle``; Mender store
 
 Settings (environment, or ``/etc/default/edge-model`` read by the shell script): ``EDGE_SDK_STATE_DIR``
 (default ``/var/lib/edge-sdk``), ``EDGE_SDK_TRUSTED_KEYS`` (default ``/etc/edge-sdk/trusted-keys``, a folder
-of ``*.pub``). Errors go to stderr as one line and exit 1, which makes Mender fail (and roll back) the update.
+of ``*.pub``). The probation (the agent's defaults, ``edge-sdk agent`` options in brackets):
+``EDGE_SDK_PROBATION_SOURCE`` (``--source``; default the agent's synthetic test pattern
+``synthetic:?fps=0&size=320x240``; a video file, image, folder or ``synthetic:...``),
+``EDGE_SDK_PROBATION_FRAMES`` (30), ``EDGE_SDK_PROBATION_LATENCY_FACTOR`` (1.5),
+``EDGE_SDK_PROBATION_LATENCY_BUDGET_MS`` (none), ``EDGE_SDK_PROBATION_MIN_AGREEMENT`` (0.9),
+``EDGE_SDK_PROBATION_MIN_COSINE`` (0.98), ``EDGE_SDK_PROBATION_ACCEPT_UNVALIDATED`` (``--accept-unvalidated``;
+0). Errors go to stderr as one line and exit 1, which makes Mender fail (and roll back) the update.
 """
 
 from __future__ import annotations
@@ -25,7 +33,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 from edge_sdk.errors import EdgeSDKError
 from edge_sdk.fleet import slots
@@ -58,14 +66,50 @@ def find_bundle(tree: Path) -> Path:
     return found[0]
 
 
-def _smoke(model_path: Path) -> None:
-    """Load the staged model and run one inference on zeros: a model its runtime refuses never goes live."""
-    if os.environ.get("EDGE_SDK_MENDER_SMOKE", "1").lower() in ("0", "false", "no", "off"):
-        return
-    import edge_sdk
+def _env_number(name: str, default: float | None, kind: type = float) -> Any:
+    raw = (os.environ.get(name) or "").strip()
+    if not raw:
+        return default
+    try:
+        value = kind(raw)
+    except ValueError:
+        raise EdgeSDKError(f"{name}={raw!r} is not a{'n integer' if kind is int else ' number'}") from None
+    if value < 0 or (kind is int and value < 1):
+        raise EdgeSDKError(f"{name}={raw!r} is out of range")
+    return value
 
-    with edge_sdk.load(model_path, warmup=1, trusted_keys=trusted_keys()):
-        pass
+
+def probation_options(root: Path) -> Any:
+    """The agent's install options from the ``EDGE_SDK_PROBATION_*`` settings (the agent's defaults)."""
+    from edge_sdk.fleet.agent_install import DEFAULT_SOURCE, InstallOptions
+    from edge_sdk.fleet.probation import ProbationRules
+
+    d = ProbationRules()
+    accept = (os.environ.get("EDGE_SDK_PROBATION_ACCEPT_UNVALIDATED") or "0").strip().lower()
+    rules = ProbationRules(
+        frames=_env_number("EDGE_SDK_PROBATION_FRAMES", d.frames, int),
+        latency_factor=_env_number("EDGE_SDK_PROBATION_LATENCY_FACTOR", d.latency_factor),
+        latency_budget_ms=_env_number("EDGE_SDK_PROBATION_LATENCY_BUDGET_MS", d.latency_budget_ms),
+        min_agreement=_env_number("EDGE_SDK_PROBATION_MIN_AGREEMENT", d.min_agreement),
+        min_cosine=_env_number("EDGE_SDK_PROBATION_MIN_COSINE", d.min_cosine),
+        require_figures=accept in ("", "0", "false", "no", "off"),
+    )  # fmt: skip
+    source = (os.environ.get("EDGE_SDK_PROBATION_SOURCE") or "").strip() or DEFAULT_SOURCE
+    return InstallOptions(root, trusted_keys(), source, rules)
+
+
+def probation(root: Path, slot: Path) -> str:
+    """Run the agent's probation on the candidate staged in ``slot`` beside the live model; a summary when it
+    passed, an EdgeSDKError naming the rule it broke (with the numbers) when not."""
+    from edge_sdk.fleet.agent_install import _probation, _summary
+    from edge_sdk.fleet.bundle import MANIFEST_NAME, BundleManifest
+
+    manifest = BundleManifest.from_bytes((slot / MANIFEST_NAME).read_bytes())  # stage() verified it
+    rep = _probation(slot, manifest, probation_options(root))
+    if not rep.passed:
+        reason = rep.reason.replace("edge-sdk agent --accept-unvalidated", "EDGE_SDK_PROBATION_ACCEPT_UNVALIDATED=1")
+        raise EdgeSDKError(f"probation of {manifest.version} failed: {reason}")
+    return _summary(rep)
 
 
 def install(tree: Path) -> None:
@@ -74,12 +118,13 @@ def install(tree: Path) -> None:
     before = slots.read_active(root)
     slot = slots.stage(root, bundle, trusted_keys())
     manifest = json.loads((slot / "bundle.json").read_text(encoding="utf-8"))
-    _smoke(slot / manifest["model_file"])
+    summary = probation(root, slot)  # raises when the candidate is worse: nothing activated, the old model live
     slots.activate(root, slot)
     marker = {"slot": slot.name, "version": manifest["version"], "replaced": before and before.get("version")}
     (tree / "tmp").mkdir(exist_ok=True)
     (tree / "tmp" / MARKER).write_text(json.dumps(marker), encoding="utf-8")
-    print(f"edge-model: {manifest['version']} active in slot {slot.name} (uncommitted)", file=sys.stderr)
+    print(f"edge-model: {manifest['version']} passed probation ({summary}); active in slot {slot.name} "
+          "(uncommitted)", file=sys.stderr)  # fmt: skip
 
 
 def rollback(tree: Path) -> None:
