@@ -11,7 +11,8 @@ from typing import Sequence
 
 from edge_sdk.cli.base import Command
 
-#: verb -> "module:Class"; modules are imported only when building the parser (they import little).
+#: verb -> "module:Class"; modules are imported only when building the parser (they import little), and only the
+#: named verb's when the command line starts with one (``edge-sdk run ...`` does not import ``convert``'s module).
 COMMANDS: dict[str, str] = {
     "info": "edge_sdk.cli.info:InfoCommand",
     "bench": "edge_sdk.cli.bench:BenchCommand",
@@ -37,7 +38,10 @@ def _load(spec: str) -> Command:
     return getattr(importlib.import_module(module), cls)()
 
 
-def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Command]]:
+def build_parser(only: str | None = None) -> tuple[argparse.ArgumentParser, dict[str, Command]]:
+    """The ``edge-sdk`` parser with every verb, or with the verb ``only`` alone (what ``main`` builds for a command
+    line that starts with a verb: that verb's parser and usage are the same, and no other verb's module is imported).
+    """
     from edge_sdk import __version__
 
     parser = argparse.ArgumentParser(prog="edge-sdk", description="Convert, inspect, benchmark and run edge models.")
@@ -45,6 +49,8 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Command]]:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands = {}
     for name, spec in COMMANDS.items():
+        if only is not None and name != only:
+            continue
         cmd = _load(spec)
         p = sub.add_parser(name, help=cmd.help, description=cmd.help)
         cmd.add_arguments(p)
@@ -58,8 +64,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     from edge_sdk._quiet import quiet_third_party
     from edge_sdk.errors import EdgeSDKError
 
-    parser, commands = build_parser()
-    args = parser.parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    # a verb first: everything after it is that verb's; anything else (--help, --version, a typo) gets every verb
+    parser, commands = build_parser(words[0] if words and words[0] in COMMANDS else None)
+    args = parser.parse_args(words)
     if not args.command:
         parser.print_help()
         return 2
