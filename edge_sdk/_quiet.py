@@ -6,8 +6,7 @@ import contextlib
 import logging
 import os
 import sys
-import tempfile
-from typing import Iterator
+from typing import IO, Iterator
 
 _NOISY_LOGGERS = ("tensorflow", "absl", "nncf", "openvino", "onnxruntime", "tf2onnx", "h5py", "jax")
 
@@ -80,7 +79,7 @@ def native_stderr(verbose: bool = False) -> Iterator[CapturedStderr]:
     except (OSError, ValueError):  # no real fd 2 (embedded interpreters)
         yield captured
         return
-    with tempfile.TemporaryFile(mode="w+b") as tmp:
+    with _scratch_file() as tmp:
         os.dup2(tmp.fileno(), 2)
         try:
             yield captured
@@ -89,3 +88,17 @@ def native_stderr(verbose: bool = False) -> Iterator[CapturedStderr]:
             os.close(saved)
             tmp.seek(0)
             captured.text = tmp.read().decode("utf-8", errors="replace")
+
+
+def _scratch_file() -> IO[bytes]:
+    """An anonymous file for captured output: in memory (``memfd_create``, Linux) without importing ``tempfile``
+    (and the shutil, random, bz2, lzma it imports) on every model load; a temporary file elsewhere."""
+    memfd_create = getattr(os, "memfd_create", None)
+    if memfd_create is not None:
+        try:
+            return open(memfd_create("edge_sdk_native_stderr"), "w+b")  # noqa: SIM115 - the caller closes it
+        except OSError:  # a kernel or sandbox without memfd
+            pass
+    import tempfile
+
+    return tempfile.TemporaryFile(mode="w+b")

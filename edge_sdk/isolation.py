@@ -19,9 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-import resource
 import signal
-import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
@@ -141,6 +139,8 @@ def probe(
     except TypeError as e:
         raise errors.BackendOptionError(f"the isolated probe needs JSON-serialisable backend options: {e}") from None
     what = runtime or backend or "the runtime"
+    import subprocess  # here: a CLI start that finds its verdict cached never spawns a probe
+
     t0 = time.perf_counter()
     try:
         proc = subprocess.run(
@@ -272,11 +272,13 @@ def _stderr_reason(stderr: str) -> str:
 def _limit_address_space(limit: int) -> None:
     """Cap this process's address space (soft and hard: the model's code cannot raise it back)."""
     try:
+        import resource
+
         for inherited in resource.getrlimit(resource.RLIMIT_AS):  # never above a limit the caller runs under
             if inherited != resource.RLIM_INFINITY:
                 limit = min(limit, inherited)
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-    except (ValueError, OSError) as e:  # a platform without RLIMIT_AS (macOS refuses it): the timeout still holds
+    except (ImportError, ValueError, OSError) as e:  # no RLIMIT_AS (macOS refuses it, Windows): the timeout holds
         print(f"edge_sdk probe: no address-space limit on this platform ({e})", file=sys.stderr)
 
 

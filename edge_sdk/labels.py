@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import functools
 import os
-from importlib import resources
 
 from edge_sdk.errors import LabelsError
 
 
 @functools.lru_cache(maxsize=4)
 def _packaged(name: str) -> tuple[str, ...]:
-    text = resources.files("edge_sdk").joinpath("data", name).read_text(encoding="utf-8")
+    try:  # the package's own folder: importlib.resources would import zipfile & co. on every CLI start
+        with open(os.path.join(os.path.dirname(__file__), "data", name), encoding="utf-8") as f:
+            text = f.read()
+    except OSError:  # installed as a zip
+        from importlib import resources
+
+        text = resources.files("edge_sdk").joinpath("data", name).read_text(encoding="utf-8")
     return tuple(line.strip() for line in text.splitlines() if line.strip())
 
 

@@ -18,7 +18,6 @@ import logging
 import os
 import platform
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -138,6 +137,8 @@ def _read(path: Path) -> dict[str, Any] | None:
 
 def _write(path: Path, data: Mapping[str, Any]) -> bool:
     """Write atomically (temp file in the same folder, then rename); an unwritable cache only costs speed."""
+    import tempfile  # here: a start that finds its verdict never writes one
+
     tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)

@@ -13,12 +13,15 @@ from __future__ import annotations
 
 import re
 import struct
-import xml.etree.ElementTree as ET
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from edge_sdk.errors import ModelFileError, UnsafeModelError
 from edge_sdk.formats import FormatHandler, ModelFile, register_format
 from edge_sdk.formats.budget import MemoryBudget, numel
+
+if TYPE_CHECKING:
+    import xml.etree.ElementTree as ET
 
 #: IR element types -> bits per element (ov::element::Type names)
 ELEMENT_BITS: dict[str, int] = {
@@ -124,6 +127,8 @@ def _check_shape_layers(root: ET.Element, bin_path: Path, budget: MemoryBudget) 
 
 
 def validate(path: Path, size: int, max_memory: int | None = None) -> ModelFile:
+    import xml.etree.ElementTree as ET  # here: every format registers at each start, few starts read an IR
+
     data = path.read_bytes()
     if b"<!DOCTYPE" in data or b"<!ENTITY" in data:
         raise UnsafeModelError(f"{path} declares a DOCTYPE/ENTITY; OpenVINO IR never does, refusing to parse it")
