@@ -12,6 +12,7 @@ import hashlib
 import logging
 import os
 import re
+import time
 from pathlib import Path
 from typing import Any
 
@@ -49,9 +50,21 @@ def _file_digest(path: Path, st: os.stat_result) -> str:
     blocks spread over it (first and last included), so at most ~4 MiB is read whatever the size.
     The trade-off: a same-size in-place edit that also restores the mtime and misses every sample
     would reuse a stale compiled model; delete the cache (or set ``cache_dir=None``) after such surgery.
+    A small file's digest is remembered on disk by the file's identity (see :func:`_digest_memo`).
     """
     if st.st_size <= FULL_HASH_BYTES:
-        return sha256_file(path)
+        memo = _digest_memo(path, st)
+        if memo is not None:
+            try:
+                known = memo.read_text().strip()
+            except (OSError, UnicodeDecodeError):
+                known = ""
+            if len(known) == 64 and all(c in "0123456789abcdef" for c in known):
+                return known
+        digest = sha256_file(path)
+        if memo is not None and _identity(path.stat()) == _identity(st):  # unchanged while it was read
+            _write_small(memo, digest)
+        return digest
     h = hashlib.sha256()
     with open(path, "rb") as f:
         h.update(f"sampled:{st.st_size}:{st.st_mtime_ns}:{st.st_ino}:{st.st_dev}".encode())
@@ -60,6 +73,51 @@ def _file_digest(path: Path, st: os.stat_result) -> str:
             f.seek(last * i // (SAMPLE_BLOCKS - 1))
             h.update(f.read(SAMPLE_BYTES))
     return h.hexdigest()
+
+
+#: a file's identity must be this old (mtime and ctime) before its digest is remembered on disk
+SETTLED_NS = 2_000_000_000
+
+
+def _digest_memo(path: Path, st: os.stat_result) -> Path | None:
+    """Where the whole-file digest of ``path`` is remembered across processes, keyed by the file's identity:
+    real path, device, inode, size, ``st_mtime_ns`` and ``st_ctime_ns``; None when the cache is off or the file
+    changed in the last SETTLED_NS.
+
+    Any write, rename over, ``touch`` or ``chmod`` gives the file a new ctime, and ctime cannot be set back (only
+    by moving the system clock), so a remembered digest always names the bytes it was computed from. Files that
+    changed within the last 2 s are not remembered (git's "racy clean" rule: a rewrite within one timestamp tick
+    could keep the identity). This spares a CLI start hashing its model again to look up its probe verdict
+    (18 MB: 20-30 ms on a small CPU); files above FULL_HASH_BYTES are keyed by identity and samples anyway.
+    """
+    if os.environ.get("EDGE_SDK_CACHE", "1").strip().lower() in ("0", "false", "no", "off"):
+        return None
+    now = time.time_ns()
+    if now - st.st_mtime_ns <= SETTLED_NS or now - st.st_ctime_ns <= SETTLED_NS:
+        return None
+    identity = "\0".join(map(str, (os.path.realpath(path), *_identity(st))))
+    return cache_root() / "digests" / f"{hashlib.sha256(identity.encode()).hexdigest()[:40]}.sha256"
+
+
+def _identity(st: os.stat_result) -> tuple[int, ...]:
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
+
+
+def _write_small(target: Path, text: str) -> None:
+    """Write ``text`` atomically (temp file in the same folder, then rename); an unwritable cache costs only speed."""
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with open(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, target)
+    except OSError as e:
+        log.debug("digest not remembered: cannot write %s (%s)", target, e.strerror or e)
+        try:
+            tmp.unlink()
+        except OSError:
+            pass
 
 
 _SHA256: dict[tuple[str, int, int, int], str] = {}
