@@ -20,8 +20,7 @@ Field numbers come from onnx/onnx.proto3.
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass, field
-from typing import Iterator
+from typing import Any, Iterator
 
 # wire types
 _VARINT, _I64, _LEN, _I32 = 0, 1, 2, 5
@@ -91,6 +90,55 @@ def iter_fields(buf: memoryview, start: int = 0, end: int | None = None) -> Iter
             raise WireError(f"invalid wire type {wtype} for field {fnum}")
 
 
+def _fields(buf: memoryview, start: int, end: int) -> list[tuple[int, int, Any]]:
+    """The fields of one message, as :func:`iter_fields` yields them, in a list.
+
+    The structure walk's inner loop (a model's nodes, attributes and value shapes: most of a file's parse
+    time): no generator to resume per field, and one-byte keys, lengths and values are read inline."""
+    out: list[tuple[int, int, Any]] = []
+    append = out.append
+    pos = start
+    while pos < end:
+        key = buf[pos]
+        if key < 0x80:
+            pos += 1
+        else:
+            key, pos = _read_varint(buf, pos, end)
+        fnum, wtype = key >> 3, key & 7
+        if fnum == 0:
+            raise WireError("field number 0")
+        if wtype == _LEN:
+            if pos < end and buf[pos] < 0x80:
+                length = buf[pos]
+                pos += 1
+            else:
+                length, pos = _read_varint(buf, pos, end)
+            if pos + length > end:
+                raise WireError(f"field {fnum} claims {length} bytes but only {end - pos} remain (truncated file?)")
+            append((fnum, _LEN, (pos, pos + length)))
+            pos += length
+        elif wtype == _VARINT:
+            if pos < end and buf[pos] < 0x80:
+                append((fnum, _VARINT, buf[pos]))
+                pos += 1
+            else:
+                val, pos = _read_varint(buf, pos, end)
+                append((fnum, _VARINT, val))
+        elif wtype == _I64:
+            if pos + 8 > end:
+                raise WireError("truncated 64-bit field")
+            append((fnum, wtype, pos))
+            pos += 8
+        elif wtype == _I32:
+            if pos + 4 > end:
+                raise WireError("truncated 32-bit field")
+            append((fnum, wtype, pos))
+            pos += 4
+        else:
+            raise WireError(f"invalid wire type {wtype} for field {fnum}")
+    return out
+
+
 def _text(buf: memoryview, span: tuple[int, int]) -> str:
     """Free text (producer, doc): undecodable bytes replaced."""
     return bytes(buf[span[0] : span[1]]).decode("utf-8", errors="replace")
@@ -98,28 +146,45 @@ def _text(buf: memoryview, span: tuple[int, int]) -> str:
 
 def _name(buf: memoryview, span: tuple[int, int], what: str) -> str:
     """An identifier: must be UTF-8 (onnxruntime and OpenVINO hand names to Python, which decodes them)."""
-    raw = bytes(buf[span[0] : span[1]])
     try:
-        return raw.decode("utf-8")
+        return str(buf[span[0] : span[1]], "utf-8")
     except UnicodeDecodeError:
-        raise WireError(f"a {what} is not UTF-8 text ({raw[:40]!r})") from None
+        raise WireError(f"a {what} is not UTF-8 text ({bytes(buf[span[0] : span[1]])[:40]!r})") from None
 
 
-@dataclass
-class WireTensor:
+class _Record:
+    """A plain record with a dataclass's repr and equality. Not a dataclass: building the five classes costs a
+    few ms at every start that checks a model, and a walk makes thousands of these."""
+
+    __slots__: tuple[str, ...] = ()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({', '.join(f'{k}={getattr(self, k)!r}' for k in self.__slots__)})"
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and all(getattr(self, k) == getattr(other, k) for k in self.__slots__)
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, as a dataclass with eq
+
+
+class WireTensor(_Record):
     """A tensor as seen on the wire (payload not copied, only measured)."""
 
-    name: str = ""
-    dims: list[int] = field(default_factory=list)
-    data_type: int = 0
-    external: dict[str, str] = field(default_factory=dict)
-    data_location: int = 0  # 1 == EXTERNAL
-    raw_bytes: int | None = None  # length of raw_data, None if absent
-    #: elements stored in the typed fields, by field number (float_data=4, int32_data=5, ...)
-    typed_counts: dict[int, int] = field(default_factory=dict)
-    where: str = "initializer"
-    #: the values of a small int32/int64 tensor (shapes, repeats), None for others
-    int_values: list[int] | None = None
+    __slots__ = ("name", "dims", "data_type", "external", "data_location", "raw_bytes", "typed_counts", "where",
+                 "int_values")  # fmt: skip
+
+    def __init__(self, where: str = "initializer") -> None:
+        self.name = ""
+        self.dims: list[int] = []
+        self.data_type = 0
+        self.external: dict[str, str] = {}
+        self.data_location = 0  # 1 == EXTERNAL
+        self.raw_bytes: int | None = None  # length of raw_data, None if absent
+        #: elements stored in the typed fields, by field number (float_data=4, int32_data=5, ...)
+        self.typed_counts: dict[int, int] = {}
+        self.where = where
+        #: the values of a small int32/int64 tensor (shapes, repeats), None for others
+        self.int_values: list[int] | None = None
 
     @property
     def numel(self) -> int:
@@ -129,47 +194,55 @@ class WireTensor:
         return n
 
 
-@dataclass
-class WireValueInfo:
-    name: str
-    elem_type: int = 0
-    dims: list[int | str | None] = field(default_factory=list)
+class WireValueInfo(_Record):
+    __slots__ = ("name", "elem_type", "dims")
+
+    def __init__(self, name: str = "") -> None:
+        self.name = name
+        self.elem_type = 0
+        self.dims: list[int | str | None] = []
 
 
-@dataclass
-class WireNode:
-    op_type: str = ""
-    domain: str = ""
-    name: str = ""
-    inputs: list[str] = field(default_factory=list)
-    outputs: list[str] = field(default_factory=list)
-    #: tensors of this node's attributes (a Constant's value, ConstantOfShape's fill value)
-    tensors: list[WireTensor] = field(default_factory=list)
+class WireNode(_Record):
+    __slots__ = ("op_type", "domain", "name", "inputs", "outputs", "tensors")
+
+    def __init__(self) -> None:
+        self.op_type = ""
+        self.domain = ""
+        self.name = ""
+        self.inputs: list[str] = []
+        self.outputs: list[str] = []
+        #: tensors of this node's attributes (a Constant's value, ConstantOfShape's fill value)
+        self.tensors: list[WireTensor] = []
 
 
-@dataclass
-class WireGraph:
-    nodes: list[WireNode] = field(default_factory=list)
-    initializers: list[WireTensor] = field(default_factory=list)
-    inputs: list[WireValueInfo] = field(default_factory=list)
-    outputs: list[WireValueInfo] = field(default_factory=list)
-    value_info: list[WireValueInfo] = field(default_factory=list)
-    subgraphs: list[WireGraph] = field(default_factory=list)
-    #: tensors held by node attributes (Constant values, defaults), including sparse values/indices
-    attribute_tensors: list[WireTensor] = field(default_factory=list)
-    name: str = ""
+class WireGraph(_Record):
+    __slots__ = ("nodes", "initializers", "inputs", "outputs", "value_info", "subgraphs", "attribute_tensors", "name")
+
+    def __init__(self) -> None:
+        self.nodes: list[WireNode] = []
+        self.initializers: list[WireTensor] = []
+        self.inputs: list[WireValueInfo] = []
+        self.outputs: list[WireValueInfo] = []
+        self.value_info: list[WireValueInfo] = []
+        self.subgraphs: list[WireGraph] = []
+        #: tensors held by node attributes (Constant values, defaults), including sparse values/indices
+        self.attribute_tensors: list[WireTensor] = []
+        self.name = ""
 
 
-@dataclass
-class WireModel:
-    ir_version: int = 0
-    opsets: dict[str, int] = field(default_factory=dict)
-    producer: str = ""
-    graph: WireGraph | None = None
-    #: model-local functions, each as a graph of its nodes and attribute defaults
-    functions: list[WireGraph] = field(default_factory=list)
-    #: training_info's initialization and algorithm graphs
-    training_graphs: list[WireGraph] = field(default_factory=list)
+class WireModel(_Record):
+    __slots__ = ("ir_version", "opsets", "producer", "graph", "functions", "training_graphs")
+
+    def __init__(self) -> None:
+        self.ir_version = 0
+        self.opsets: dict[str, int] = {}
+        self.producer = ""
+        self.graph: WireGraph | None = None
+        #: model-local functions, each as a graph of its nodes and attribute defaults
+        self.functions: list[WireGraph] = []
+        #: training_info's initialization and algorithm graphs
+        self.training_graphs: list[WireGraph] = []
 
     def all_graphs(self) -> Iterator[WireGraph]:
         """The main graph, functions and training graphs, and every subgraph inside them."""
@@ -228,7 +301,7 @@ def _parse_tensor(buf: memoryview, span: tuple[int, int], where: str = "initiali
     t = WireTensor(where=where)
     raw: tuple[int, int] | None = None
     packed: list[tuple[int, int]] = []
-    for fnum, wtype, val in iter_fields(buf, *span):
+    for fnum, wtype, val in _fields(buf, *span):
         if fnum == 1:
             if wtype == _VARINT:
                 t.dims.append(_signed(int(val)))
@@ -250,7 +323,7 @@ def _parse_tensor(buf: memoryview, span: tuple[int, int], where: str = "initiali
                 packed.append(val)
         elif fnum == 13 and wtype == _LEN:
             key = value = ""
-            for f2, w2, v2 in iter_fields(buf, *val):
+            for f2, w2, v2 in _fields(buf, *val):
                 if w2 == _LEN and f2 == 1:
                     key = _name(buf, v2, "external_data key")
                 elif w2 == _LEN and f2 == 2:
@@ -264,27 +337,27 @@ def _parse_tensor(buf: memoryview, span: tuple[int, int], where: str = "initiali
 
 def _parse_sparse(buf: memoryview, span: tuple[int, int], out: list[WireTensor], where: str) -> None:
     """SparseTensorProto: values=1, indices=2 (both TensorProto, both may be external)."""
-    for f2, w2, v2 in iter_fields(buf, *span):
+    for f2, w2, v2 in _fields(buf, *span):
         if f2 in (1, 2) and w2 == _LEN:
             out.append(_parse_tensor(buf, v2, f"{where} ({'values' if f2 == 1 else 'indices'})"))
 
 
 def _parse_value_info(buf: memoryview, span: tuple[int, int]) -> WireValueInfo:
     vi = WireValueInfo(name="")
-    for fnum, wtype, val in iter_fields(buf, *span):
+    for fnum, wtype, val in _fields(buf, *span):
         if fnum == 1 and wtype == _LEN:
             vi.name = _name(buf, val, "value name")
         elif fnum == 2 and wtype == _LEN:  # TypeProto
-            for f2, w2, v2 in iter_fields(buf, *val):
+            for f2, w2, v2 in _fields(buf, *val):
                 if f2 == 1 and w2 == _LEN:  # tensor_type
-                    for f3, w3, v3 in iter_fields(buf, *v2):
+                    for f3, w3, v3 in _fields(buf, *v2):
                         if f3 == 1 and w3 == _VARINT:
                             vi.elem_type = int(v3)
                         elif f3 == 2 and w3 == _LEN:  # shape
-                            for f4, w4, v4 in iter_fields(buf, *v3):
+                            for f4, w4, v4 in _fields(buf, *v3):
                                 if f4 == 1 and w4 == _LEN:
                                     dim: int | str | None = None
-                                    for f5, w5, v5 in iter_fields(buf, *v4):
+                                    for f5, w5, v5 in _fields(buf, *v4):
                                         if f5 == 1 and w5 == _VARINT:
                                             dim = _signed(int(v5))
                                         elif f5 == 2 and w5 == _LEN:
@@ -296,7 +369,7 @@ def _parse_value_info(buf: memoryview, span: tuple[int, int]) -> WireValueInfo:
 def _parse_attribute(
     buf: memoryview, span: tuple[int, int], graph: WireGraph, depth: int, node: WireNode | None = None
 ) -> None:
-    for fnum, wtype, val in iter_fields(buf, *span):
+    for fnum, wtype, val in _fields(buf, *span):
         if wtype != _LEN:
             continue
         if fnum in (5, 10):  # t, tensors
@@ -311,7 +384,7 @@ def _parse_attribute(
 
 def _parse_node(buf: memoryview, span: tuple[int, int], graph: WireGraph, depth: int) -> WireNode:
     n = WireNode()
-    for fnum, wtype, val in iter_fields(buf, *span):
+    for fnum, wtype, val in _fields(buf, *span):
         if wtype != _LEN:
             continue
         if fnum == 1:
@@ -336,7 +409,7 @@ def _parse_graph(buf: memoryview, span: tuple[int, int], depth: int = 0) -> Wire
             "no real model does this"
         )
     g = WireGraph()
-    for fnum, wtype, val in iter_fields(buf, *span):
+    for fnum, wtype, val in _fields(buf, *span):
         if wtype != _LEN:
             continue
         if fnum == 1:
@@ -359,7 +432,7 @@ def _parse_graph(buf: memoryview, span: tuple[int, int], depth: int = 0) -> Wire
 def _parse_function(buf: memoryview, span: tuple[int, int]) -> WireGraph:
     """FunctionProto: name=1, node=7, attribute_proto=11 (defaults, may hold tensors and graphs), value_info=12."""
     g = WireGraph()
-    for fnum, wtype, val in iter_fields(buf, *span):
+    for fnum, wtype, val in _fields(buf, *span):
         if wtype != _LEN:
             continue
         if fnum == 1:
@@ -386,14 +459,14 @@ def parse_model(data: bytes | memoryview) -> WireModel:
             m.graph = _parse_graph(buf, val)
         elif fnum == 8 and wtype == _LEN:
             domain, version = "", 0
-            for f2, w2, v2 in iter_fields(buf, *val):
+            for f2, w2, v2 in _fields(buf, *val):
                 if f2 == 1 and w2 == _LEN:
                     domain = _name(buf, v2, "opset domain")
                 elif f2 == 2 and w2 == _VARINT:
                     version = int(v2)
             m.opsets[domain] = version
         elif fnum == 20 and wtype == _LEN:  # TrainingInfoProto: initialization=1, algorithm=2
-            for f2, w2, v2 in iter_fields(buf, *val):
+            for f2, w2, v2 in _fields(buf, *val):
                 if f2 in (1, 2) and w2 == _LEN:
                     m.training_graphs.append(_parse_graph(buf, v2))
         elif fnum == 25 and wtype == _LEN:
