@@ -20,11 +20,13 @@ import os
 from dataclasses import replace
 from functools import lru_cache
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from devices.base import Accelerator, CpuInfo, DeviceInfo, Plan, Target
 from devices.probe import Probe
-from devices.runtimes import RuntimeReport
+
+if TYPE_CHECKING:
+    from devices.runtimes import RuntimeReport
 
 log = logging.getLogger("edge_sdk")
 
@@ -107,6 +109,14 @@ def plan(info_or_profile: DeviceInfo | str) -> Plan:
         return _family_of(info_or_profile).plan(info_or_profile, None)
     info = info_or_profile
     return _family_of(info.profile).plan(info.profile, info)
+
+
+def __getattr__(name: str) -> Any:  # RuntimeReport on first use: detection (every model load) does not need it
+    if name == "RuntimeReport":
+        from devices.runtimes import RuntimeReport
+
+        return RuntimeReport
+    raise AttributeError(f"module 'devices' has no attribute {name!r}")
 
 
 @lru_cache(maxsize=1)
