@@ -213,3 +213,16 @@ def test_live_streams_keep_the_latest_frame_and_stop_on_request(tmp_path):
     for name, m in final.items():
         assert m["results"] >= 5 and m["frames"]["dropped"] > 0, name  # the source outpaces its share: older dropped
     assert ms.stats()["a"]["up"] is False and ms.model.stats()["max_pending"] <= 2
+
+
+@pytest.mark.parametrize(
+    "sources, per_stream, message",
+    [
+        ({}, None, "at least one source"),
+        ({"a": "synthetic:?fps=0&frames=2"}, {"b": {"top_k": 1}}, "per_stream names unknown stream(s) ['b']"),
+    ],
+)
+def test_multistream_usage_errors(tmp_path, sources, per_stream, message):
+    with pytest.raises(es.EdgeSDKError) as e:
+        MultiStream(sources, str(colour_onnx(tmp_path / "c.onnx", 1)), per_stream=per_stream)
+    assert message in str(e.value)
