@@ -226,3 +226,29 @@ def test_multistream_usage_errors(tmp_path, sources, per_stream, message):
     with pytest.raises(es.EdgeSDKError) as e:
         MultiStream(sources, str(colour_onnx(tmp_path / "c.onnx", 1)), per_stream=per_stream)
     assert message in str(e.value)
+
+
+def test_a_bad_request_fails_alone(tmp_path):
+    path = builders.onnx_mlp(tmp_path / "mlp.onnx", batch="batch")
+    x = np.ones((1, 16), np.float32)
+    with es.load(path) as model:
+        gated = Gated(model)
+        bm = BatchingModel(gated)
+        gate = hold_scheduler(bm, gated)
+        errors: list[BaseException] = []
+
+        def bad() -> None:
+            try:
+                bm.run([x.astype(np.float64)], stream="bad")
+            except es.EdgeSDKError as e:
+                errors.append(e)
+
+        t_bad = threading.Thread(target=bad, daemon=True)
+        t_bad.start()
+        got = submit_in_order(bm, [("s0", x), ("s1", x)])
+        gated.gate.set()
+        for t in [gate, t_bad, *got.pop("threads")]:
+            t.join(30)
+        bm.close()
+    assert len(errors) == 1 and "expects dtype float32, got float64" in str(errors[0])
+    assert sorted(got) == [0, 1]  # the good requests were answered

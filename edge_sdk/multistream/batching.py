@@ -287,15 +287,14 @@ class BatchingModel(RecoveryMixin):
                 self._stalled(batch, job, deadline)
             return
         self.times.add(time.monotonic() - job.t0)
+        if job.error is not None and len(batch) > 1:  # one caller's bad input must not fail the others
+            for r in batch:
+                self._dispatch([r])
+            return
         self.counters["calls"] += 1
         self.counters["requests"] += len(batch)
         self.counters["samples"] += sum(r.size for r in batch)
         if job.error is not None:
-            if len(batch) > 1:  # one caller's bad input must not fail the others: run each alone
-                self.counters["calls"] -= 1
-                for r in batch:
-                    self._dispatch([r])
-                return
             first.finish(error=job.error)
             return
         assert job.outputs is not None
