@@ -18,7 +18,7 @@ import edge_sdk as es
 from edge_sdk.errors import InferenceStalledError, ModelLoadError
 from edge_sdk.multistream import BatchingModel, MultiStream, WatchdogOptions
 
-FAST = {"floor_s": 0.5, "factor": 10.0, "min_samples": 3, "startup_s": 10.0}  # a tiny model runs in < 1 ms
+FAST = {"floor_s": 2.0, "factor": 10.0, "min_samples": 3, "startup_s": 10.0}  # a tiny model runs in < 1 ms
 
 
 class Hanging:
@@ -76,7 +76,7 @@ def test_stalled_call_is_abandoned_and_the_backend_restarted(mlp):
             stats = bm.stats()
             assert hanging.hung.is_set()
             assert [e["event"] for e in events] == ["watchdog"] and events[0]["action"] == "restarted"
-            assert events[0]["type"] == "event" and events[0]["stalled_s"] >= 0.5 and events[0]["dropped"] >= 1
+            assert events[0]["type"] == "event" and events[0]["stalled_s"] >= 2.0 and events[0]["dropped"] >= 1
             assert bm.model is not hanging and isinstance(bm.model, es.Model)  # reloaded from the file
             assert stats["stalls"] == 1 and stats["restarts"] == 1
             assert stats["max_pending"] <= 3  # one request per caller at most: nothing queued behind the hang
