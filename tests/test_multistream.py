@@ -208,6 +208,8 @@ def test_live_streams_keep_the_latest_frame_and_stop_on_request(tmp_path):
                 break
             time.sleep(0.05)
         assert all(s["up"] and s["last_frame_age_s"] is not None and s["fps"] > 0 for s in stats.values()), stats
+        ms.pipelines["a"].source_events.append({"type": "source", "event": "DISCONNECTED"})  # a camera lost
+        assert [s["up"] for s in ms.stats().values()] == [False, True]
         ms.request_stop("test")  # what a signal handler does: flags only
         final = ms.run()  # returns at once: a stop was requested
     for name, m in final.items():

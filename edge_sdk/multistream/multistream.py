@@ -185,8 +185,9 @@ class MultiStream:
 
     # -- numbers and events ----------------------------------------------------------------------
     def stats(self) -> dict[str, dict[str, Any]]:
-        """Per stream: up, fps (recent while running), frames (results), drops, frame age p50/p99 (capture ->
-        result, ms) and seconds since its last result (None before the first)."""
+        """Per stream: up (running, no error, its source not disconnected), fps (recent while running), frames
+        (results), drops, frame age p50/p99 (capture -> result, ms), seconds since its last result (None before
+        the first) and, after a failure, error."""
         now = time.monotonic()
         out = {}
         for name, p in self.pipelines.items():
@@ -195,8 +196,10 @@ class MultiStream:
             running = runner is not None and runner.is_alive()
             last = p.stats.result_ts[-1] if p.stats.result_ts else None
             lat = m.get("latency_ms") or {}
+            events = [e.get("event") for e in p.source_events if e.get("event") in ("DISCONNECTED", "RECONNECTED")]
+            connected = not events or events[-1] != "DISCONNECTED"
             out[name] = {
-                "up": running and name not in self.errors,
+                "up": running and connected and name not in self.errors,
                 "fps": p.stats.recent_fps() if running else m.get("fps", 0.0),
                 "frames": m.get("results", 0),
                 "drops": m.get("frames", {}).get("dropped", 0),
