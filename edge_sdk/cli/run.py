@@ -160,7 +160,7 @@ class RunCommand(Command):
         from edge_sdk.labels import load_labels
         from edge_sdk.metadata import model_metadata
         from edge_sdk.pipeline import Pipeline
-        from edge_sdk.sources import open_source, preload
+        from edge_sdk.sources import open_source
 
         post_opts = _kv(args.post_opt, "--post-opt")
         source_opts = _kv(args.source_opt, "--source-opt")
@@ -182,14 +182,9 @@ class RunCommand(Command):
             )
         labels = load_labels(args.labels) if args.labels else rm.labels
         analytics = _analytics_args(args, task)
-        preloading = preload(args.source)  # OpenCV imports while the model is probed and loaded
-        try:
-            probe_model(args, rm.path, threads=args.threads)
-            source = open_source(args.source, **source_opts)
-            model = es.load(rm.path, threads=args.threads)
-        finally:
-            if preloading is not None:
-                preloading.join()  # an early exit must not end the interpreter during the import
+        probe_model(args, rm.path, threads=args.threads)
+        source = open_source(args.source, **source_opts)
+        model = es.load(rm.path, threads=args.threads)
         runtime = {k: v for k, v in model.describe().items() if k not in ("inputs", "outputs", "path", "cache_dir")}
         sinks: list[Any] = list(args.sink or [])
         terminal = _terminal_sink(args, sinks, task)

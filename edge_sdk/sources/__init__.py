@@ -22,8 +22,6 @@ from __future__ import annotations
 import importlib
 import os
 import re
-import sys
-import threading
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
@@ -47,26 +45,12 @@ SCHEMES: dict[str, str] = {
     "wav": "edge_sdk.sources.audio_file:WavFileSource",
     "synthetic-audio": "edge_sdk.sources.audio_synthetic:SyntheticAudioSource",
 }
-#: kinds whose source reads frames through OpenCV (see :func:`preload`)
-OPENCV_KINDS = frozenset(("camera", "gst", "rtsp", "rtsps", "http", "https", "file", "folder"))
 #: file suffix -> kind for plain paths (anything else is tried as a video file)
 SUFFIXES: dict[str, str] = {".wav": "wav"}
 NETWORK = ("rtsp", "rtsps", "http", "https")
 _SCHEME = re.compile(r"^([a-z][a-z0-9+.\-]+):(.*)$", re.IGNORECASE | re.DOTALL)
 
-__all__ = [
-    "NETWORK",
-    "OPENCV_KINDS",
-    "SCHEMES",
-    "SUFFIXES",
-    "Event",
-    "Frame",
-    "Source",
-    "SourceEvent",
-    "open_source",
-    "preload",
-    "resolve",
-]
+__all__ = ["NETWORK", "SCHEMES", "SUFFIXES", "Event", "Frame", "Source", "SourceEvent", "open_source", "resolve"]
 
 
 def resolve(uri: str | int | os.PathLike[str]) -> tuple[str, str, dict[str, Any]]:
@@ -126,29 +110,6 @@ def open_source(uri_or_obj: Any, **opts: Any) -> Source:
         return cls(target, **{**query, **opts})
     except TypeError as e:
         raise SourceError(f"source '{uri_or_obj}' ({kind}): bad option: {e}") from None
-
-
-def preload(uri: Any) -> threading.Thread | None:
-    """Import the library the source for ``uri`` opens with (OpenCV, 0.05-0.1 s) in a background thread, and
-    return the thread (None when there is nothing to import, or ``uri`` is not a valid source: opening it will
-    say so). ``edge-sdk run`` starts it before it checks and loads the model, so the import runs beside that work
-    (the runtimes release the GIL while they build a session) instead of after it. Nothing is opened."""
-    try:
-        kind = uri.kind if isinstance(uri, Source) else resolve(uri)[0]
-    except Exception:
-        return None
-    if kind not in OPENCV_KINDS or "cv2" in sys.modules:
-        return None
-
-    def work() -> None:
-        try:
-            import cv2  # noqa: F401
-        except Exception:  # missing or broken: the source's own import says so, as a typed error
-            pass
-
-    t = threading.Thread(target=work, name="preload-opencv", daemon=True)
-    t.start()
-    return t
 
 
 def _parse_query(query: str, text: str) -> dict[str, Any]:
