@@ -275,10 +275,10 @@ class BatchingModel(RecoveryMixin):
             feeds = first.feeds
         else:
             feeds = ops.stack([r.arrays for r in batch], self.plan.capacity, self.plan.fixed)  # type: ignore[misc]
-        job = Job(feeds, first.dequantize)
+        job = Job(feeds, first.dequantize, deliver=lambda j: self._deliver(j, batch))
         deadline = self.times.deadline()
         self._worker.submit(job)
-        if not self._wait(job, deadline):
+        if not self._wait(job, deadline) and job.claim():
             if self._closed:  # nobody waits for that call any more
                 self._worker.stop(abandon=True)
                 for r in batch:
@@ -286,6 +286,7 @@ class BatchingModel(RecoveryMixin):
             else:
                 self._stalled(batch, job, deadline)
             return
+        job.done.wait()  # set right after the worker handed the results over
         self.times.add(time.monotonic() - job.t0)
         if job.error is not None and len(batch) > 1:  # one caller's bad input must not fail the others
             for r in batch:
@@ -294,6 +295,18 @@ class BatchingModel(RecoveryMixin):
         self.counters["calls"] += 1
         self.counters["requests"] += len(batch)
         self.counters["samples"] += sum(r.size for r in batch)
+        if job.claim():  # the worker did not hand them over
+            self._answer(job, batch)
+
+    def _deliver(self, job: Job, batch: list[Request]) -> None:
+        """(worker thread) Answer the callers of a finished call, unless the scheduler must (a failed batch: each
+        request is re-run alone) or did (the call was abandoned as stalled)."""
+        if (job.error is not None and len(batch) > 1) or not job.claim():
+            return
+        self._answer(job, batch)
+
+    def _answer(self, job: Job, batch: list[Request]) -> None:
+        first = batch[0]
         if job.error is not None:
             first.finish(error=job.error)
             return

@@ -1,8 +1,9 @@
 """The thread that runs a shared model, one job at a time, and what the scheduler hands it.
 
-The scheduler waits on a job with the watchdog's deadline; a job that misses it is abandoned together with
-its worker: the worker finishes (or hangs in) that call on its own thread, then exits and closes its
-model if it owns it, while a fresh worker serves the reloaded model.
+The worker hands a finished call's results straight to its callers (``Job.deliver``); the scheduler waits on
+the job with the watchdog's deadline, and a job that misses it is abandoned together with its worker: the
+worker finishes (or hangs in) that call on its own thread, then exits and closes its model if it owns it,
+while a fresh worker serves the reloaded model.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import threading
 import time
 from collections.abc import Hashable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -46,10 +47,22 @@ class Job:
 
     feeds: Any
     dequantize: bool | None
+    deliver: Callable[[Job], None] | None = None  # called on the worker thread when the call returns
     t0: float = 0.0
     done: threading.Event = field(default_factory=threading.Event)
     outputs: dict[str, np.ndarray] | None = None
     error: BaseException | None = None
+    claimed: bool = False
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def claim(self) -> bool:
+        """True once: for whoever settles the job first (the worker handing the results over, or the scheduler
+        abandoning it as stalled), so that a caller is answered exactly once."""
+        with self.lock:
+            if self.claimed:
+                return False
+            self.claimed = True
+            return True
 
 
 class Worker:
@@ -74,8 +87,13 @@ class Worker:
                 break
             try:
                 job.outputs = self.model.run(job.feeds, dequantize=job.dequantize)
-            except BaseException as e:  # handed to the callers by the scheduler
+            except BaseException as e:  # handed to the callers
                 job.error = e
+            if job.deliver is not None:  # straight to the callers: one thread hand-over fewer than via the scheduler
+                try:
+                    job.deliver(job)
+                except Exception as e:  # pragma: no cover - the scheduler then answers them
+                    log.warning("handing results over failed: %s", e)
             job.done.set()
             if self.abandoned:
                 break
