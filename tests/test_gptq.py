@@ -116,9 +116,11 @@ def test_cli_int8_rounding_flag_reaches_convert(tiny_onnx, tmp_path, cli):
     assert not list((tmp_path / "o").glob("*.onnx"))
 
 
-def test_openvino_int8_keeps_the_gptq_weights_including_the_first_layer(tmp_path):
-    """NNCF would re-round the first conv to 7 bits (its overflow fix: 63 steps at most); GPTQ's 8-bit stem
-    weights must reach the IR as they are, every channel's largest at 127 steps."""
+@pytest.mark.parametrize(("isa", "stem_steps"), [("x86-vnni", 127), ("arm64-dotprod", 127), ("x86-avx2", 63)])
+def test_openvino_int8_keeps_the_gptq_weights_where_the_isa_allows(tmp_path, isa, stem_steps):
+    """Where int8 products accumulate in 32 bits (VNNI, Arm) GPTQ's 8-bit weights reach the IR as they are, the
+    stem included (NNCF's default overflow fix would re-round it to 7 bits); on x86 without VNNI full-range u8 x s8
+    pairs saturate, so the ISA's scheme applies NNCF's overflow fix to every layer: 63 steps at most."""
     import openvino as ov
 
     from converters import convert
@@ -130,13 +132,13 @@ def test_openvino_int8_keeps_the_gptq_weights_including_the_first_layer(tmp_path
     pre = PreprocessSpec(size=(16, 16), mean=(127.0,), std=(128.0,), layout="NCHW")
     result = convert(tiny(), example_inputs=(X,), to="openvino", precision="int8", weight_rounding="gptq",
                      calibration=tmp_path / "imgs", preprocess=pre, output_dir=tmp_path / "o", validate_samples=8,
-                     allow_degraded=True)  # fmt: skip
+                     allow_degraded=True, target_isa=isa, fallback=False)  # fmt: skip
     model = ov.Core().read_model(str(result.artifact("openvino", "int8").path))
     int8 = [op.get_data() for op in model.get_ops() if op.get_type_name() == "Constant"
             and op.get_element_type() == ov.Type.i8 and len(op.get_output_shape(0)) == 4]  # fmt: skip
     stem = [w for w in int8 if tuple(w.shape) == (16, 3, 3, 3)]
     assert len(stem) == 1, [w.shape for w in int8]
-    assert np.abs(stem[0].astype(int)).reshape(16, -1).max(1).tolist() == [127] * 16  # 8 bits, not NNCF's 7
+    assert np.abs(stem[0].astype(int)).reshape(16, -1).max(1).tolist() == [stem_steps] * 16
 
 
 def test_a_conv_whose_output_the_patches_do_not_reproduce_is_left_alone():

@@ -53,26 +53,40 @@ class ArtifactMaker:
         """Write the ``precision`` artifact of ``target`` to ``staged``."""
         q = self.quant
         if precision == "int8" and (self.qat_spec is not None or q.weight_rounding != "nearest"):
-            from converters.quantizers.qat import quantize_for_target
-
-            if self.adaptation is None:  # one adaptation serves every target
-                self.adaptation = adapt_for_int8(self.source, calib, self.qat_spec, self.preprocess)
-            quantize_for_target(self.adaptation, route, self.source, staged, calib, self.ctx, int8_io=q.int8_io)
-            return Produced()
+            return self._from_adaptation(target, route, staged, calib, validate)
         fp32 = self.export(target, route)
         if precision == "fp32":
             copy_model(fp32, staged)
             return Produced()
         if precision == "int8":  # static int8 in the ISA's scheme, layers kept float if it must
-            from converters.quantizers.fallback import quantize_with_fallback
-            from converters.quantizers.isa import scheme_for
-
-            scheme = scheme_for(q.target_isa)
-            checked = quantize_with_fallback(target, fp32, staged, calib, self.ctx, validate, enabled=q.fallback,
-                                             scheme=scheme, int8_io=q.int8_io)  # fmt: skip
-            return Produced(checked, scheme)
+            return self._static_int8(target, fp32, staged, calib, self.ctx, validate)
         quantize(target, fp32, staged, precision, calib, self.ctx, int8_io=q.int8_io)
         return Produced()
+
+    def _static_int8(self, target: str, fp32: Path, staged: Path, calib: Any, ctx: RouteContext,
+                     validate: Callable[[Path], Any], **options: Any) -> Produced:  # fmt: skip
+        """Static int8 of ``fp32`` in the target ISA's scheme, validated, with layers kept float when it misses."""
+        from converters.quantizers.fallback import quantize_with_fallback
+        from converters.quantizers.isa import scheme_for
+
+        scheme = scheme_for(self.quant.target_isa)
+        checked = quantize_with_fallback(target, fp32, staged, calib, ctx, validate, enabled=self.quant.fallback,
+                                         scheme=scheme, int8_io=self.quant.int8_io, **options)  # fmt: skip
+        return Produced(checked, scheme)
+
+    def _from_adaptation(self, target: str, route: Route, staged: Path, calib: Any,
+                         validate: Callable[[Path], Any]) -> Produced:  # fmt: skip
+        """int8 from the one QAT / GPTQ adaptation every target shares: its float export goes through the same
+        per-ISA static int8 and fallback as a plain conversion (it used to skip both, so GPTQ int8 on an x86 CPU
+        without VNNI saturated: EfficientNet-Lite0 74.5% top-1 agreement in OpenVINO)."""
+        from converters.quantizers.qat import export_adapted, save_student
+
+        if self.adaptation is None:  # one adaptation serves every target
+            self.adaptation = adapt_for_int8(self.source, calib, self.qat_spec, self.preprocess)
+        if save_student(self.adaptation, route, self.source, staged):  # OpenVINO after QAT: the student's own IR
+            return Produced()
+        fp32, own, options = export_adapted(self.adaptation, route, self.ctx)
+        return self._static_int8(target, fp32, staged, calib, own, validate, **options)
 
     def quantizer_name(self, target: str, precision: str) -> str:
         if precision == "fp32":

@@ -104,25 +104,28 @@ def adapted_source(source: Any, module: Any, how: str) -> Any:
     return replace(source, kind="torch", obj=module, run=opened.run, description=f"{source.description} ({how})")
 
 
-def quantize_for_target(adaptation: Int8Adaptation, route: Any, source: Any, out: Path, calibration: Any, ctx: Any,
-                        **options: Any) -> Path:  # fmt: skip
-    """The int8 artifact for ``route``'s target at ``out``, from the one ``adaptation`` (QAT or GPTQ).
-
-    OpenVINO after QAT: the fine-tuned student itself (its fake-quantize modules become the IR's int8 ops).
-    Otherwise the target's own static quantizer on the adapted module, exported in a context of its own so
-    that no export of the original (``ctx.intermediates``) is reused."""
-    from converters.quantizers import quantize
-    from converters.routes import TARGET_SUFFIX
+def save_student(adaptation: Int8Adaptation, route: Any, source: Any, out: Path) -> bool:
+    """OpenVINO after QAT: write the fine-tuned student itself (its fake-quantize modules become the IR's int8
+    ops) to ``out`` and return True; False for every other case (the adapted float model is quantized)."""
+    if route.target != "openvino" or adaptation.student is None:
+        return False
     from converters.routes.torch_routes import save_as_ir
 
-    if route.target == "openvino" and adaptation.student is not None:
-        return save_as_ir(adaptation.student, source, out)
+    save_as_ir(adaptation.student, source, out)
+    return True
+
+
+def export_adapted(adaptation: Int8Adaptation, route: Any, ctx: Any) -> tuple[Path, Any, dict[str, Any]]:
+    """The adapted float model exported for ``route``'s target: (fp32 file, its own route context, quantizer options).
+
+    Exported in a context of its own so that no export of the original (``ctx.intermediates``) is reused. For
+    OpenVINO the weights are already on their int8 grid, so NNCF must not re-round them (``exact_weights``)."""
+    from converters.routes import TARGET_SUFFIX
+
     own = replace(ctx, workdir=ctx.workdir / "adapted", intermediates=adaptation.intermediates)
     own.workdir.mkdir(exist_ok=True)
     fp32 = route.load()(adaptation.adapted, own.workdir / f"adapted_fp32{TARGET_SUFFIX[route.target]}", own)
-    if route.target == "openvino":  # weights already on their grid: NNCF must not re-round them (openvino_quant)
-        options = {**options, "exact_weights": True}
-    return quantize(route.target, fp32, out, "int8", calibration, own, **options)
+    return fp32, own, ({"exact_weights": True} if route.target == "openvino" else {})
 
 
 def _snapped_float_module(student: Any, teacher: Any, example_input: Any) -> Any:
