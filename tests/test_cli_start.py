@@ -1,6 +1,7 @@
 """What an ``edge-sdk run`` start pays before its first result (issue 14): only its own verb's parser, no probe
 process or temp file when the verdict is cached, the model's digest remembered by the file's identity, and a
-structure walk of the ONNX wire format that reads the same fields as the generator it replaced."""
+structure walk of the ONNX wire format that reads the same fields as the generator it replaced, and the
+untrusted-file check remembered per file version."""
 
 from __future__ import annotations
 
@@ -138,3 +139,38 @@ def test_the_list_walk_reads_what_the_generator_reads(tmp_path):
     for raw in samples:
         buf = memoryview(raw)
         assert _all_fields(buf, 0, len(raw), True) == _all_fields(buf, 0, len(raw), False)
+
+
+def test_a_passed_file_check_is_remembered_by_the_file_identity(tmp_path, monkeypatch):
+    """The untrusted-file check runs once per file version: a later process takes the remembered pass, and any
+    change to the file (its ctime moves, even with the mtime put back) makes it check, and fail, again."""
+    import edge_sdk.formats as formats
+    from edge_sdk.errors import ModelFileError
+
+    monkeypatch.setenv("EDGE_SDK_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(formats, "_settled", lambda key: True)
+    model = onnx_colour_classifier(tmp_path / "colour.onnx")
+    assert formats.inspect_file(model).format == "onnx"
+    assert len(list((tmp_path / "cache" / "checked").iterdir())) == 1
+    formats._INSPECTED.clear()  # a new process: only the file on disk remembers
+    real_check = formats._inspect_uncached
+
+    def no_check(*args):
+        raise AssertionError("checked again")
+
+    monkeypatch.setattr(formats, "_inspect_uncached", no_check)
+    again = formats.inspect_file(model)
+    assert (again.path, again.format, again.size) == (model, "onnx", model.stat().st_size)
+    formats._INSPECTED.clear()
+    monkeypatch.setattr(formats, "_inspect_uncached", real_check)
+    st = model.stat()
+    model.write_bytes(b"\x0a\xff\xff\xff\xff\x0f" + b"\0" * (st.st_size - 6))  # same size, a corrupt model
+    os.utime(model, ns=(st.st_atime_ns, st.st_mtime_ns))
+    with pytest.raises(ModelFileError):
+        formats.inspect_file(model)
+    with pytest.raises(ModelFileError):  # a failure is never remembered: it is checked, and said, every time
+        formats.inspect_file(model)
+    monkeypatch.setenv("EDGE_SDK_CACHE", "0")
+    other = onnx_colour_classifier(tmp_path / "other.onnx")
+    formats.inspect_file(other)
+    assert len(list((tmp_path / "cache" / "checked").iterdir())) == 1

@@ -128,14 +128,21 @@ def inspect_file(
     ``max_bytes`` bounds the file's size; ``max_memory`` bounds what it declares (tensor shapes,
     weights read from companion files), default from ``EDGE_SDK_MAX_MODEL_MEMORY`` or half the
     machine's memory (see ``edge_sdk.formats.budget``). A file (and its companions) unchanged since it
-    passed in this process is not parsed again: a CLI verb checks it before its probe and again in ``load``.
+    passed, in this process or an earlier one (:mod:`edge_sdk.formats.checked_cache`), is not parsed again.
     """
     key = _stat_key(path, max_bytes, max_memory)
     hit = _INSPECTED.get(key) if key is not None else None
     if hit is not None and _companions_key(hit[0]) == hit[1]:
         return hit[0]
-    model_file = _inspect_uncached(path, max_bytes, max_memory)
-    if key is not None and _stat_key(path, max_bytes, max_memory) == key and _settled(key):
+    from edge_sdk.formats import checked_cache
+
+    settled = key is not None and _settled(key)
+    model_file = checked_cache.recall(path, key, _companions_key) if settled else None
+    if model_file is None:
+        model_file = _inspect_uncached(path, max_bytes, max_memory)
+        if settled and _stat_key(path, max_bytes, max_memory) == key:
+            checked_cache.remember(key, model_file, _companions_key)
+    if settled and _stat_key(path, max_bytes, max_memory) == key:
         if len(_INSPECTED) >= 32:
             _INSPECTED.clear()
         _INSPECTED[key] = (model_file, _companions_key(model_file))
