@@ -245,3 +245,34 @@ def require_modules(verb: str, *modules: str) -> None:
             found = False
         if not found:
             raise missing_extra(verb, ModuleNotFoundError(f"No module named '{name}'", name=name)) or ImportError(name)
+
+
+#: exit status after a stop asked by a signal: SIGTERM (systemd, Docker) is a clean stop, SIGINT the shell's 130
+SIGNAL_EXIT = {15: 0, 2: 130}
+
+
+def stop_on_signals(target: Any, got: list[int]) -> Any:
+    """SIGTERM / SIGINT call ``target.request_stop(name)`` (a pipeline or a service: it stops and finalises; the
+    signal number goes into ``got``); a second one acts as the handler before ours would. Returns the function
+    that puts the old handlers back (a no-op off the main thread, where handlers cannot be set)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    previous: dict[int, Any] = {}
+
+    def handler(signum: int, _frame: Any) -> None:
+        if not got:
+            got.append(signum)
+        target.request_stop(signal.Signals(signum).name)
+        signal.signal(signum, previous[signum])
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        previous[sig] = signal.signal(sig, handler)
+
+    def restore() -> None:
+        for sig, h in previous.items():
+            signal.signal(sig, h)
+
+    return restore

@@ -32,13 +32,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edge_sdk.cli.base import Command, add_probe_arguments, emit_json, format_table, probe_model
+from edge_sdk.cli.base import (
+    SIGNAL_EXIT,
+    Command,
+    add_probe_arguments,
+    emit_json,
+    format_table,
+    probe_model,
+    stop_on_signals,
+)
 from edge_sdk.cli.bundle import add_trusted_key_argument
 from edge_sdk.preprocess import RESIZE_MODES
 
 log = logging.getLogger("edge_sdk.cli")
-#: exit status after a stop asked by a signal (see the module docstring)
-SIGNAL_EXIT = {signal.SIGTERM: 0, signal.SIGINT: 128 + signal.SIGINT}
 #: tasks whose results carry events (for --events-only)
 EVENT_TASKS = ("vad",)
 #: zoo task names -> pipeline task
@@ -204,7 +210,7 @@ class RunCommand(Command):
             model.close()
             raise
         got: list[int] = []
-        restore = _stop_on_signals(pipe, got)
+        restore = stop_on_signals(pipe, got)
         try:
             metrics = pipe.run(duration=args.duration, max_results=args.max_results)
         finally:
@@ -265,31 +271,6 @@ def _terminal_sink(args: argparse.Namespace, sinks: list[Any], task: str) -> Any
         status_stream=sys.stderr,
         interval=None if sys.stderr.isatty() else args.metrics_every,
     )
-
-
-def _stop_on_signals(pipe: Any, got: list[int]) -> Any:
-    """SIGTERM / SIGINT ask the pipeline to stop and finalise (the signal number goes into ``got``); a second
-    one acts as it would have (the handler before ours). Returns the function that puts the old handlers back."""
-    import threading
-
-    if threading.current_thread() is not threading.main_thread():
-        return lambda: None
-    previous: dict[int, Any] = {}
-
-    def handler(signum: int, _frame: Any) -> None:
-        if not got:
-            got.append(signum)
-        pipe.request_stop(signal.Signals(signum).name)
-        signal.signal(signum, previous[signum])
-
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        previous[sig] = signal.signal(sig, handler)
-
-    def restore() -> None:
-        for sig, h in previous.items():
-            signal.signal(sig, h)
-
-    return restore
 
 
 def _print_summary(metrics: dict[str, Any], last: Any, stopped_by: str | None, out: Any) -> None:

@@ -19,13 +19,8 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
-import threading
-from typing import Any
 
-from edge_sdk.cli.base import Command, add_probe_arguments, emit_json
-
-#: exit status after a stop asked by a signal
-SIGNAL_EXIT = {signal.SIGTERM: 0, signal.SIGINT: 128 + signal.SIGINT}
+from edge_sdk.cli.base import SIGNAL_EXIT, Command, add_probe_arguments, emit_json, stop_on_signals
 
 
 class ServeCommand(Command):
@@ -59,7 +54,7 @@ class ServeCommand(Command):
         cfg = load_config(args.config)
         svc = Service(cfg, probe=lambda path: probe_model(args, path, threads=cfg.threads))
         got: list[int] = []
-        restore = _stop_on_signals(svc, got)
+        restore = stop_on_signals(svc, got)
         reason = None
         try:
             svc.start()
@@ -98,26 +93,3 @@ def _require_serve_extra() -> None:
     for module, package in (("yaml", "PyYAML"), ("prometheus_client", "prometheus-client")):
         if importlib.util.find_spec(module) is None:
             raise MissingExtraError("edge-sdk serve", "serve", package)
-
-
-def _stop_on_signals(svc: Any, got: list[int]) -> Any:
-    """SIGTERM / SIGINT ask the service to stop (the signal number goes into ``got``); a second one acts as the
-    handler before ours would. Returns the function that puts the old handlers back."""
-    if threading.current_thread() is not threading.main_thread():
-        return lambda: None
-    previous: dict[int, Any] = {}
-
-    def handler(signum: int, _frame: Any) -> None:
-        if not got:
-            got.append(signum)
-        svc.request_stop(signal.Signals(signum).name)
-        signal.signal(signum, previous[signum])
-
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        previous[sig] = signal.signal(sig, handler)
-
-    def restore() -> None:
-        for sig, h in previous.items():
-            signal.signal(sig, h)
-
-    return restore

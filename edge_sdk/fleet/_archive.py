@@ -175,7 +175,7 @@ def extract_members(zf: zipfile.ZipFile, infos: Mapping[str, zipfile.ZipInfo], f
                 f.flush()
                 os.fsync(f.fileno())
         os.chmod(tmp, 0o755)
-        _fsync_dir(tmp)
+        fsync_dir(tmp)
         replace_dir(tmp, dest)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -187,7 +187,8 @@ def _create(path: Path) -> IO[bytes]:
     return os.fdopen(fd, "wb")
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
+    """fsync a folder so a rename into it survives a power cut (best effort: some file systems refuse)."""
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError:
@@ -207,7 +208,7 @@ def replace_dir(new: Path, dest: Path) -> None:
         old = dest.with_name(f".{dest.name}.old-{os.getpid()}-{os.urandom(4).hex()}")
         os.replace(dest, old)
     os.replace(new, dest)
-    _fsync_dir(dest.parent)
+    fsync_dir(dest.parent)
     if old is not None:
         if old.is_dir() and not old.is_symlink():
             shutil.rmtree(old, ignore_errors=True)
@@ -262,7 +263,7 @@ def write_zip(out: Path, header: Iterable[tuple[str, bytes]], members: Iterable[
             os.fsync(f.fileno())
         os.chmod(tmp, 0o644)
         os.replace(tmp, out)
-        _fsync_dir(out.parent)
+        fsync_dir(out.parent)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

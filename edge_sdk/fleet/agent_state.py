@@ -27,6 +27,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from edge_sdk.errors import FleetError
+from edge_sdk.fleet._archive import fsync_dir
 from edge_sdk.fleet.mqtt_client import LOOPBACK
 
 STATES = ("idle", "downloading", "verifying", "staged", "probation", "active", "rolled_back", "failed")
@@ -87,19 +88,6 @@ def atomic_write(path: Path, data: bytes) -> None:
         Path(tmp).unlink(missing_ok=True)
         raise
     fsync_dir(path.parent)
-
-
-def fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def check_desired(doc: dict[str, Any]) -> tuple[str, str, str]:

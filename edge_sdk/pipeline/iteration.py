@@ -89,3 +89,14 @@ class IterationMixin:
                 return
             except queue.Full:
                 continue
+
+    def _closing_result(self, events: list[dict[str, Any]], last: dict[str, Any]) -> Any:
+        """The typed result of the events the post-processor's ``finish()`` closed (VAD: a VoiceActivity with no
+        windows), handed over like any other result."""
+        if self.task != "vad":  # type: ignore[attr-defined]
+            return {"events": events}
+        import numpy as np
+
+        from edge_sdk.results import VoiceActivity
+
+        return VoiceActivity(np.zeros(0, np.float32), False, float(last.get("t_s", 0.0)), events)

@@ -1,14 +1,14 @@
 """``Pipeline``: source -> pre-process -> inference -> post-process -> sinks, each stage in its own thread.
 
-Stages hand over through bounded queues (:class:`~edge_sdk.pipeline.queues.StageQueue`). With a
-live source the default drop policy is ``oldest`` (the freshest frame wins; drops are counted),
-with a file it is ``block`` (every frame is processed). Pre- and post-processing of neighbouring
-frames overlap inference, so the model is the only bottleneck.
+Stages hand over through bounded queues (:class:`~edge_sdk.pipeline.queues.StageQueue`). With a live source the
+default drop policy is ``oldest`` (the freshest frame wins; drops are counted), with a file it is ``block`` (every
+frame is processed). Pre- and post-processing of neighbouring frames overlap inference, so the model is the only
+bottleneck.
 
-Stopping: :meth:`Pipeline.request_stop` (safe in a signal handler: it only sets a flag) makes
-:meth:`Pipeline.run` return within 50 ms through :meth:`Pipeline.stop`, which closes what the
-post-processor left open (a VAD speech segment gets its ``SPEECH_END``), writes the final metrics
-line (with ``stopped_by``) and closes every sink (a video file is finalised, MQTT says offline).
+Stopping: :meth:`Pipeline.request_stop` (safe in a signal handler: it only sets a flag) makes :meth:`Pipeline.run`
+return within 50 ms through :meth:`Pipeline.stop`, which closes what the post-processor left open (a VAD speech
+segment gets its ``SPEECH_END``), writes the final metrics line (with ``stopped_by``) and closes every sink (a
+video file is finalised, MQTT says offline).
 """
 
 from __future__ import annotations
@@ -55,8 +55,7 @@ class Pipeline(IterationMixin):
     (``top_k=5``, ``threshold=0.5``, ``blur=True``...). ``warmup``: inferences on zeros while the
     source opens (0: none; default: one for a live source, whose first frames should not wait on the
     runtime's first-call cost, none for files, whose first result would only come later).
-    ``events_only``: sinks that take no image get one ``{"type": "event"}`` line per task event
-    (VAD ``SPEECH_START`` / ``SPEECH_END``) instead of every result.
+    ``events_only``: sinks that take no image get one ``{"type": "event"}`` line per task event instead of every result.
 
     Analytics (``detect``; :mod:`edge_sdk.analytics`): ``track=True`` (or a dict of tracker options) gives each
     box a ByteTrack ``tracker_id`` (``track_id`` in the result JSON); ``zones={"door": [(x, y), ...]}`` and
@@ -430,7 +429,7 @@ class Pipeline(IterationMixin):
             if self.on_frame_result is not None or self._iter_queue is not None:
                 self._hand_over(frame, result)
             stage.add(time.perf_counter() - t)
-            if self._max_results is not None and self.stats.results >= self._max_results:
+            if self._max_results_hit():
                 self._stop.set()
 
     def _deliver(self, frame: Any, result: Any, event: dict[str, Any], image: np.ndarray | None) -> None:
@@ -474,14 +473,6 @@ class Pipeline(IterationMixin):
             self.on_result(event)
         if self.on_frame_result is not None or self._iter_tail is not None:
             self._hand_over(None, self._closing_result(events, last))
-
-    def _closing_result(self, events: list[dict[str, Any]], last: dict[str, Any]) -> Any:
-        """The typed result of the events ``finish()`` closed (VAD: a VoiceActivity with no windows)."""
-        if self.task != "vad":
-            return {"events": events}
-        from edge_sdk.results import VoiceActivity
-
-        return VoiceActivity(np.zeros(0, np.float32), False, float(last.get("t_s", 0.0)), events)
 
     def _drain_source_events(self) -> None:
         q = self.source.events
