@@ -123,7 +123,7 @@ def per_stream(m: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_streams(
-    model: Any, clips: list[Path], rm: Any, max_batch: int, source_queue: int, window_ms: float
+    model: Any, clips: list[Path], rm: Any, max_batch: int, source_queue: int, window_ms: float | None
 ) -> dict[str, Any]:
     """One MultiStream over ``clips`` sharing ``model``; aggregate fps, per-stream ages, scheduler numbers."""
     from edge_sdk.multistream import BatchingModel, MultiStream
@@ -165,7 +165,7 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=120, help="images timed per bench point")
     ap.add_argument("--alone-seconds", type=float, default=3.0, help="model alone in this process, before each row")
     ap.add_argument("--source-queue", type=int, default=2, help="frames a file source decodes ahead (SDK default 8)")
-    ap.add_argument("--window-ms", type=float, default=2.0)
+    ap.add_argument("--window-ms", type=float, default=None, help="batch window (default: BatchingModel's)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
 

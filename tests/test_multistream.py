@@ -254,3 +254,56 @@ def test_a_bad_request_fails_alone(tmp_path):
         bm.close()
     assert len(errors) == 1 and "expects dtype float32, got float64" in str(errors[0])
     assert sorted(got) == [0, 1]  # the good requests were answered
+
+
+def test_one_stream_keeps_two_lanes_busy_and_its_results_in_frame_order(tmp_path, clips):
+    """Lanes: each a copy of the model loaded with its share of the cores; one stream keeps two calls in flight
+    (Pipeline inflight=2) and still gets its results in frame order."""
+    path = colour_onnx(tmp_path / "colour1.onnx", 1)
+    loaded: list[Any] = []
+    threads: list[int] = []
+
+    def loader(mode: str) -> Any:  # what the default loader does, slowed so that the two calls overlap
+        m = es.load(path, threads=1)
+        loaded.append(m)
+        threads.append(m.describe()["threads"])
+        return Slow(m, 0.01)
+
+    seen: list[tuple[int, int]] = []
+    with es.load(path) as model:
+        bm = BatchingModel(model, lanes=2, loader=loader)
+        ms = MultiStream({"red": str(clips["red"])}, bm, task="classify", preprocess=SPEC, metrics_every=0,
+                         on_result=lambda _n, f, r: seen.append((f.index, int(r.class_id[0]))))  # fmt: skip
+        assert ms.pipelines["red"].inflight == 2
+        final = ms.run()
+        stats = bm.stats()
+        bm.close()
+        assert not model._closed  # the caller's model is the caller's to close
+    assert [f for f, _ in seen] == list(range(FRAMES))  # every frame, in order, though two ran at once
+    assert {c for _, c in seen} == {0} and final["red"]["frames"]["dropped"] == 0
+    assert stats["lanes"] == 2 and stats["max_inflight"] == 2 and stats["calls"] == FRAMES
+    assert len(loaded) == 2 and all(m._closed for m in loaded)  # a copy per lane, closed with the proxy
+    assert threads == [1, 1]
+
+
+def test_auto_lanes_share_the_cores(tmp_path, monkeypatch):
+    from edge_sdk.multistream import lanes
+
+    path = colour_onnx(tmp_path / "colour1.onnx", 1)
+    with es.load(path) as model:
+        monkeypatch.setattr(lanes, "usable_cores", lambda: 4)
+        assert lanes.resolve_lanes("auto", model) == 2 and lanes.lane_threads(2) == 2
+        monkeypatch.setattr(lanes, "usable_cores", lambda: 1)
+        assert lanes.resolve_lanes("auto", model) == 1 and lanes.lane_threads(1) is None
+        assert lanes.resolve_lanes("auto", Slow(model, 0)) == 1  # a wrapper: its calls are not duplicated
+        monkeypatch.setattr(lanes, "usable_cores", lambda: 4)
+        with BatchingModel(model, lanes=2) as bm:  # the default loader: a copy per lane, the cores shared out
+            assert [lane.model.describe()["threads"] for lane in bm._active_lanes] == [2, 2]
+            assert bm.stats()["threads_per_lane"] == 2
+            np.testing.assert_allclose(bm.run([np.ones((1, 3, 32, 32), np.float32)])["logits"],
+                                       model.run([np.ones((1, 3, 32, 32), np.float32)])["logits"])  # fmt: skip
+        for bad in (0, "two", -1):
+            with pytest.raises(es.EdgeSDKError, match="lanes must be 'auto' or a whole number >= 1"):
+                lanes.resolve_lanes(bad, model)
+        with pytest.raises(es.EdgeSDKError, match="this model has no path"):
+            lanes.resolve_lanes(2, object())

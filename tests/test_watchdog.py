@@ -147,3 +147,33 @@ def test_multistream_survives_a_hanging_backend(tmp_path):
     assert counters["max_pending"] <= 3 and counters["restarts"] == 1
     lines = [json.loads(x) for x in sink.read_text().splitlines()]
     assert any(x["type"] == "event" and x.get("event") == "watchdog" for x in lines)  # the streams' sinks hear it
+
+
+def test_a_stall_in_one_lane_replaces_every_lane(mlp):
+    x = np.random.default_rng(1).standard_normal((1, 16)).astype(np.float32)
+    made: list[Hanging] = []
+
+    def loader(mode: str) -> Any:  # only the first lane's copy hangs (on its 8th call)
+        h = Hanging(es.load(mlp, threads=1), hang_on=8 if not made else 0)
+        made.append(h)
+        return h
+
+    events: list[dict[str, Any]] = []
+    with es.load(mlp) as model:
+        ref = model.run(x)["y"]
+        bm = BatchingModel(model, lanes=2, loader=loader, watchdog=FAST, on_event=events.append)
+        try:
+            got = hammer(bm, streams=3, calls=40, x=x)
+            stats = bm.stats()
+        finally:
+            made[0].release.set()
+            bm.close()
+    assert made[0].hung.is_set()
+    assert [e["action"] for e in events] == ["restarted"] and events[0]["lanes"] == 2
+    assert len(made) == 4  # two lanes, then a fresh copy for each
+    assert stats["stalls"] == 1 and stats["restarts"] == 1 and stats["lanes"] == 2
+    for name, g in got.items():  # every stream kept going, with right answers, on the new lanes
+        assert len(g["outputs"]) + g["stalled"] == 40, name
+        assert len(g["outputs"]) >= 30, name
+        for y in g["outputs"]:
+            np.testing.assert_allclose(y, ref, rtol=1e-5, atol=1e-6)

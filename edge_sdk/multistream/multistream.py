@@ -26,7 +26,9 @@ class MultiStream:
     else ``classify``. ``per_stream``: ``{name: {Pipeline keyword: value}}`` for one stream (sinks, zones,
     lines, track, ...); other keywords go to every stream's Pipeline. ``on_result(name, frame, result)``
     gets each typed result; ``on_event(event)`` each watchdog event (also written to every stream's sinks).
-    ``max_batch``, ``window_ms``, ``watchdog``: see :class:`BatchingModel`.
+    ``max_batch``, ``window_ms``, ``lanes``, ``watchdog``: see :class:`BatchingModel`. Each stream keeps
+    enough calls in flight (``Pipeline(inflight=...)``) for every lane to have work: two for one stream on
+    two lanes, one each from two streams on.
 
     ``run()`` blocks until every file source ended (or ``duration`` / :meth:`request_stop`); ``start()`` and
     ``stop()`` (or ``with``) run it in the background; :meth:`stats` gives per-stream numbers meanwhile.
@@ -43,7 +45,8 @@ class MultiStream:
         on_result: Callable[[str, Any, Any], None] | None = None,
         on_event: Callable[[dict[str, Any]], None] | None = None,
         max_batch: int | None = None,
-        window_ms: float = 2.0,
+        window_ms: float | None = None,
+        lanes: int | str | None = "auto",
         watchdog: Any = None,
         **pipeline_kwargs: Any,
     ) -> None:
@@ -56,12 +59,13 @@ class MultiStream:
             raise EdgeSDKError(f"per_stream names unknown stream(s) {unknown}; streams: {sorted(sources)}")
         self._owns_shared = not isinstance(model, BatchingModel)
         self.model = model if isinstance(model, BatchingModel) else BatchingModel(
-            model, max_batch=max_batch, window_ms=window_ms, watchdog=watchdog)  # fmt: skip
+            model, max_batch=max_batch, window_ms=window_ms, lanes=lanes, watchdog=watchdog)  # fmt: skip
         self.model.add_listener(self._on_watchdog)
         self.on_result = on_result
         self.on_event = on_event
         self.task = task or self._model_task()
         self.pipelines: dict[str, Any] = {}
+        self._n_sources = len(sources)
         self.errors: dict[str, BaseException] = {}
         self._runners: dict[str, threading.Thread] = {}
         self._stop_request: str | None = None
@@ -92,6 +96,7 @@ class MultiStream:
 
             kwargs["on_frame_result"] = deliver
         kwargs.setdefault("task", self.task)
+        kwargs.setdefault("inflight", -(-self.model.lanes // self._n_sources))
         return Pipeline(source, self.model.stream(name), **kwargs)
 
     # -- lifecycle -------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from typing import Any, Callable
 
 from edge_sdk.errors import InferenceStalledError
 from edge_sdk.multistream.watchdog import CallTimes, WatchdogOptions, recover
-from edge_sdk.multistream.worker import Job, Request, Worker
+from edge_sdk.multistream.worker import Flight, Job, Lane, Request
 
 log = logging.getLogger("edge_sdk.multistream")
 RETRY_S = 5.0  # after a failed recovery, how long before the next try
@@ -23,7 +23,10 @@ class RecoveryMixin:
 
     _model: Any
     _owns: bool
-    _worker: Worker
+    _active_lanes: list[Lane]
+    _flights: list[Flight]
+    _primary_idle: bool
+    lanes: int
     _broken: str | None
     _retry_at: float
     _cv: threading.Condition
@@ -34,6 +37,8 @@ class RecoveryMixin:
     times: CallTimes
     watchdog: WatchdogOptions
     _fail_pending: Callable[[Callable[[], BaseException]], int]
+    _take: Callable[[Lane], Flight | None]
+    _settle: Callable[[Flight], None]
 
     def _name(self) -> str:
         return getattr(getattr(self._model, "path", None), "name", None) or repr(self._model)
@@ -48,10 +53,17 @@ class RecoveryMixin:
         stalled_s = time.monotonic() - job.t0
         p99 = self.times.p99()
         self.counters["stalls"] += 1
-        self._worker.stop(abandon=True)
+        for lane in self._active_lanes:  # every lane's copy is replaced: they share the backend that hung
+            lane.abandon()
         why = (f"inference ran {stalled_s:.1f} s, past the watchdog's {deadline:.1f} s limit"
                f"{f' (recent p99 {p99 * 1000:.1f} ms)' if p99 else ''}; the backend is being restarted")  # fmt: skip
         self._drop(batch, why)
+        with self._cv:
+            others = [f for f in self._flights if f.job.claim()]
+            self._flights.clear()
+            self._cv.notify_all()  # idle lanes see they are abandoned
+        for f in others:  # the other lanes' calls: dropped, their lanes are replaced too
+            self._drop(f.batch, "its call was on a lane replaced after another lane's stall")
         with self._cv:
             stale = self._fail_pending(lambda: InferenceStalledError(f"{self._name()}: frame dropped: it waited "
                                                                      "while the backend hung"))  # fmt: skip
@@ -73,8 +85,20 @@ class RecoveryMixin:
             self._broken, self._retry_at = first_line(e), time.monotonic() + RETRY_S
             event.update(action="failed", error=self._broken)
         else:
-            self._model, self._owns, self._broken = model, True, None
-            self._worker = Worker(model, owns=True)
+            if self._primary_idle and self._owns:  # the model as given ran no calls: nothing hangs in it
+                self._model.close()
+            self._model, self._owns, self._broken, self._primary_idle = model, True, None, False
+            self._active_lanes = [Lane(model, True, self._take, self._settle)]
+            mode = "cpu" if action == "cpu_fallback" else "restart"
+            try:  # the other lanes: a copy each, as the first was loaded
+                for _ in range(self.lanes - 1):
+                    self._active_lanes.append(Lane(self._loader(mode), True, self._take, self._settle))
+            except Exception as e:
+                from edge_sdk.errors import first_line
+
+                log.warning("watchdog: lane of the restarted backend failed to load: %s", first_line(e))
+                event["lanes_error"] = first_line(e)
+            event["lanes"] = len(self._active_lanes)
             self.times.clear()
             self.counters["restarts"] += 1
             event.update(action=action, backend=getattr(model, "backend", None))

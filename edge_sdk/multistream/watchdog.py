@@ -89,9 +89,10 @@ class CallTimes:
         return max(o.factor * p99, o.floor_s)
 
 
-def default_loader(model: Any, recovery: str) -> Callable[[str], Any]:
+def default_loader(model: Any, recovery: str, threads: int | None = None) -> Callable[[str], Any]:
     """A function ``mode -> new Model`` for ``model``: ``"restart"`` loads its file again on the same backend,
-    ``"cpu"`` loads it with ``device="cpu"``; both with its ``dequantize`` setting."""
+    ``"cpu"`` loads it with ``device="cpu"``; both with its ``dequantize`` setting and ``threads`` (None: the
+    runtime's default; a lane of :mod:`~edge_sdk.multistream.lanes` gets its share of the cores)."""
     from edge_sdk.loader import load
 
     path = model.path
@@ -100,8 +101,8 @@ def default_loader(model: Any, recovery: str) -> Callable[[str], Any]:
 
     def reload(mode: str) -> Any:
         if mode == "cpu":
-            return load(path, device="cpu", dequantize=deq)
-        return load(path, backend=backend, dequantize=deq)
+            return load(path, device="cpu", dequantize=deq, threads=threads)
+        return load(path, backend=backend, dequantize=deq, threads=threads)
 
     return reload
 

@@ -1,15 +1,16 @@
-"""The thread that runs a shared model, one job at a time, and what the scheduler hands it.
+"""The lanes of a shared model: each a thread that takes its next call from the queue itself and runs it.
 
-The worker hands a finished call's results straight to its callers (``Job.deliver``); the scheduler waits on
-the job with the watchdog's deadline, and a job that misses it is abandoned together with its worker: the
-worker finishes (or hangs in) that call on its own thread, then exits and closes its model if it owns it,
-while a fresh worker serves the reloaded model.
+A lane takes the next batch of requests (``take``), runs it, and hands the results to the callers and the
+books (``settle``) on its own thread: a call costs one thread hand-over each way (caller -> lane -> caller)
+and none through a scheduler, which on a machine whose cores are all busy with inference can cost
+milliseconds per wake-up. The watchdog watches the calls in flight from its own thread; a call past its
+deadline is abandoned together with its lane: the lane finishes (or hangs in) that call on its own thread,
+then exits and closes its model if it owns it, while fresh lanes serve the reloaded model.
 """
 
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 import time
 from collections.abc import Hashable
@@ -47,8 +48,8 @@ class Job:
 
     feeds: Any
     dequantize: bool | None
-    deliver: Callable[[Job], None] | None = None  # called on the worker thread when the call returns
     t0: float = 0.0
+    t_done: float = 0.0
     done: threading.Event = field(default_factory=threading.Event)
     outputs: dict[str, np.ndarray] | None = None
     error: BaseException | None = None
@@ -56,7 +57,7 @@ class Job:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def claim(self) -> bool:
-        """True once: for whoever settles the job first (the worker handing the results over, or the scheduler
+        """True once: for whoever settles the job first (the lane handing the results over, or the watchdog
         abandoning it as stalled), so that a caller is answered exactly once."""
         with self.lock:
             if self.claimed:
@@ -65,48 +66,62 @@ class Job:
             return True
 
 
-class Worker:
-    """Runs jobs on ``model`` in its own daemon thread; closes the model on exit when it ``owns`` it."""
+@dataclass(eq=False)
+class Flight:
+    """A call running on a lane: its job, the requests it answers, and the watchdog's limit for it (seconds)."""
 
-    def __init__(self, model: Any, owns: bool) -> None:
+    job: Job
+    batch: list[Request]
+    lane: Lane
+    deadline: float | None
+
+
+class Lane:
+    """Runs calls of ``model`` in its own daemon thread, one at a time, taking each with ``take(lane)`` (None:
+    stop) and handing it to ``settle(flight)``; closes the model on exit when it ``owns`` it."""
+
+    def __init__(
+        self,
+        model: Any,
+        owns: bool,
+        take: Callable[[Lane], Flight | None],
+        settle: Callable[[Flight], None],
+    ) -> None:
         self.model = model
         self.owns = owns
         self.abandoned = False
-        self._jobs: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
-        self.thread = threading.Thread(target=self._loop, name="multistream-infer", daemon=True)
+        self._take, self._settle = take, settle
+        self.thread = threading.Thread(target=self._loop, name="multistream-lane", daemon=True)
         self.thread.start()
 
-    def submit(self, job: Job) -> None:
-        job.t0 = time.monotonic()
-        self._jobs.put(job)
-
     def _loop(self) -> None:
-        while True:
-            job = self._jobs.get()
-            if job is None:
-                break
-            try:
-                job.outputs = self.model.run(job.feeds, dequantize=job.dequantize)
-            except BaseException as e:  # handed to the callers
-                job.error = e
-            if job.deliver is not None:  # straight to the callers: one thread hand-over fewer than via the scheduler
+        try:
+            while not self.abandoned:
+                flight = self._take(self)
+                if flight is None:
+                    break
+                job = flight.job
+                if job.error is None:  # stacking the batch may have failed already
+                    try:
+                        job.outputs = self.model.run(job.feeds, dequantize=job.dequantize)
+                    except BaseException as e:  # handed to the callers
+                        job.error = e
+                job.t_done = time.monotonic()
                 try:
-                    job.deliver(job)
-                except Exception as e:  # pragma: no cover - the scheduler then answers them
+                    self._settle(flight)
+                except Exception as e:  # pragma: no cover - the lane must go on serving
                     log.warning("handing results over failed: %s", e)
-            job.done.set()
-            if self.abandoned:
-                break
-        if self.owns:
-            try:
-                self.model.close()
-            except Exception as e:  # pragma: no cover - closing must not raise on a daemon thread
-                log.warning("closing %s failed: %s", self.model, e)
+                job.done.set()
+        finally:
+            if self.owns:
+                try:
+                    self.model.close()
+                except Exception as e:  # pragma: no cover - closing must not raise on a daemon thread
+                    log.warning("closing %s failed: %s", self.model, e)
 
-    def stop(self, *, abandon: bool = False) -> None:
-        """Let the thread end after its current job (``abandon``: that job is stalled and nobody waits on it)."""
-        self.abandoned = self.abandoned or abandon
-        self._jobs.put(None)
+    def abandon(self) -> None:
+        """Let the thread end after its current call (stalled, or its backend is being replaced)."""
+        self.abandoned = True
 
     def join(self, timeout: float) -> None:
         self.thread.join(timeout)

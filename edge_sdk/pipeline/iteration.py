@@ -6,11 +6,14 @@ A mixin of :class:`edge_sdk.pipeline.pipeline.Pipeline`: the post stage hands ea
 
 from __future__ import annotations
 
+import logging
 import queue
 import time
 from typing import Any, Iterator
 
 from edge_sdk.sources.base import Frame
+
+log = logging.getLogger("edge_sdk.pipeline")
 
 
 class IterationMixin:
@@ -24,6 +27,11 @@ class IterationMixin:
     _stop_request: str | None
     _threads: list[Any]
     _error: BaseException | None
+    post: Any
+    task: str
+    last_event: dict[str, Any] | None
+    on_result: Any
+    _deliver: Any
 
     def __iter__(self) -> Iterator[tuple[Frame | None, Any]]:
         """``for frame, result in pipeline:``: run the pipeline and yield each frame with its typed result.
@@ -100,3 +108,30 @@ class IterationMixin:
         from edge_sdk.results import VoiceActivity
 
         return VoiceActivity(np.zeros(0, np.float32), False, float(last.get("t_s", 0.0)), events)
+
+    def _finish_post(self) -> None:
+        """Close what the post-processor keeps open (a VAD speech segment) and send its closing events."""
+        finish = getattr(self.post, "finish", None)
+        if finish is None:
+            return
+        try:
+            events = finish()
+        except Exception as e:  # pragma: no cover - must not hide the run's end
+            log.warning("finishing the %s post-processor failed: %s", self.task, e)
+            return
+        if not events:
+            return
+        for ev in events:
+            ev.setdefault("stopped_by", self.stop_reason)
+        last = self.last_event or {}
+        event = {"type": "result", "task": self.task, "frame": last.get("frame"), "capture_ts": round(time.time(), 4),
+                 "final": True, "stopped_by": self.stop_reason, "events": events}  # fmt: skip
+        for key in ("t_s", "file"):
+            if key in last:
+                event[key] = last[key]
+        self._deliver(None, None, event, None)
+        self.last_event = event
+        if self.on_result is not None:
+            self.on_result(event)
+        if self.on_frame_result is not None or self._iter_tail is not None:
+            self._hand_over(None, self._closing_result(events, last))

@@ -24,10 +24,11 @@ from typing import IO, Any, Callable, Iterator, Sequence
 
 import numpy as np
 
-from edge_sdk.errors import InferenceStalledError, PreprocessError, SinkError
+from edge_sdk.errors import EdgeSDKError, InferenceStalledError, PreprocessError, SinkError
+from edge_sdk.model import Model
 from edge_sdk.pipeline.iteration import IterationMixin
 from edge_sdk.pipeline.metrics import PipelineMetrics
-from edge_sdk.pipeline.queues import Closed, StageQueue
+from edge_sdk.pipeline.queues import Closed, InOrder, StageQueue
 from edge_sdk.postprocess.registry import build_postprocessor
 from edge_sdk.sources import Source, open_source
 from edge_sdk.sources.base import Frame
@@ -56,6 +57,8 @@ class Pipeline(IterationMixin):
     source opens (0: none; default: one for a live source, whose first frames should not wait on the
     runtime's first-call cost, none for files, whose first result would only come later).
     ``events_only``: sinks that take no image get one ``{"type": "event"}`` line per task event instead of every result.
+    ``inflight``: inference calls at once (default 1); more keep a model with several lanes busy from one
+    source (:class:`~edge_sdk.multistream.BatchingModel`); results still reach post-processing in frame order.
 
     Analytics (``detect``; :mod:`edge_sdk.analytics`): ``track=True`` (or a dict of tracker options) gives each
     box a ByteTrack ``tracker_id`` (``track_id`` in the result JSON); ``zones={"door": [(x, y), ...]}`` and
@@ -81,6 +84,7 @@ class Pipeline(IterationMixin):
         labels: Sequence[str] | None = None,
         queue_size: int = 1,
         drop: str | None = None,
+        inflight: int = 1,
         metrics_every: float = 5.0,
         metrics_file: str | os.PathLike[str] | IO[str] | None = None,
         on_result: Callable[[dict[str, Any]], None] | None = None,
@@ -96,6 +100,10 @@ class Pipeline(IterationMixin):
         from edge_sdk.sinks import open_sink
 
         self._owns_model = not hasattr(model, "run")
+        self.inflight = max(1, int(inflight))
+        if self.inflight > 1 and isinstance(model, Model):
+            raise EdgeSDKError(f"inflight={inflight} runs {inflight} calls at once, but a Model runs one at a time; "
+                               f"share it as edge_sdk.multistream.BatchingModel(model, lanes={inflight})")  # fmt: skip
         if self._owns_model:
             from edge_sdk.loader import load
 
@@ -135,6 +143,7 @@ class Pipeline(IterationMixin):
         self.drop = policy
         self.q_pre = StageQueue("pre->infer", queue_size, policy)
         self.q_post = StageQueue("infer->post", queue_size, policy)
+        self._in_order = InOrder(self.q_post, self.inflight)
         self.metrics_every = metrics_every
         self._metrics_out = metrics_file
         self._metrics_fh: IO[str] | None = None
@@ -182,7 +191,8 @@ class Pipeline(IterationMixin):
         elif self._metrics_out is not None:
             self._metrics_fh = self._metrics_out
         self.stats.reset()
-        for name, fn in (("pre", self._pre_loop), ("infer", self._infer_loop), ("post", self._post_loop)):
+        infer = [(f"infer{i or ''}", self._infer_loop) for i in range(self.inflight)]
+        for name, fn in (("pre", self._pre_loop), *infer, ("post", self._post_loop)):
             t = threading.Thread(target=self._guard, args=(fn,), name=f"pipeline-{name}", daemon=True)
             t.start()
             self._threads.append(t)
@@ -361,35 +371,39 @@ class Pipeline(IterationMixin):
 
     def _items(self, queue: Any) -> Iterator[_Item]:
         """Items from a stage queue until it is closed, or it is empty after stop was asked."""
+        while (item := self._next(queue)) is not None:
+            yield item
+
+    def _next(self, queue: Any) -> _Item | None:
         while True:
             try:
                 item = queue.get(0.25)
             except Closed:
-                return
-            if item is None:
-                if self._stop.is_set():
-                    return
-                continue
-            yield item
+                return None
+            if item is not None or self._stop.is_set():
+                return item
 
     def _infer_loop(self) -> None:
-        model, stage = self.model, self.stats.stages["infer"]
+        """One of ``inflight`` infer threads: frames leave in the order they were taken (``InOrder``)."""
+        model, stage, order = self.model, self.stats.stages["infer"], self._in_order
         run = self._infer or (lambda m, feeds, _frame: m.run(feeds, dequantize=True))
         try:
-            for item in self._items(self.q_pre):
+            while (taken := order.take(lambda: self._next(self.q_pre))) is not None:
+                ticket, item = taken
                 t = time.perf_counter()
                 try:  # a shared model's watchdog may give up on this frame (InferenceStalledError): drop it
                     item.outputs = run(model, item.feeds, item.frame)
                 except InferenceStalledError:
                     self.infer_dropped += 1
+                    order.done(ticket, None)
                     continue
                 dt = time.perf_counter() - t
                 stage.add(dt)
                 item.work += dt
                 item.feeds = None
-                self.q_post.put(item, self._stop)
+                order.done(ticket, item, self._stop)
         finally:
-            self.q_post.close()
+            order.finish()
 
     def _post_loop(self) -> None:
         stage = self.stats.stages["post"]
@@ -446,33 +460,6 @@ class Pipeline(IterationMixin):
 
     def _max_results_hit(self) -> bool:
         return self._max_results is not None and self.stats.results >= self._max_results
-
-    def _finish_post(self) -> None:
-        """Close what the post-processor keeps open (a VAD speech segment) and send its closing events."""
-        finish = getattr(self.post, "finish", None)
-        if finish is None:
-            return
-        try:
-            events = finish()
-        except Exception as e:  # pragma: no cover - must not hide the run's end
-            log.warning("finishing the %s post-processor failed: %s", self.task, e)
-            return
-        if not events:
-            return
-        for ev in events:
-            ev.setdefault("stopped_by", self.stop_reason)
-        last = self.last_event or {}
-        event = {"type": "result", "task": self.task, "frame": last.get("frame"), "capture_ts": round(time.time(), 4),
-                 "final": True, "stopped_by": self.stop_reason, "events": events}  # fmt: skip
-        for key in ("t_s", "file"):
-            if key in last:
-                event[key] = last[key]
-        self._deliver(None, None, event, None)
-        self.last_event = event
-        if self.on_result is not None:
-            self.on_result(event)
-        if self.on_frame_result is not None or self._iter_tail is not None:
-            self._hand_over(None, self._closing_result(events, last))
 
     def _drain_source_events(self) -> None:
         q = self.source.events

@@ -71,3 +71,49 @@ class StageQueue:
 
     def __len__(self) -> int:
         return len(self._items)
+
+
+class InOrder:
+    """Hands items on to ``downstream`` in the order several threads took them from upstream.
+
+    With ``inflight`` > 1 a pipeline runs that many inference calls at once, one per infer thread; frames
+    finish out of order, and post-processing (tracking, events, a video file) needs them in order. Each
+    thread takes its next item and a ticket under one lock (:meth:`take`), and hands it back with
+    :meth:`done` (None: the frame was dropped), which releases every item whose turn has come. The last
+    thread to :meth:`finish` closes ``downstream``.
+    """
+
+    def __init__(self, downstream: StageQueue, takers: int) -> None:
+        self.downstream = downstream
+        self._take_lock = threading.Lock()
+        self._out_lock = threading.Lock()
+        self._ticket = 0
+        self._turn = 0
+        self._ready: dict[int, Any] = {}
+        self._takers = takers
+
+    def take(self, get: Any) -> tuple[int, Any] | None:
+        """``get()`` (an item, or None at the end) and its ticket; None at the end."""
+        with self._take_lock:
+            item = get()
+            if item is None:
+                return None
+            self._ticket += 1
+            return self._ticket - 1, item
+
+    def done(self, ticket: int, item: Any, stop: threading.Event | None = None) -> None:
+        """``item`` (None: dropped) is ready; pass on the ready items whose turn it is."""
+        with self._out_lock:
+            self._ready[ticket] = item
+            while self._turn in self._ready:
+                ready = self._ready.pop(self._turn)
+                self._turn += 1
+                if ready is not None:
+                    self.downstream.put(ready, stop)
+
+    def finish(self) -> None:
+        """One taker has stopped; the last one closes ``downstream``."""
+        with self._out_lock:
+            self._takers -= 1
+            if self._takers <= 0:
+                self.downstream.close()

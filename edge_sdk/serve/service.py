@@ -219,6 +219,7 @@ class Service:
             pipe = Pipeline(source, self.shared.handle(cc.name), task=self.task, sinks=sinks,  # type: ignore[union-attr]
                             preprocess=rm.preprocess, labels=rm.labels, metrics_every=METRICS_EVERY,
                             track=analytics, zones=cc.zones or None, lines=cc.lines or None,
+                            inflight=-(-getattr(self.shared, "lanes", 1) // len(self.config.cameras)),
                             **self.config.options)  # fmt: skip
         except ConfigError:
             raise

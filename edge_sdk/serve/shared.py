@@ -70,6 +70,11 @@ class BatchedModel(LockedModel):
     def model(self) -> Any:
         return self.batching.model  # a replacement after a watchdog restart
 
+    @property
+    def lanes(self) -> int:
+        """Calls the shared model runs at once (see :mod:`edge_sdk.multistream.lanes`)."""
+        return self.batching.lanes
+
     def run(self, feeds: Any, stream: str, **kw: Any) -> Any:
         t = time.perf_counter()
         out = self.batching.run(feeds, stream=stream, **kw)
