@@ -175,9 +175,20 @@ def _cell(a: Any, seconds: float, classifier: bool = True) -> dict[str, Any]:
         "quantizer": a.quantizer,
         "size_bytes": a.size_bytes,
         "seconds": round(a.seconds if a.seconds else seconds, 1),
+        "fallback": _fallback_summary(a.fallback),
+        "isa": (a.isa or {}).get("isa") if isinstance(a.isa, dict) else None,
         "error_class": None,
         "error": None,
     }
+
+
+def _fallback_summary(fb: dict[str, Any] | None) -> dict[str, Any] | None:
+    """What the int8 fallback did for a cell: layers kept float (of how many), passed, the plain int8 failures."""
+    if not fb:
+        return None
+    return {"kept": fb.get("kept") or [], "quantized_layers": fb.get("quantized_layers"), "budget": fb.get("budget"),
+            "passed": fb.get("passed"), "rounds": len(fb.get("rounds") or []),
+            "plain_failures": fb.get("plain_int8_failures") or [], "latency": fb.get("latency") or {}}  # fmt: skip
 
 
 def _lowest(values: list[float | None]) -> float | None:

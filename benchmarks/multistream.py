@@ -15,10 +15,12 @@ frames ahead, not the SDK's 8, so that the frame age shows the pipeline rather t
 
 The model's own throughput is measured like ``edge-sdk bench`` (a fresh process, random inputs, the same
 default threads) at batch 1 and at each batch used (images/s = calls/s x batch), right before each row, and
-in this process (``model.run`` in a loop on the preprocessed photo, same loaded model: "alone"), alternating
-with the streams for ``--rounds`` rounds per row. ``ratio``: the row's median aggregate fps over the bench at the
-row's batch (``min(streams, max_batch)`` when batched, else 1); ``ratio to alone``: the median of the rounds'
-aggregate fps / alone (the fairer one on a loaded machine, where both move between measurements).
+in this process (``model.run`` in a loop on the preprocessed photo, same loaded model: "alone"), side by side
+with the streams in each of ``--rounds`` rounds per row (this machine's speed drifts by a third within minutes).
+``ratio``: the median over the rounds of aggregate fps / the bench at the row's batch (``min(streams,
+max_batch)`` when batched, else 1); ``ratio to alone``: the same against "alone". The streams run on
+``BatchingModel``'s default lanes (two calls at once on a 2+-core CPU, see ``edge_sdk.multistream.lanes``);
+the bench and "alone" use the model as ``edge-sdk bench`` does (one call at a time, the runtime's threads).
 Frame age is capture -> result per stream (p50 / p99 in ms, last round; the table shows the worst stream).
 """
 
@@ -149,6 +151,7 @@ def run_streams(
         "seconds": round(t1 - t0, 2),
         "aggregate_fps": round(results / (t1 - t0), 2),
         "mean_batch": counters["mean_batch"],
+        "lanes": counters["lanes"],
         "per_stream": {n: per_stream(m) for n, m in final.items()},
     }
 
@@ -157,7 +160,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default="zoo:efficientnet-lite0")
     ap.add_argument("--streams", default="1,2,4,8")
-    ap.add_argument("--frames", type=int, default=300, help="frames per configuration, split over its streams")
+    ap.add_argument("--frames", type=int, default=600, help="frames per configuration, split over its streams")
     ap.add_argument("--rounds", type=int, default=3, help="alternating rounds of model alone / streams per row")
     ap.add_argument("--modes", default="fair,batched")
     ap.add_argument("--max-batch", type=int, default=8)
@@ -197,24 +200,27 @@ def main() -> int:
                 batch = min(n, args.max_batch) if mode == "batched" else 1
                 mb = args.max_batch if mode == "batched" else 1
                 rounds = []
-                for _ in range(args.rounds):  # alternate "alone" and the streams; the median ratio of the rounds
+                for _ in range(args.rounds):  # bench, alone and the streams side by side; the median of the rounds
+                    ips = bench_ips(paths[mode], batch, args.runs)
                     alone = alone_ips(model, rm, batch, args.alone_seconds)
                     r = run_streams(model, clips[n], rm, mb, args.source_queue, args.window_ms)
                     rounds.append(
                         {
+                            "bench_ips": round(ips, 2),
                             "alone_ips": round(alone, 2),
                             "aggregate_fps": r["aggregate_fps"],
-                            "ratio": round(r["aggregate_fps"] / alone, 3),
+                            "ratio": round(r["aggregate_fps"] / ips, 3),
+                            "ratio_alone": round(r["aggregate_fps"] / alone, 3),
                             "mean_batch": r["mean_batch"],
+                            "lanes": r["lanes"],
                         }
                     )
-                ips = round(bench_ips(paths[mode], batch, args.runs), 2)
-                bench.setdefault(f"{mode}@{batch}", []).append(ips)
-                agg = float(np.median([x["aggregate_fps"] for x in rounds]))
-                r.update(mode=mode, streams=n, batch=batch, model_ips=ips, rounds=rounds, aggregate_fps=round(agg, 2),
-                         alone_ips=round(float(np.median([x["alone_ips"] for x in rounds])), 2),
-                         mean_batch=float(np.median([x["mean_batch"] for x in rounds])), ratio=round(agg / ips, 3),
-                         ratio_alone=round(float(np.median([x["ratio"] for x in rounds])), 3))  # fmt: skip
+                bench.setdefault(f"{mode}@{batch}", []).extend(x["bench_ips"] for x in rounds)
+                med = {k: float(np.median([x[k] for x in rounds])) for k in rounds[0]}
+                r.update(mode=mode, streams=n, batch=batch, model_ips=round(med["bench_ips"], 2), rounds=rounds,
+                         aggregate_fps=round(med["aggregate_fps"], 2), alone_ips=round(med["alone_ips"], 2),
+                         mean_batch=med["mean_batch"], ratio=round(med["ratio"], 3),
+                         ratio_alone=round(med["ratio_alone"], 3))  # fmt: skip
                 rows.append(r)
     out = {"model": rm.path.name, "video": f"{args.size} mp4 (chelsea moving)", "frames_per_config": args.frames,
            "bench_ips": bench, "target": "ratio >= 0.90", "rows": rows,
@@ -225,13 +231,15 @@ def main() -> int:
         return 0
     print(f"model {out['model']}; edge-sdk bench (images/s): "
           + ", ".join(f"{k}: {v}" for k, v in bench.items()))  # fmt: skip
-    head = f"{'mode':8s} {'streams':>7s} {'batch':>5s} {'mean b':>6s} {'agg fps':>8s} {'bench/s':>8s} {'ratio':>6s}"
+    head = f"{'mode':8s} {'streams':>7s} {'lanes':>5s} {'batch':>5s} {'mean b':>6s} {'agg fps':>8s}"
+    head += f" {'bench/s':>8s} {'ratio':>6s}"
     print(head + f" {'alone/s':>8s} {'ratio':>6s} {'age p50 ms':>10s} {'age p99 ms':>10s} {'drops':>5s}")
     for r in rows:
         ages = r["per_stream"].values()
         p50 = max(a["frame_age_p50_ms"] or 0 for a in ages)
         p99 = max(a["frame_age_p99_ms"] or 0 for a in ages)
-        print(f"{r['mode']:8s} {r['streams']:7d} {r['batch']:5d} {r['mean_batch']:6.2f} {r['aggregate_fps']:8.1f} "
+        print(f"{r['mode']:8s} {r['streams']:7d} {r['lanes']:5.0f} {r['batch']:5d} {r['mean_batch']:6.2f} "
+              f"{r['aggregate_fps']:8.1f} "
               f"{r['model_ips']:8.1f} {r['ratio']:6.2f} {r['alone_ips']:8.1f} {r['ratio_alone']:6.2f} "
               f"{p50:10.1f} {p99:10.1f} {r['dropped']:5d}")  # fmt: skip
     print(
