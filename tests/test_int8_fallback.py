@@ -135,7 +135,7 @@ def test_no_fallback_keeps_the_old_failure(sensitive_keras, tmp_path, cli):
 
 
 def test_fallback_budget_spent_reports_the_failure(sensitive_keras, tmp_path):
-    """A tolerance nothing meets: the fallback stops at its budget (10% of 6 layers -> 1) and the error stays."""
+    """A tolerance nothing meets: the fallback stops at its budget (25% of 6 layers -> 1) and the error stays."""
     with pytest.raises(ValidationFailedError, match=r"cosine .* < 1.1"):
         convert(sensitive_keras, to="onnx", precision="int8", calibration="synthetic", output_dir=tmp_path,
                 tolerances={"cosine": 1.1})  # fmt: skip
