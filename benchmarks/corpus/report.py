@@ -58,6 +58,20 @@ def _counts(cells: list[dict[str, Any]]) -> dict[str, Any]:
             "share": round(ok / len(cells), 4) if cells else None}  # fmt: skip
 
 
+def failure_kind(cell: dict[str, Any]) -> str | None:
+    """Why a cell is not a success: ``not converted``, ``top-1 only`` (cosine and SNR within tolerance, only the
+    classifier's top-1 agreement below it: on a random-weight head, flips between near-tied classes),
+    ``cosine/SNR``; None for a success."""
+    if succeeded(cell):
+        return None
+    if not cell.get("converted"):
+        return "not converted"
+    failures = cell.get("failures") or []
+    if failures and all("top-1 agreement" in f for f in failures):
+        return "top-1 only"
+    return "cosine/SNR"
+
+
 def _cell_text(c: dict[str, Any] | None) -> str:
     if c is None:
         return "·"
@@ -103,6 +117,12 @@ def write_markdown(path: Path, payload: dict[str, Any]) -> None:
         per_t = [f"{r['per_target'][t]['succeeded']}/{r['per_target'][t]['cells']}" for t in targets]
         lines.append(f"| {p} | {r['cells']} | {r['converted']} | {r['succeeded']} | {r['share']:.1%} | {goal} | "
                      + " | ".join(per_t) + " |")  # fmt: skip
+    kinds = ["not converted", "cosine/SNR", "top-1 only"]
+    lines += ["", "Cells that are not a success, by why:", "", "| precision | " + " | ".join(kinds) + " |",
+              "|---|" + "---|" * len(kinds)]  # fmt: skip
+    for p in precisions:
+        found = [failure_kind(c) for c in cells if c["precision"] == p]
+        lines.append(f"| {p} | " + " | ".join(str(found.count(k)) for k in kinds) + " |")
     lines += ["", *CAVEATS]
     not_run = payload.get("not_run") or []
     if not_run:
@@ -140,6 +160,10 @@ def write_markdown(path: Path, payload: dict[str, Any]) -> None:
             why = why.replace("|", "\\|").replace("\n", " ")
             if c.get("error") and c.get("route"):
                 why += f" (route: {c['route']})"
+            fb = c.get("fallback")
+            if fb:
+                why += (f" (fallback: {len(fb.get('kept') or [])} of {fb.get('quantized_layers')} layers float, "
+                        f"budget {fb.get('budget')}, {fb.get('rounds')} rounds)")  # fmt: skip
             lines.append(f"| {c['arch']} | {c['target']} | {c['precision']} | {c.get('error_class') or '-'} | "
                          f"{why[:800]} |")  # fmt: skip
     lines += ["", "## Architectures", "", "| architecture | family | input | notes | route (fp32) |",
