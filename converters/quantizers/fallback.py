@@ -35,7 +35,7 @@ log = logging.getLogger("edge_sdk")
 
 #: default budget: rounds of re-quantization, and the fraction of the int8 model's layers that may stay float.
 #: 10% was too little for models whose error builds up over a chain of layers (a wav2vec2 encoder's convolutional
-#: feature extractor before a layer norm, OpenVINO int8 cosine 0.82: it passes with 18 of 62 layers float), and
+#: feature extractor before a layer norm, OpenVINO int8 cosine 0.82: it passes with 15 of 62 layers float), and
 #: a round adds 2^(r-1) layers, so 6 rounds reach 63 layers; the report gives the latency this costs
 MAX_ROUNDS = 6
 MAX_FRACTION = 0.25
