@@ -215,3 +215,22 @@ def test_cli_run_vad_on_the_default_speech(cli, tmp_path, silero):
     assert len(segments) == len(segs)
     for s, (a, b) in zip(segments, segs):
         assert abs(s["start_s"] - a) <= TOLERANCE_S and abs(s["end_s"] - b) <= TOLERANCE_S
+
+
+def test_vad_on_a_shared_model_with_two_lanes_keeps_its_state(silero, speech_clip, tmp_path):
+    """A stateful audio model runs one call at a time per stream even where the shared model has two lanes."""
+    from edge_sdk.multistream import BatchingModel, MultiStream
+
+    clip, truth = speech_clip
+    wav = write_wav(tmp_path / "speech.wav", clip, 16000)
+    sink = tmp_path / "ev.jsonl"
+    with BatchingModel(silero, lanes=2) as bm:
+        ms = MultiStream({"mic": str(wav)}, bm, task="vad", sinks=[str(sink)], metrics_every=0)
+        assert ms.pipelines["mic"].inflight == 1  # not ceil(2 lanes / 1 stream)
+        ms.run()
+    lines = [json.loads(ln) for ln in sink.read_text().splitlines()]
+    events = [ev for x in lines if x.get("type") == "result" for ev in x.get("events") or []]
+    starts = [e["t_s"] for e in events if e["event"] == SPEECH_START]
+    ends = [e["t_s"] for e in events if e["event"] == SPEECH_END]
+    assert len(starts) == len(ends) == len(truth)
+    assert all(abs(s - a) <= TOLERANCE_S and abs(e - b) <= TOLERANCE_S for s, e, (a, b) in zip(starts, ends, truth))

@@ -122,6 +122,9 @@ class Pipeline(IterationMixin):
             self.post = build_postprocessor(task, model, preprocess, labels, post_opts)
             self._prepare = getattr(self.post, "prepare", None)
             self._infer = getattr(self.post, "infer", None)
+            if self._infer is not None and self.inflight > 1:  # it carries state from one call to the next (VAD)
+                log.info("task %s runs its inference in order, one call at a time: inflight 1", task)
+                self.inflight = 1
             if self._prepare is None and spec_error is not None:
                 raise spec_error
             self.source: Source = open_source(source)
