@@ -347,3 +347,28 @@ def test_static_shapes_for_npus(keras_file, tmp_path, cli):
     assert es.load(tmp_path / "c" / "tiny_fp32.onnx").inputs[0].shape == (4, 16, 16, 3)
     with pytest.raises(Exception, match="TFLite fixes shapes at conversion time"):
         convert(keras_file, to="tflite", static=True, output_dir=tmp_path / "t")
+
+
+def test_torch_to_openvino_falls_back_when_tracing_cannot_run_the_module(tmp_path):
+    """TorchScript tracing fails its sanity check on a module whose graph changes between calls (torchvision's
+    ViT did this in the corpus); OpenVINO then converts the torch.export program, and the route says so."""
+    import torch
+
+    class Flaky(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.lin = torch.nn.Linear(8, 4)
+            self.calls = 0
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:  # same values, another graph every other call
+            self.calls += 1
+            y = self.lin(x)
+            return y * 1.0 if self.calls % 2 else y + 0.0
+
+    r = convert(Flaky().eval(), to="openvino", precision="fp32", example_inputs=(torch.randn(1, 8),),
+                output_dir=tmp_path, progress=False)  # fmt: skip
+    a = r.artifacts[0]
+    assert a.passed and min(m.cosine for m in a.metrics) > 0.9999
+    assert "torch.export program" in a.route and "Graphs differed across invocations" in a.route
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert "torch.export program" in manifest["artifacts"][0]["route"]

@@ -188,12 +188,34 @@ def set_keras_bn_stats(model: Any, batch: np.ndarray) -> None:
         b.momentum = m
 
 
+def randomise_zero_layers(model: Any, std: float = 0.02) -> list[str]:
+    """Give every Linear / Conv layer whose weights are all zero normal(0, ``std``) weights; their names.
+
+    Some architectures start a layer at zero (torchvision's ViT classifier head, zero-init residual branches),
+    which a trained model never has: with random weights elsewhere the model's output would then be a
+    constant, and every conversion would agree with it trivially (cosine 1.0 of two zero vectors)."""
+    import torch
+
+    changed = []
+    for name, m in model.named_modules():
+        w = getattr(m, "weight", None)
+        if isinstance(m, (torch.nn.Linear, torch.nn.modules.conv._ConvNd)) and w is not None and not w.any():
+            with torch.no_grad():
+                torch.nn.init.normal_(w, std=std)
+            changed.append(name)
+    return changed
+
+
 def torch_image_case(
     model: Any, n_calib: int, n_held: int, size: int | tuple[int, int], kind: str, notes: str = "", **norm: Any
 ) -> Case:
-    """A torchvision/timm-style image model (NCHW float input) with BN statistics from real photos."""
+    """A torchvision/timm-style image model (NCHW float input) with BN statistics from real photos (and no layer
+    left at a zero initialisation: :func:`randomise_zero_layers`)."""
     import torch
 
+    zeroed = randomise_zero_layers(model)
+    if zeroed:
+        notes = f"{notes}; zero-initialised {', '.join(zeroed)} given random weights".lstrip("; ")
     bn, calib, held = image_sets(n_calib, n_held, size, **norm)
     set_torch_bn_stats(model, [(bn[i : i + 8],) for i in range(0, len(bn), 8)])
     hw = (size, size) if isinstance(size, int) else size

@@ -70,8 +70,48 @@ def _export_with_dynamo(module: Any, args: tuple[Any, ...], names: list[str], ou
 
 
 def to_openvino(source: SourceModel, out: Path, ctx: RouteContext) -> Path:
-    module, _ = module_and_args(source)
-    return save_as_ir(source.obj if source.kind == "pt2" else module, source, out)
+    """OpenVINO's PyTorch frontend (TorchScript tracing); when tracing cannot run the module (it fails its
+    sanity check on torchvision's ViT: "Graphs differed across invocations"), the same frontend on the
+    ``torch.export`` program, then the ONNX export through the ONNX frontend. The route that worked is recorded
+    in the manifest; when none does, the error names each try."""
+    module, args = module_and_args(source)
+    if source.kind == "pt2":
+        return save_as_ir(source.obj, source, out)
+    tries: list[str] = []
+    try:
+        return save_as_ir(module, source, out)
+    except ConversionError as e:
+        tries.append(f"TorchScript tracing: {first_line(e)}")
+    try:
+        import torch
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            program = torch.export.export(module, args)
+        path = save_as_ir(program, source, out)
+        _fell_back(ctx, "openvino.convert_model of the torch.export program", tries)
+        return path
+    except Exception as e:
+        tries.append(f"torch.export: {first_line(e)}")
+    from dataclasses import replace
+
+    from converters.routes import onnx_routes
+
+    try:
+        onnx_path = ctx.intermediates.get("onnx")
+        if onnx_path is None or not Path(onnx_path).exists():
+            onnx_path = to_onnx(source, ctx.workdir / "torch_export.onnx", ctx)
+        path = onnx_routes.to_openvino(replace(source, kind="onnx", path=Path(onnx_path)), out, ctx)
+        _fell_back(ctx, "torch.onnx.export + openvino.convert_model (ONNX frontend)", tries)
+        return path
+    except ConversionError as e:
+        tries.append(f"via ONNX: {first_line(e)}")
+    raise ConversionError("PyTorch -> OpenVINO failed every way it was tried: " + "; ".join(tries))
+
+
+def _fell_back(ctx: RouteContext, tool: str, tries: list[str]) -> None:
+    log.warning("PyTorch -> OpenVINO: %s failed; converted with %s instead", tries[0].split(":")[0], tool)
+    ctx.used_tool["openvino"] = f"{tool} (after {'; '.join(tries)[:200]})"
 
 
 def save_as_ir(model: Any, source: SourceModel, out: Path) -> Path:
