@@ -106,6 +106,9 @@ def test_report_counts_failures_and_errors(tmp_path: Path) -> None:
          "within_tolerance": False, "error_class": "UnsupportedOperatorError", "error": "[export] op Erf at node /x"},
         {**base, "target": "onnx", "precision": "int8", "converted": True, "cosine": 0.96, "within_tolerance": False,
          "failures": ["output 'y': cosine 0.96000 < 0.97"]},
+        {**base, "target": "openvino", "precision": "int8", "converted": True, "cosine": 0.999, "top1": 0.875,
+         "failures": ["output 'y': top-1 agreement 87.5% < 90%"],
+         "fallback": {"kept": ["conv1", "conv2"], "quantized_layers": 10, "budget": 2, "rounds": 2}},
     ]  # fmt: skip
     s = summarise(cells)
     assert s["per_precision"]["fp32"]["succeeded"] == 1
@@ -116,3 +119,6 @@ def test_report_counts_failures_and_errors(tmp_path: Path) -> None:
     text = md.read_text()
     assert "op Erf at node /x" in text and "cosine 0.96000 < 0.97" in text and "cosine 0.998 < 0.999" in text
     assert "**Not run yet** (1): b." in text
+    # why cells are not a success: not converted / cosine or SNR / only top-1 (a random head's near ties)
+    assert "| fp32 | 1 | 1 | 0 |" in text and "| int8 | 0 | 1 | 1 |" in text
+    assert "(fallback: 2 of 10 layers float, budget 2, 2 rounds)" in text
