@@ -143,6 +143,22 @@ def test_fallback_budget_spent_reports_the_failure(sensitive_keras, tmp_path):
     assert fb["passed"] is False and fb["budget"] == 1 and len(fb["kept"]) == 1 and len(fb["rounds"]) == 1
 
 
+def test_fallback_slower_than_fp32_is_said(sensitive_keras, tmp_path, monkeypatch, caplog):
+    """The artifact meets its tolerance, but with layers float it is no faster than fp32: the user is told (the
+    latency figures are fixed here; their measurement is the benchmark's business)."""
+    import logging
+
+    from converters.quantizers import fallback
+
+    fixed = {"backend": "onnxruntime", "runs": 30, "ratio_plain": 0.71, "ratio_fallback": 1.12}
+    monkeypatch.setattr(fallback, "latency_cost", lambda *a, **k: dict(fixed))
+    with caplog.at_level(logging.WARNING, logger="edge_sdk"):
+        result = convert(sensitive_keras, to="onnx", precision="int8", calibration="synthetic", output_dir=tmp_path)
+    assert result.passed and result.artifacts[0].fallback["latency"]["ratio_fallback"] == 1.12
+    assert "runs at 1.12x the fp32 latency on this machine (plain int8: 0.71x): fp16 or fp32 may serve better" in (
+        caplog.text)
+
+
 def test_scheme_follows_the_isa(sensitive_keras, tmp_path):
     """x86 without VNNI: u8 activations and 7-bit weights (reduce_range); Arm: s8 activations, full 8-bit weights."""
     import onnx

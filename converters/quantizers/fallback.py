@@ -214,6 +214,11 @@ def quantize_with_fallback(
     if measure_latency and report.kept:
         report.latency = latency_cost(fp32, plain, out)
     log.info("%s int8: %s", target, report.summary())
+    ratio = report.latency.get("ratio_fallback")
+    if ratio is not None and ratio >= 1.0:  # it meets the tolerance, but int8 no longer buys speed here
+        log.warning("%s int8 with %d layer(s) kept float runs at %.2fx the fp32 latency on this machine (plain int8: "
+                    "%.2fx): fp16 or fp32 may serve better", target, len(report.kept), ratio,
+                    report.latency.get("ratio_plain", float("nan")))  # fmt: skip
     return metrics, failures, report
 
 
