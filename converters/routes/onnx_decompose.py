@@ -14,6 +14,7 @@ The clip keeps the polynomial positive (it turns at |x| ~ 8.2); erf(4) is 1 - 1.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 #: erf(x) ~= tanh(x (A + B x^2 + C x^4)) on |x| <= CLIP; max abs error 3.7e-5
 ERF_A, ERF_B, ERF_C = 1.12814338, 0.10408119, -0.00178647
@@ -63,7 +64,8 @@ def decompose_for_tflite(src: Path, dst: Path) -> list[str]:
 
 def standard_onnx(path: Path, route: str) -> list[str]:
     """Make a converter's ONNX output standard, in place: ``Erfc`` (tf2onnx writes it for Keras' exact GELU,
-    but ONNX has no such op) becomes ``1 - Erf(x)``. Any other op unknown to ONNX is an
+    but ONNX has no such op) becomes ``1 - Erf(x)``; ``TFL_GELU`` (TFLite fuses GELU into one op, which
+    ``tf2onnx --tflite`` passes through under its TFLite name) becomes its formula. Any other op unknown to ONNX is an
     :class:`~edge_sdk.errors.UnsupportedOperatorError` naming the op, the node and ``route``.
     Returns the names of the rewritten nodes."""
     import numpy as np
@@ -83,6 +85,10 @@ def standard_onnx(path: Path, route: str) -> list[str]:
                       helper.make_node("Sub", [one, erf], list(node.output), name=node.name)]  # fmt: skip
             rewritten.append(node.name)
             continue
+        if node.domain in ("", "ai.onnx") and node.op_type == "TFL_GELU":  # TFLite's fused GELU (tf2onnx --tflite)
+            nodes += _gelu_nodes(node, graph)
+            rewritten.append(node.name or node.output[0])
+            continue
         if node.domain in ("", "ai.onnx") and not defs.has(node.op_type):
             unknown.append(f"{node.op_type} (node '{node.name}')")
         nodes.append(node)
@@ -96,3 +102,34 @@ def standard_onnx(path: Path, route: str) -> list[str]:
         graph.node.extend(nodes)
         onnx.save(model, str(path))
     return rewritten
+
+
+def _gelu_nodes(node: Any, graph: Any) -> list[Any]:
+    """ONNX nodes computing TFLite's GELU of ``node`` (attribute ``approximate``: the tanh form), constants added
+    to ``graph``: 0.5 x (1 + erf(x / sqrt 2)), or 0.5 x (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3)))."""
+    import math
+
+    import numpy as np
+    from onnx import helper, numpy_helper
+
+    approximate = any(a.name == "approximate" and helper.get_attribute_value(a) for a in node.attribute)
+    x, y = node.input[0], node.output[0]
+    tag = f"{node.name or y}__gelu"
+
+    def const(name: str, value: float) -> str:
+        graph.initializer.append(numpy_helper.from_array(np.array(value, np.float32), f"{tag}_{name}"))
+        return f"{tag}_{name}"
+
+    def op(kind: str, inputs: list[str], name: str) -> Any:
+        return helper.make_node(kind, inputs, [f"{tag}_{name}"], name=f"{tag}_{name}")
+
+    if approximate:
+        inner = [op("Mul", [x, x], "x2"), op("Mul", [f"{tag}_x2", x], "x3"),
+                 op("Mul", [f"{tag}_x3", const("k", 0.044715)], "kx3"), op("Add", [x, f"{tag}_kx3"], "t"),
+                 op("Mul", [f"{tag}_t", const("c", math.sqrt(2.0 / math.pi))], "u"),
+                 op("Tanh", [f"{tag}_u"], "f")]  # fmt: skip
+    else:
+        inner = [op("Mul", [x, const("inv_sqrt2", 1.0 / math.sqrt(2.0))], "s"), op("Erf", [f"{tag}_s"], "f")]
+    return [*inner, op("Add", [f"{tag}_f", const("one", 1.0)], "a"), op("Mul", [x, f"{tag}_a"], "m"),
+            helper.make_node("Mul", [f"{tag}_m", const("half", 0.5)], [y], name=node.name or f"{tag}_y")]  # fmt: skip
+
