@@ -302,6 +302,10 @@ def test_auto_lanes_share_the_cores(tmp_path, monkeypatch):
             assert bm.stats()["threads_per_lane"] == 2
             np.testing.assert_allclose(bm.run([np.ones((1, 3, 32, 32), np.float32)])["logits"],
                                        model.run([np.ones((1, 3, 32, 32), np.float32)])["logits"])  # fmt: skip
+        with BatchingModel(str(path), lanes=2) as owned:  # loaded here: no third copy idles beside the two lanes
+            assert owned.model is owned._active_lanes[0].model and len(owned._active_lanes) == 2
+            assert owned.run([np.ones((1, 3, 32, 32), np.float32)])["logits"].shape == (1, 10)
+        assert all(lane.model._closed for lane in owned._active_lanes)
         for bad in (0, "two", -1):
             with pytest.raises(es.EdgeSDKError, match="lanes must be 'auto' or a whole number >= 1"):
                 lanes.resolve_lanes(bad, model)

@@ -219,3 +219,8 @@ def test_inflight_on_a_plain_model_says_what_to_use(colour_onnx):
     with es.load(colour_onnx) as model, pytest.raises(es.EdgeSDKError) as e:
         Pipeline("synthetic:?fps=0&frames=2", model, task="classify", preprocess=SPEC, inflight=2)
     assert "inflight=2 runs 2 calls at once" in str(e.value) and "BatchingModel(model, lanes=2)" in str(e.value)
+    with pytest.raises(es.EdgeSDKError, match="inflight=3 runs 3 calls at once"):  # a path is loaded as a Model
+        Pipeline("synthetic:?fps=0&frames=2", str(colour_onnx), task="classify", preprocess=SPEC, inflight=3)
+    for bad in (0, 1.5, "2"):
+        with pytest.raises(es.EdgeSDKError, match=r"inflight must be a whole number >= 1 .* got"):
+            Pipeline("synthetic:?fps=0&frames=2", model, task="classify", preprocess=SPEC, inflight=bad)

@@ -56,6 +56,14 @@ def to_onnx(source: SourceModel, out: Path, ctx: RouteContext) -> Path:
     return out
 
 
+def onnx_export(source: SourceModel, ctx: RouteContext) -> Path:
+    """The source's ONNX export of this conversion: the one already made (another target's), else a new one."""
+    made = ctx.intermediates.get("onnx")
+    if made is not None and Path(made).exists():
+        return Path(made)
+    return to_onnx(source, ctx.workdir / "torch_export.onnx", ctx)
+
+
 def _export_with_dynamo(module: Any, args: tuple[Any, ...], names: list[str], outputs: list[str], out: Path,
                         ctx: RouteContext) -> None:  # fmt: skip
     """The torch.export-based exporter: what transformers 5 models need (their forward wrappers break tracing)."""
@@ -98,10 +106,7 @@ def to_openvino(source: SourceModel, out: Path, ctx: RouteContext) -> Path:
     from converters.routes import onnx_routes
 
     try:
-        onnx_path = ctx.intermediates.get("onnx")
-        if onnx_path is None or not Path(onnx_path).exists():
-            onnx_path = to_onnx(source, ctx.workdir / "torch_export.onnx", ctx)
-        path = onnx_routes.to_openvino(replace(source, kind="onnx", path=Path(onnx_path)), out, ctx)
+        path = onnx_routes.to_openvino(replace(source, kind="onnx", path=onnx_export(source, ctx)), out, ctx)
         _fell_back(ctx, "torch.onnx.export + openvino.convert_model (ONNX frontend)", tries)
         return path
     except ConversionError as e:
@@ -153,10 +158,7 @@ def to_tflite(source: SourceModel, out: Path, ctx: RouteContext) -> Path:
         log.warning("onnx2tf is not installed (make onnx2tf): PyTorch -> TFLite falls back to litert-torch")
         ctx.used_tool["tflite"] = "litert_torch.convert (fallback: onnx2tf not installed)"
         return to_tflite_litert(source, out, ctx)
-    onnx_path = ctx.intermediates.get("onnx")
-    if onnx_path is None or not Path(onnx_path).exists():
-        onnx_path = to_onnx(source, ctx.workdir / "torch_export.onnx", ctx)
-    return onnx_routes.to_tflite(replace(source, kind="onnx", path=Path(onnx_path)), out, ctx)
+    return onnx_routes.to_tflite(replace(source, kind="onnx", path=onnx_export(source, ctx)), out, ctx)
 
 
 def to_tflite_litert(source: SourceModel, out: Path, ctx: RouteContext) -> Path:

@@ -88,7 +88,6 @@ class BatchingModel(RecoveryMixin):
         self.counters = {"calls": 0, "requests": 0, "samples": 0, "stalls": 0, "restarts": 0, "dropped": 0,
                          "max_pending": 0, "max_inflight": 0}  # fmt: skip
         self._flights: list[Flight] = []  # calls running now (lock held to read or change)
-        self._primary_idle = self.lanes > 1  # the model as given runs no calls: each lane has its own copy
         self._closing = threading.Event()
         try:
             self._active_lanes = self._start_lanes(model, "restart")
@@ -96,6 +95,9 @@ class BatchingModel(RecoveryMixin):
             if self._owns:
                 model.close()
             raise
+        if self.lanes > 1 and self._owns:  # the copy loaded here would run no call: each lane has its own
+            model.close()
+            self._model = self._active_lanes[0].model
         self._thread = threading.Thread(target=self._watch_loop, name="multistream-watchdog", daemon=True)
         self._thread.start()
 
@@ -200,8 +202,6 @@ class BatchingModel(RecoveryMixin):
         self._thread.join(timeout=10)
         for w in self._active_lanes:
             w.join(timeout=5)
-        if self._primary_idle and self._owns:
-            self._model.close()
 
     def __enter__(self) -> BatchingModel:
         return self
@@ -250,10 +250,7 @@ class BatchingModel(RecoveryMixin):
             self._last_done = time.monotonic()
             self.times.add(job.t_done - job.t0)
             if failed_batch:
-                for r in reversed(batch):
-                    r.sig = None
-                    self._pending.setdefault(r.stream, collections.deque()).appendleft(r)
-                    self._n_pending += 1
+                self._put_back(batch, alone=True)
             else:
                 self.counters["calls"] += 1
                 self.counters["requests"] += len(batch)
@@ -303,10 +300,16 @@ class BatchingModel(RecoveryMixin):
     def _requeue(self, batch: list[Request]) -> None:
         """Put ``batch`` back at the head of its streams' queues."""
         with self._cv:
-            for r in reversed(batch):
-                self._pending.setdefault(r.stream, collections.deque()).appendleft(r)
-                self._n_pending += 1
+            self._put_back(batch)
             self._cv.notify_all()
+
+    def _put_back(self, batch: list[Request], alone: bool = False) -> None:
+        """(lock held) ``batch`` back at the head of its streams' queues (``alone``: each then runs on its own)."""
+        for r in reversed(batch):
+            if alone:
+                r.sig = None
+            self._pending.setdefault(r.stream, collections.deque()).appendleft(r)
+            self._n_pending += 1
 
     def _batch_cap(self) -> int:
         """(lock held) Requests per call: the plan's capacity, shared out over the lanes so that each gets work."""

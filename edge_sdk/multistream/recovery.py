@@ -25,7 +25,6 @@ class RecoveryMixin:
     _owns: bool
     _active_lanes: list[Lane]
     _flights: list[Flight]
-    _primary_idle: bool
     lanes: int
     _broken: str | None
     _retry_at: float
@@ -85,9 +84,7 @@ class RecoveryMixin:
             self._broken, self._retry_at = first_line(e), time.monotonic() + RETRY_S
             event.update(action="failed", error=self._broken)
         else:
-            if self._primary_idle and self._owns:  # the model as given ran no calls: nothing hangs in it
-                self._model.close()
-            self._model, self._owns, self._broken, self._primary_idle = model, True, None, False
+            self._model, self._owns, self._broken = model, True, None
             self._active_lanes = [Lane(model, True, self._take, self._settle)]
             mode = "cpu" if action == "cpu_fallback" else "restart"
             try:  # the other lanes: a copy each, as the first was loaded

@@ -50,7 +50,6 @@ class Job:
     dequantize: bool | None
     t0: float = 0.0
     t_done: float = 0.0
-    done: threading.Event = field(default_factory=threading.Event)
     outputs: dict[str, np.ndarray] | None = None
     error: BaseException | None = None
     claimed: bool = False
@@ -111,7 +110,6 @@ class Lane:
                     self._settle(flight)
                 except Exception as e:  # pragma: no cover - the lane must go on serving
                     log.warning("handing results over failed: %s", e)
-                job.done.set()
         finally:
             if self.owns:
                 try:

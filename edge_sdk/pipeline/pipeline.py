@@ -100,8 +100,10 @@ class Pipeline(IterationMixin):
         from edge_sdk.sinks import open_sink
 
         self._owns_model = not hasattr(model, "run")
-        self.inflight = max(1, int(inflight))
-        if self.inflight > 1 and isinstance(model, Model):
+        if not isinstance(inflight, int) or isinstance(inflight, bool) or inflight < 1:
+            raise EdgeSDKError(f"inflight must be a whole number >= 1 (calls in inference at once), got {inflight!r}")
+        self.inflight = inflight
+        if inflight > 1 and (self._owns_model or isinstance(model, Model)):  # a path is loaded as a plain Model
             raise EdgeSDKError(f"inflight={inflight} runs {inflight} calls at once, but a Model runs one at a time; "
                                f"share it as edge_sdk.multistream.BatchingModel(model, lanes={inflight})")  # fmt: skip
         if self._owns_model:
