@@ -296,6 +296,8 @@ def test_auto_lanes_share_the_cores(tmp_path, monkeypatch):
         monkeypatch.setattr(lanes, "usable_cores", lambda: 1)
         assert lanes.resolve_lanes("auto", model) == 1 and lanes.lane_threads(1) is None
         assert lanes.resolve_lanes("auto", Slow(model, 0)) == 1  # a wrapper: its calls are not duplicated
+        with es.load(path, backend="openvino") as ov:  # OpenVINO schedules its own threads: lanes lost there
+            assert ov.backend == "openvino" and lanes.resolve_lanes("auto", ov) == 1
         monkeypatch.setattr(lanes, "usable_cores", lambda: 4)
         with BatchingModel(model, lanes=2) as bm:  # the default loader: a copy per lane, the cores shared out
             assert [lane.model.describe()["threads"] for lane in bm._active_lanes] == [2, 2]
