@@ -218,8 +218,19 @@ def torch_image_case(
         notes = f"{notes}; zero-initialised {', '.join(zeroed)} given random weights".lstrip("; ")
     bn, calib, held = image_sets(n_calib, n_held, size, **norm)
     set_torch_bn_stats(model, [(bn[i : i + 8],) for i in range(0, len(bn), 8)])
+    if kind == "classifier":
+        notes = f"{notes}; {fit_photo_heads(model, size, **norm)}".lstrip("; ")
     hw = (size, size) if isinstance(size, int) else size
     return Case(model, (torch.from_numpy(held[:1]),), calib, held, kind, notes, f"image 1x3x{hw[0]}x{hw[1]}")
+
+
+def fit_photo_heads(model: Any, size: int | tuple[int, int], **norm: Any) -> str:
+    """Fit a torch classifier's logits layer(s) as a linear probe on photo crops (:mod:`.heads`); a note."""
+    from .heads import HEAD_CROPS, HEAD_SEED, fit_torch_heads, photo_labels
+
+    crops = normalise(photos("calibration", HEAD_CROPS, size, seed=HEAD_SEED), **norm)
+    fitted = fit_torch_heads(model, crops, photo_labels(HEAD_CROPS))
+    return f"head {', '.join(fitted)} fitted on photos" if fitted else ""
 
 
 # ---- speech ------------------------------------------------------------------------------------

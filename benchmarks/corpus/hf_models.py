@@ -8,7 +8,17 @@ from typing import Any
 
 import numpy as np
 
-from ._common import Builder, Case, log_mels, normalise, photos, save_npz, speech_windows, token_batch
+from ._common import (
+    Builder,
+    Case,
+    fit_photo_heads,
+    log_mels,
+    normalise,
+    photos,
+    save_npz,
+    speech_windows,
+    token_batch,
+)
 
 SEQ_LEN = 64
 
@@ -69,8 +79,9 @@ def vit_tiny(workdir: Path, n_calib: int, n_held: int) -> Case:
     norm = {"mean": 0.5, "std": 0.5}
     calib = normalise(photos("calibration", n_calib, 224), **norm)
     held = normalise(photos("held_out", n_held, 224), **norm)
-    model = _wrap(ViTForImageClassification(cfg), ("logits",))
-    return Case(model, (torch.from_numpy(held[:1]),), calib, held, "classifier", "", "image 1x3x224x224")
+    model = _wrap(ViTForImageClassification(cfg), ("logits",)).eval()
+    note = fit_photo_heads(model, 224, **norm)
+    return Case(model, (torch.from_numpy(held[:1]),), calib, held, "classifier", note, "image 1x3x224x224")
 
 
 def _whisper_features(windows: np.ndarray) -> np.ndarray:

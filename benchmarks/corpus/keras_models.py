@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ._common import Builder, Case, normalise, photos, set_keras_bn_stats
+from .heads import HEAD_CROPS, HEAD_SEED, fit_keras_head, photo_labels
 
 _SCALING: dict[str, dict[str, Any]] = {
     "tf": {"mean": 1.0, "std": 1.0, "scale": 1 / 127.5},  # x / 127.5 - 1
@@ -30,11 +31,14 @@ def _app(factory: str, scaling: str, size: int = 224, note: str = "", **kwargs: 
         model = getattr(keras.applications, factory)(weights=None, input_shape=(size, size, 3),
                                                      classifier_activation=None, **kwargs)  # fmt: skip
         set_keras_bn_stats(model, normalise(photos("calibration", 16, size, seed=7), **norm))
+        head = fit_keras_head(model, normalise(photos("calibration", HEAD_CROPS, size, seed=HEAD_SEED), **norm),
+                              photo_labels(HEAD_CROPS))  # fmt: skip
+        notes = f"{note}; head {head} fitted on photos".lstrip("; ") if head else note
         path = workdir / f"{factory.lower()}.keras"
         model.save(path)
         calib = normalise(photos("calibration", n_calib, size), **norm)
         held = normalise(photos("held_out", n_held, size), **norm)
-        return Case(path, None, calib, held, "classifier", note, f"image 1x{size}x{size}x3 ({scaling} scaling)")
+        return Case(path, None, calib, held, "classifier", notes, f"image 1x{size}x{size}x3 ({scaling} scaling)")
 
     build.__doc__ = f"keras.applications.{factory}(weights=None, input_shape=({size}, {size}, 3), logits out)"
     return build
