@@ -313,3 +313,21 @@ def test_auto_lanes_share_the_cores(tmp_path, monkeypatch):
                 lanes.resolve_lanes(bad, model)
         with pytest.raises(es.EdgeSDKError, match="this model has no path"):
             lanes.resolve_lanes(2, object())
+
+
+def test_streams_share_the_cores_among_their_decoders(tmp_path, clips, monkeypatch):
+    from edge_sdk.sources.video_file import VideoFileSource
+
+    monkeypatch.setattr("edge_sdk.multistream.multistream.os.cpu_count", lambda: 4)
+    model = colour_onnx(tmp_path / "colour_dyn.onnx", "N")
+    names = list(clips)
+    own = VideoFileSource(clips[names[0]], decode_threads=3)  # the caller's choice is kept
+    sources = {names[0]: own, **{n: str(clips[n]) for n in names[1:]}}
+    ms = MultiStream(sources, str(model), task="classify", preprocess=SPEC, metrics_every=0)
+    assert [p.source.decode_threads for p in ms.pipelines.values()] == [3] + [4 // len(clips)] * (len(clips) - 1)
+    final = ms.run()
+    assert all(m["results"] == FRAMES for m in final.values())
+
+    bad = VideoFileSource(clips[names[0]], decode_threads=0)
+    with pytest.raises(es.errors.SourceError, match="decode_threads must be a positive integer or None, got 0"):
+        bad.start()

@@ -9,6 +9,7 @@ round-robin, under the watchdog. Per-stream numbers come from each Pipeline's ow
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from typing import Any, Callable
@@ -97,7 +98,10 @@ class MultiStream:
             kwargs["on_frame_result"] = deliver
         kwargs.setdefault("task", self.task)
         kwargs.setdefault("inflight", -(-self.model.lanes // self._n_sources))
-        return Pipeline(source, self.model.stream(name), **kwargs)
+        pipeline = Pipeline(source, self.model.stream(name), **kwargs)
+        if getattr(pipeline.source, "decode_threads", 0) is None:  # a decoder the caller left at FFmpeg's default
+            pipeline.source.decode_threads = max(1, (os.cpu_count() or 1) // self._n_sources)
+        return pipeline
 
     # -- lifecycle -------------------------------------------------------------------------------
     def start(self) -> MultiStream:

@@ -17,6 +17,9 @@ from typing import Any, Callable
 
 import numpy as np
 
+#: new call timings after which the cached p99 is recomputed (the watchdog's deadline moves slowly anyway)
+P99_REFRESH = 8
+
 log = logging.getLogger("edge_sdk.multistream")
 
 RECOVERIES = ("restart", "cpu")
@@ -61,20 +64,29 @@ class CallTimes:
         self.options = options
         self._times: collections.deque[float] = collections.deque(maxlen=options.window)
         self._lock = threading.Lock()
+        self._p99: float | None = None  # cached: every call asks for its deadline, a percentile is not free
+        self._stale = 0  # timings added since the cached p99
 
     def add(self, seconds: float) -> None:
         with self._lock:
             self._times.append(seconds)
+            self._stale += 1
 
     def clear(self) -> None:
         """Forget the timings (a restarted backend starts slow again)."""
         with self._lock:
             self._times.clear()
+            self._p99, self._stale = None, 0
 
     def p99(self) -> float | None:
+        """The p99 of the recent calls, recomputed after every ``P99_REFRESH`` new timings."""
         with self._lock:
+            if self._p99 is not None and (self._stale < P99_REFRESH or not self._times):
+                return self._p99
             times = list(self._times)
-        return float(np.percentile(times, 99)) if times else None
+            self._stale = 0
+        self._p99 = float(np.percentile(times, 99)) if times else None
+        return self._p99
 
     def deadline(self) -> float | None:
         """Seconds a call may run before it is abandoned; None when the watchdog is off."""

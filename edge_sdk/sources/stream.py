@@ -38,6 +38,7 @@ class StreamSource(OpenCVSource):
         params = [
             cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(self.open_timeout * 1000),
             cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(self.read_timeout * 1000),
+            *self._decoder_params(),
         ]  # fmt: skip
         cap = cv2.VideoCapture(self.url, cv2.CAP_FFMPEG, params)
         if not cap.isOpened():

@@ -47,7 +47,7 @@ class VideoFileSource(OpenCVSource):
         cv2 = self._cv2
         if not self.path.is_file():
             raise SourceError(f"video file {self.path} does not exist or is not a file")
-        cap = cv2.VideoCapture(str(self.path), cv2.CAP_FFMPEG)
+        cap = cv2.VideoCapture(str(self.path), cv2.CAP_FFMPEG, self._decoder_params())
         if not cap.isOpened():
             cap.release()
             raise SourceError(f"cannot open video file {self.path}: FFmpeg cannot decode it (not a video, or corrupt)")
