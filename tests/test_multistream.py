@@ -318,7 +318,7 @@ def test_auto_lanes_share_the_cores(tmp_path, monkeypatch):
 def test_streams_share_the_cores_among_their_decoders(tmp_path, clips, monkeypatch):
     from edge_sdk.sources.video_file import VideoFileSource
 
-    monkeypatch.setattr("edge_sdk.multistream.multistream.os.cpu_count", lambda: 4)
+    monkeypatch.setattr("edge_sdk.multistream.multistream.usable_cores", lambda: 4)
     model = colour_onnx(tmp_path / "colour_dyn.onnx", "N")
     names = list(clips)
     own = VideoFileSource(clips[names[0]], decode_threads=3)  # the caller's choice is kept
@@ -328,6 +328,5 @@ def test_streams_share_the_cores_among_their_decoders(tmp_path, clips, monkeypat
     final = ms.run()
     assert all(m["results"] == FRAMES for m in final.values())
 
-    bad = VideoFileSource(clips[names[0]], decode_threads=0)
     with pytest.raises(es.errors.SourceError, match="decode_threads must be a positive integer or None, got 0"):
-        bad.start()
+        VideoFileSource(clips[names[0]], decode_threads=0)

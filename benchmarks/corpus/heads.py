@@ -77,10 +77,12 @@ def fit_torch_heads(model: Any, images: np.ndarray, labels: np.ndarray, n_classe
     finally:
         for h in hooks:
             h.remove()
+    fitted = []
     for name, m in heads.items():
         x = np.concatenate(feats[name])
         if x.ndim != 2:  # a Linear applied per token/position: not a pooled classifier head
             continue
+        fitted.append(name)
         bias = m.bias.detach().numpy() if m.bias is not None else np.zeros(n_classes, np.float32)
         w, b = fit_linear(x, labels, m.weight.detach().numpy(), bias)
         with torch.no_grad():
@@ -89,7 +91,7 @@ def fit_torch_heads(model: Any, images: np.ndarray, labels: np.ndarray, n_classe
                 m.bias = torch.nn.Parameter(torch.from_numpy(b))
             else:
                 m.bias.copy_(torch.from_numpy(b))
-    return [n for n in heads if feats[n] and feats[n][0].ndim == 2]
+    return fitted
 
 
 def _keep_input(store: list[np.ndarray]) -> Callable[..., None]:

@@ -9,12 +9,12 @@ round-robin, under the watchdog. Per-stream numbers come from each Pipeline's ow
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from typing import Any, Callable
 
 from edge_sdk.multistream.batching import BatchingModel
+from edge_sdk.multistream.lanes import usable_cores
 
 log = logging.getLogger("edge_sdk.multistream")
 
@@ -100,7 +100,7 @@ class MultiStream:
         kwargs.setdefault("inflight", -(-self.model.lanes // self._n_sources))
         pipeline = Pipeline(source, self.model.stream(name), **kwargs)
         if getattr(pipeline.source, "decode_threads", 0) is None:  # a decoder the caller left at FFmpeg's default
-            pipeline.source.decode_threads = max(1, (os.cpu_count() or 1) // self._n_sources)
+            pipeline.source.decode_threads = max(1, usable_cores() // self._n_sources)
         return pipeline
 
     # -- lifecycle -------------------------------------------------------------------------------

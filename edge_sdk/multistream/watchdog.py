@@ -81,7 +81,7 @@ class CallTimes:
     def p99(self) -> float | None:
         """The p99 of the recent calls, recomputed after every ``P99_REFRESH`` new timings."""
         with self._lock:
-            if self._p99 is not None and (self._stale < P99_REFRESH or not self._times):
+            if self._p99 is not None and self._stale < P99_REFRESH:
                 return self._p99
             times = list(self._times)
             self._stale = 0

@@ -29,6 +29,12 @@ class OpenCVSource(CaptureSource):
 
     def __init__(self, name: str, *, decode_threads: int | None = None, **opts: Any) -> None:
         super().__init__(name, **opts)
+        if decode_threads is not None and (
+            isinstance(decode_threads, bool) or not isinstance(decode_threads, int) or decode_threads < 1
+        ):
+            raise SourceError(
+                f"source {name}: decode_threads must be a positive integer or None, got {decode_threads!r}"
+            )
         self.decode_threads = decode_threads
         self._cap: Any = None
         self._cv2: Any = None
@@ -36,11 +42,7 @@ class OpenCVSource(CaptureSource):
     def _decoder_params(self) -> list[int]:
         """``cv2.VideoCapture`` open parameters for :attr:`decode_threads` (none when unset)."""
         n = self.decode_threads
-        if n is None:
-            return []
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            raise SourceError(f"source {self.name}: decode_threads must be a positive integer or None, got {n!r}")
-        return [self._cv2.CAP_PROP_N_THREADS, n]
+        return [] if n is None else [self._cv2.CAP_PROP_N_THREADS, int(n)]
 
     def _capture(self) -> Any:
         """Build and return an opened ``cv2.VideoCapture`` (raise SourceError if it does not open)."""
