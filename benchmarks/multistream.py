@@ -174,8 +174,8 @@ def main() -> int:
 
     import numpy as np
 
-    from edge_sdk.cli.run import resolve_model
     from edge_sdk.loader import load
+    from edge_sdk.zoo_models import resolve_model
 
     counts = [int(s) for s in args.streams.split(",")]
     modes = args.modes.split(",")

@@ -33,7 +33,7 @@ def main() -> int:
     import numpy as np
 
     import edge_sdk as es
-    from edge_sdk.cli.run import resolve_model
+    from edge_sdk.zoo_models import resolve_model
 
     rm = resolve_model(args.model)
     ages: list[tuple[float, float]] = []  # (capture wall ts, age ms)

@@ -33,7 +33,7 @@ def main() -> int:
     args = ap.parse_args()
 
     import edge_sdk as es
-    from edge_sdk.cli.run import resolve_model
+    from edge_sdk.zoo_models import resolve_model
 
     rm = resolve_model(args.model)
     samples: list[tuple[float, float]] = []

@@ -35,7 +35,7 @@ def main() -> int:
 
     import edge_sdk as es
     from edge_sdk.bench import benchmark_isolated
-    from edge_sdk.cli.run import resolve_model
+    from edge_sdk.zoo_models import resolve_model
 
     rm = resolve_model(args.model)
     bench = benchmark_isolated(str(rm.path), runs=args.runs, warmup=20)

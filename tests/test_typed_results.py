@@ -44,17 +44,20 @@ def _png(path: Path, rgb: np.ndarray) -> Path:
 @pytest.fixture(scope="module")
 def centerface():
     _need("centerface")
-    from edge_sdk.cli.run import resolve_model
-
-    with es.load(resolve_model("zoo:centerface").path) as model:  # the zoo file carries task and preprocessing
+    with es.load("zoo:centerface") as model:  # a zoo name, as the CLI takes; the file carries task and preprocessing
         yield model
+
+
+def test_load_names_the_known_zoo_models_for_an_unknown_one():
+    with pytest.raises(es.errors.ZooError, match=r"no zoo model named 'centreface'; known: .*centerface"):
+        es.load("zoo:centreface")
 
 
 @pytest.fixture(scope="module")
 def efficientnet():
     _need("efficientnet-lite0")
     from converters.zoo.base import default_cache_dir
-    from edge_sdk.cli.run import resolve_model
+    from edge_sdk.zoo_models import resolve_model
 
     with es.load(resolve_model("zoo:efficientnet-lite0", default_cache_dir()).path) as model:
         yield model
@@ -256,7 +259,7 @@ def test_predict_unreadable_files_and_the_item_of_a_list(colour, tmp_path):
 
 def test_predict_on_an_audio_model_points_to_the_pipeline():
     _need("silero-vad")
-    from edge_sdk.cli.run import resolve_model
+    from edge_sdk.zoo_models import resolve_model
 
     with es.load(resolve_model("zoo:silero-vad").path) as vad, pytest.raises(TaskError, match="takes images"):
         vad.predict(np.zeros((32, 32, 3), np.uint8))

@@ -39,7 +39,7 @@ def run_pipeline_demo(out: Path, classifier: Path | None = None, *, live_view: b
     """
     import edge_sdk as es
     from edge_sdk.cli.demo_media import demo_clip, segments
-    from edge_sdk.cli.run import resolve_model
+    from edge_sdk.zoo_models import resolve_model
 
     started = time.monotonic() if started is None else started
     out.mkdir(parents=True, exist_ok=True)

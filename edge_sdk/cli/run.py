@@ -28,8 +28,6 @@ import argparse
 import logging
 import signal
 import sys
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from edge_sdk.cli.base import (
@@ -43,49 +41,11 @@ from edge_sdk.cli.base import (
 )
 from edge_sdk.cli.bundle import add_trusted_key_argument
 from edge_sdk.preprocess import RESIZE_MODES
+from edge_sdk.zoo_models import ZOO_TASKS, RunnableModel, resolve_model  # noqa: F401 (re-exported)
 
 log = logging.getLogger("edge_sdk.cli")
 #: tasks whose results carry events (for --events-only)
 EVENT_TASKS = ("vad",)
-#: zoo task names -> pipeline task
-ZOO_TASKS = {"classify": "classify", "classification": "classify", "detect-faces": "detect", "vad": "vad"}
-
-
-@dataclass
-class RunnableModel:
-    path: Path
-    task: str | None
-    preprocess: Any = None
-    labels: list[str] | None = None
-
-
-def resolve_model(ref: str, cache_dir: str | Path | None = None, trusted_keys: Any = None) -> RunnableModel:
-    """A model file path as is (a signed ``.edgebundle`` verified and extracted, see ``edge_sdk.fleet``; with
-    trusted keys a plain file must be signed), or ``zoo:NAME`` materialized (converted to ONNX once, then cached)."""
-    if not ref.startswith("zoo:"):
-        from edge_sdk.loader import trusted_path
-
-        return RunnableModel(Path(trusted_path(ref, trusted_keys)), None)
-    from converters import zoo
-    from converters.zoo.base import default_cache_dir
-
-    entry = zoo.get(ref)
-    folder = Path(cache_dir) if cache_dir else default_cache_dir()
-    task = ZOO_TASKS.get(entry.task, entry.task)
-    labels = entry.labels() if hasattr(entry, "labels") else None
-    if entry.source_format == "onnx":
-        return RunnableModel(Path(entry.materialize(folder)), task, entry.preprocess(), labels)
-    out = folder / "run" / entry.name
-    found = sorted(out.glob("*.onnx"))
-    if not found:
-        from converters import convert
-
-        log.warning("converting %s to ONNX once (cached in %s)...", ref, out)
-        result = convert(ref, to="onnx", output_dir=out, validate_samples=4, allow_degraded=True)
-        found = [a.path for a in result.artifacts]
-    return RunnableModel(found[0], task, entry.preprocess(), labels)
-
-
 def _kv(items: list[str] | None, flag: str) -> dict[str, Any]:
     from edge_sdk.errors import CLIUsageError
     from edge_sdk.sources import _coerce

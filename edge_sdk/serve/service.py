@@ -154,9 +154,9 @@ class Service:
     # -- building -------------------------------------------------------------------------------------------
     def _load_model(self) -> None:
         import edge_sdk as es
-        from edge_sdk.cli.run import resolve_model
         from edge_sdk.metadata import model_metadata
         from edge_sdk.postprocess.registry import POSTPROCESSORS
+        from edge_sdk.zoo_models import resolve_model
 
         cfg = self.config
         try:

@@ -13,7 +13,7 @@ import sys
 
 import edge_sdk as es
 from edge_sdk.cli.demo_media import demo_clip
-from edge_sdk.cli.run import resolve_model
+from edge_sdk.zoo_models import resolve_model
 
 
 def default_source() -> str:

@@ -11,7 +11,7 @@ import argparse
 import sys
 
 import edge_sdk as es
-from edge_sdk.cli.run import resolve_model
+from edge_sdk.zoo_models import resolve_model
 
 
 def microphone_available() -> bool:
