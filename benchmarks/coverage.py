@@ -146,7 +146,7 @@ def _convert(case: Any, name: str, target: str, precisions: list[str], out: Path
         to=[target],
         precision=precisions,
         example_inputs=case.example_inputs,
-        calibration=case.calibration if "int8" in precisions else None,
+        calibration=case.calibration if {"int8", "int8-dynamic"} & set(precisions) else None,  # int8-dynamic: ranking
         held_out=case.held_out,
         validate_samples=n_held,
         output_dir=out,

@@ -33,6 +33,7 @@ from converters.plan.options import ConversionOptions
 from converters.plan.results import ArtifactReport, ConversionResult
 from converters.plan.source_stage import check_options, check_targets, default_name, open_model
 from converters.quantizers import NEEDS_CALIBRATION, check_precision
+from converters.quantizers.fallback import has_fallback
 from converters.routes import TARGET_SUFFIX, RouteContext, find_route
 from converters.validate import run_reference, validate_artifact
 from edge_sdk._quiet import native_output, quiet_third_party
@@ -72,8 +73,9 @@ class ConversionPlan:
             base = opts.output.name or default_name(self.model, source)
             # 2. prepare: data, then pruning (validation always compares with the unpruned original)
             d = opts.data
+            needed, rank_only = self._needs_calibration()
             calib, held = prepare_data(source, d.calibration, d.held_out, preprocess, d.validate_samples,
-                                       bool(NEEDS_CALIBRATION & set(self.precisions)))  # fmt: skip
+                                       needed or (rank_only and d.calibration is not None))  # fmt: skip
             held = run_reference(source, held)
             original, tolerances, pruning = source, opts.output.tolerances, None
             if opts.quant.prune is not None:
@@ -129,6 +131,13 @@ class ConversionPlan:
                 + " — pass --allow-degraded to accept"
             )
         return result
+
+    def _needs_calibration(self) -> tuple[bool, bool]:
+        """(static int8 needs calibration samples, int8-dynamic takes the user's only to rank layers for its
+        fallback; without them the fallback generates its own, see :func:`.data_stage.ranking_samples`)."""
+        needed = bool(NEEDS_CALIBRATION & set(self.precisions))
+        fallback = self.options.quant.fallback and any(has_fallback(t, "int8-dynamic") for t in self.targets)
+        return needed, not needed and fallback and "int8-dynamic" in self.precisions
 
     def _prune(self, original: Any, base: str, held: Any, preprocess: Any, ctx: RouteContext,
                folder: OutputFolder) -> tuple[Any, str, dict[str, float], dict[str, Any]]:  # fmt: skip

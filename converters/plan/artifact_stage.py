@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from converters.quantizers import TOOLS, quantize
+from converters.quantizers.fallback import has_fallback
 from converters.routes import TARGET_SUFFIX, Route, RouteContext
 from converters.sources import SourceModel
 from edge_sdk.errors import ConversionError
@@ -60,6 +61,16 @@ class ArtifactMaker:
             return Produced()
         if precision == "int8":  # static int8 in the ISA's scheme, layers kept float if it must
             return self._static_int8(target, fp32, staged, calib, self.ctx, validate)
+        if precision == "int8-dynamic" and has_fallback(target, precision):  # weights kept float if they must
+            from functools import partial
+
+            from converters.plan.data_stage import ranking_samples
+            from converters.quantizers.fallback import quantize_with_fallback
+
+            ranking = calib if calib is not None else partial(ranking_samples, self.source, self.preprocess)
+            checked = quantize_with_fallback(target, fp32, staged, ranking, self.ctx, validate, precision=precision,
+                                             enabled=q.fallback, int8_io=q.int8_io)  # fmt: skip
+            return Produced(checked)
         quantize(target, fp32, staged, precision, calib, self.ctx, int8_io=q.int8_io)
         return Produced()
 

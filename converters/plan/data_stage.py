@@ -98,6 +98,23 @@ def _generated_calibration(source: SourceModel, preprocess: Any) -> CalibrationS
     return cs
 
 
+#: generated samples the int8-dynamic fallback ranks layers on when the user gave no calibration data
+RANKING_SAMPLES = 16
+
+
+def ranking_samples(source: SourceModel, preprocess: Any) -> CalibrationSet:
+    """Samples to rank an int8-dynamic model's layers on when the user gave none: generated from the calibration
+    split as ``--calib synthetic`` does (photos, speech, in-vocabulary tokens), never the held-out ones. Made only
+    when plain int8-dynamic misses its tolerance; no scale is fitted to them, so no warning."""
+    from converters.realistic_inputs import realistic_samples
+
+    samples, origin, _ = realistic_samples(source, RANKING_SAMPLES, preprocess=preprocess, seed=0,
+                                           split="calibration")  # fmt: skip
+    cs = CalibrationSet(samples, "synthetic", f"generated: {origin}", synthetic=True,
+                        input_names=[s.name for s in source.inputs])  # fmt: skip
+    return replace(cs, samples=as_streamed(source, cs))
+
+
 def as_streamed(source: SourceModel, cs: CalibrationSet) -> list[list[Any]]:
     """``cs``'s samples as the model sees them in use: audio windows get the source's extra inputs, and a
     recurrent state is carried window to window (see :mod:`converters.stateful`)."""

@@ -17,6 +17,15 @@ are rounded away) and show only at the layer, so keeping a layer float keeps the
 writes float too: each target's ``keep_float`` hands its mechanism the layer, the producers and other readers of
 its inputs, and the readers of its output. The ranking uses
 calibration samples, never the held-out ones the artifact is validated on.
+
+int8-dynamic (weights int8, activations float or quantized per call) has its own fallback where a target's module
+supplies ``weight_layers(reference, quantized)`` (the ops whose weights were quantized). Its error does not show
+where it is made: LeViT-128S's int8-dynamic layers each lose only ~37 dB locally, yet together take the output to
+cosine 0.88, because attention downstream amplifies two of them. So each op is measured at the model's outputs,
+quantized alone (every other op excluded), on calibration samples: LeViT's two attention-downsample ``kv``
+linears then rank first (12 and 16 dB alone), and keeping three float gives 0.993. An op is kept float by name
+(its activations are not shared quantized tensors): ONNX Runtime ``quantize_dynamic(nodes_to_exclude=...)``,
+``nncf.compress_weights(ignored_scope=...)``.
 """
 
 from __future__ import annotations
@@ -50,10 +59,20 @@ _MODULES = {
     "tflite": "converters.quantizers.tflite_quant",
 }
 MECHANISMS = {
-    "onnx": "onnxruntime quantize_static(nodes_to_exclude=...)",
-    "openvino": "nncf.quantize(ignored_scope=nncf.IgnoredScope(names=...))",
-    "tflite": "float ops (ai-edge-quantizer NO_QUANTIZE / TFLite QuantizationDebugger denylisted_nodes)",
+    ("onnx", "int8"): "onnxruntime quantize_static(nodes_to_exclude=...)",
+    ("openvino", "int8"): "nncf.quantize(ignored_scope=nncf.IgnoredScope(names=...))",
+    ("tflite", "int8"): "float ops (ai-edge-quantizer NO_QUANTIZE / TFLite QuantizationDebugger denylisted_nodes)",
+    ("onnx", "int8-dynamic"): "onnxruntime quantize_dynamic(nodes_to_exclude=...)",
+    ("openvino", "int8-dynamic"): "nncf.compress_weights(ignored_scope=nncf.IgnoredScope(names=...))",
 }
+#: the precisions a fallback exists for
+FALLBACK_PRECISIONS = ("int8", "int8-dynamic")
+
+
+def has_fallback(target: str, precision: str) -> bool:
+    """True when ``target`` can keep layers float at ``precision`` (see :data:`MECHANISMS`)."""
+    return (target, precision) in MECHANISMS
+
 
 Validate = Callable[[Path], tuple[list[Any], list[str]]]
 
@@ -71,10 +90,14 @@ class Layer:
 
 @dataclass
 class LayerError:
+    """A layer's error: the SNR of what it reads and writes (static int8), or of the model's outputs with the
+    layer quantized alone (int8-dynamic: ``snr_in_db`` is then the cap, so ``added_db`` orders the same way)."""
+
     name: str
     op_type: str
     snr_in_db: float
     snr_out_db: float
+    measured_at: str = "layer"
 
     @property
     def added_db(self) -> float:
@@ -83,7 +106,8 @@ class LayerError:
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "op_type": self.op_type, "snr_in_db": round(self.snr_in_db, 2),
-                "snr_out_db": round(self.snr_out_db, 2), "added_db": round(self.added_db, 2)}  # fmt: skip
+                "snr_out_db": round(self.snr_out_db, 2), "added_db": round(self.added_db, 2),
+                "measured_at": self.measured_at}  # fmt: skip
 
 
 @dataclass
@@ -127,10 +151,11 @@ class FallbackReport:
 
 
 def rank_layers(target: str, reference: Path, quantized: Path, calibration: Any,
-                samples: int = PROBE_SAMPLES) -> list[LayerError]:  # fmt: skip
+                samples: int = PROBE_SAMPLES, precision: str = "int8") -> list[LayerError]:  # fmt: skip
     """The int8 model's layers, most error added first, measured on ``samples`` calibration samples."""
     mod = importlib.import_module(_MODULES[target])
-    layers, aliases = mod.fallback_layers(reference, quantized)
+    find = mod.fallback_layers if precision == "int8" else mod.weight_layers
+    layers, aliases = find(reference, quantized)
     keys = sorted({k for layer in layers for k in (*layer.reads, layer.writes)})
     q_keys = [aliases.get(k, k) for k in keys]
     chosen = calibration.samples[:samples]
@@ -161,6 +186,56 @@ def rank_layers(target: str, reference: Path, quantized: Path, calibration: Any,
     return sorted(errors, key=lambda e: -e.added_db)
 
 
+#: int8-dynamic: at most this many ops are quantized alone to rank them (the rest by their own SNR first)
+MAX_ALONE = 64
+
+
+def rank_alone(target: str, precision: str, reference: Path, quantized: Path, calibration: Any, ctx: Any,
+               samples: int = PROBE_SAMPLES, **options: Any) -> list[LayerError]:  # fmt: skip
+    """The int8-dynamic model's quantized ops, worst first, by the SNR of the model's outputs when the op alone is
+    quantized (every other op excluded), on ``samples`` calibration samples. Beyond :data:`MAX_ALONE` ops, the
+    ones :func:`rank_layers` puts first are measured."""
+    from converters.quantizers import quantize
+
+    mod = importlib.import_module(_MODULES[target])
+    everything, _ = mod.weight_layers(reference, quantized)
+    layers = everything
+    if len(layers) > MAX_ALONE:
+        first = {e.name for e in rank_layers(target, reference, quantized, calibration, samples, precision)[:MAX_ALONE]}
+        layers = [la for la in layers if la.name in first]
+    chosen = calibration.samples[:samples]
+    ref = _outputs(reference, chosen, calibration.input_names)
+    probe = ctx.workdir / f"alone_{quantized.name}"
+    errors = []
+    for layer in layers:
+        others = [la.name for la in everything if la.name != layer.name]
+        quantize(target, reference, probe, precision, None, ctx, exclude=others, prepared=True, **options)
+        snr = _snr(ref, _outputs(probe, chosen, calibration.input_names))
+        errors.append(LayerError(layer.name, layer.op_type, CAP_DB, snr, "model outputs, quantized alone"))
+    return sorted(errors, key=lambda e: -e.added_db)
+
+
+def _outputs(path: Path, samples: list[list[Any]], input_names: list[str]) -> list[list[np.ndarray]]:
+    """Per sample, the model's outputs (in its output order) through the SDK."""
+    import edge_sdk
+    from converters.layout import adapt_feeds
+
+    with edge_sdk.load(path) as model:
+        return [list(model.run(adapt_feeds(s, model.inputs, input_names)).values()) for s in samples]
+
+
+def _snr(ref: list[list[np.ndarray]], got: list[list[np.ndarray]]) -> float:
+    """The worst output's SNR (dB) over all samples, capped at :data:`CAP_DB`."""
+    worst = CAP_DB
+    for k in range(len(ref[0]) if ref else 0):
+        r = np.concatenate([np.asarray(s[k], np.float64).ravel() for s in ref])
+        g = np.concatenate([np.asarray(s[k], np.float64).ravel() for s in got])
+        noise = float(np.sum((r - g) ** 2)) if r.shape == g.shape else float("inf")
+        if noise > 0:
+            worst = min(worst, 10 * math.log10(max(float(np.sum(r * r)), 1e-30) / noise))
+    return float(np.clip(worst, -CAP_DB, CAP_DB))
+
+
 def quantize_with_fallback(
     target: str,
     fp32: Path,
@@ -169,29 +244,40 @@ def quantize_with_fallback(
     ctx: Any,
     validate: Validate,
     *,
+    precision: str = "int8",
     enabled: bool = True,
     max_rounds: int = MAX_ROUNDS,
     max_fraction: float = MAX_FRACTION,
     measure_latency: bool = True,
     **options: Any,
 ) -> tuple[list[Any], list[str], FallbackReport | None]:
-    """Static int8 of ``fp32`` into ``out``, validated; when it misses its tolerance (and ``enabled``), re-quantize
-    with the worst layers kept float until it passes, ``max_rounds`` re-quantizations are spent or
-    ``max_fraction`` of its layers are float. Returns (metrics, failures, report; None when plain int8 passed or
-    the fallback is off). ``options`` go to the target's quantizer (``scheme``, ``int8_io``...)."""
+    """``precision`` (static int8 or int8-dynamic) of ``fp32`` into ``out``, validated; when it misses its tolerance
+    (and ``enabled``), re-quantize with the worst layers kept float until it passes, ``max_rounds``
+    re-quantizations are spent or ``max_fraction`` of its layers are float. ``calibration`` ranks the layers; for
+    int8-dynamic it may be a function making them, called only if plain int8-dynamic misses. Returns (metrics,
+    failures, report; None when plain int8 passed or the fallback is off). ``options`` go to the target's
+    quantizer (``scheme``, ``int8_io``...)."""
     from converters.quantizers import quantize
 
-    quantize(target, fp32, out, "int8", calibration, ctx, **options)
+    made_later = callable(calibration)
+    quantize(target, fp32, out, precision, None if made_later else calibration, ctx, **options)
     metrics, failures = validate(out)
-    if not failures or not enabled:
+    if not failures or not enabled or calibration is None or not has_fallback(target, precision):
         return metrics, failures, None
+    if made_later:
+        calibration = calibration()
     mod = importlib.import_module(_MODULES[target])
     reference = mod.float_reference(fp32, ctx)
-    plain = _keep_copy(out, ctx.workdir / f"plain_int8_{out.name}")
-    report = FallbackReport(target, MECHANISMS[target], plain_failures=list(failures),
+    plain = _keep_copy(out, ctx.workdir / f"plain_{precision}_{out.name}")
+    report = FallbackReport(target, MECHANISMS[target, precision], plain_failures=list(failures),
                             plain_metrics=[m.to_dict() for m in metrics])  # fmt: skip
+    alone: list[LayerError] = []
     for round_no in range(1, max_rounds + 1):
-        ranking = rank_layers(target, reference, out, calibration)
+        if precision == "int8":  # measured again each round: keeping a layer float changes what others read
+            ranking = rank_layers(target, reference, out, calibration)
+        else:  # an op quantized alone does the same whatever else is float: measured once
+            alone = alone or rank_alone(target, precision, reference, out, calibration, ctx, **options)
+            ranking = alone
         if round_no == 1:
             report.quantized_layers = len(ranking)
             report.budget = max(1, int(max_fraction * len(ranking)))
@@ -202,22 +288,24 @@ def quantize_with_fallback(
         if not add:
             break
         report.kept += add
-        report.excluded = mod.keep_float(reference, report.kept)
-        quantize(target, fp32, out, "int8", calibration, ctx, exclude=report.excluded, **options)
+        # weights are quantized op by op: the op's name alone keeps it float
+        report.excluded = mod.keep_float(reference, report.kept) if precision == "int8" else list(report.kept)
+        quantize(target, fp32, out, precision, None if made_later else calibration, ctx, exclude=report.excluded,
+                 **options)  # fmt: skip
         metrics, failures = validate(out)
         report.rounds.append({"round": round_no, "added": add, "excluded": len(report.excluded),
                               "failures": list(failures)})  # fmt: skip
-        log.info("%s int8 fallback round %d: float %s -> %s", target, round_no, add, failures or "passes")
+        log.info("%s %s fallback round %d: float %s -> %s", target, precision, round_no, add, failures or "passes")
         if not failures:
             break
     report.passed = not failures
     if measure_latency and report.kept:
         report.latency = latency_cost(fp32, plain, out)
-    log.info("%s int8: %s", target, report.summary())
+    log.info("%s %s: %s", target, precision, report.summary())
     ratio = report.latency.get("ratio_fallback")
     if ratio is not None and ratio >= 1.0:  # it meets the tolerance, but int8 no longer buys speed here
-        log.warning("%s int8 with %d layer(s) kept float runs at %.2fx the fp32 latency on this machine (plain int8: "
-                    "%.2fx): fp16 or fp32 may serve better", target, len(report.kept), ratio,
+        log.warning("%s %s with %d layer(s) kept float runs at %.2fx the fp32 latency on this machine (plain %s: "
+                    "%.2fx): fp16 or fp32 may serve better", target, precision, len(report.kept), ratio, precision,
                     report.latency.get("ratio_plain", float("nan")))  # fmt: skip
     return metrics, failures, report
 

@@ -36,11 +36,12 @@ def quantize(fp32: Path, out: Path, precision: str, calibration: Any, ctx: Any, 
         CalibrationMethod,
         QuantFormat,
         QuantType,
-        quantize_dynamic,
         quantize_static,
     )
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
+    if precision == "int8-dynamic" and options.get("prepared"):  # the fallback's probe: already prepared
+        return _quantize_dynamic(fp32, out, options.get("exclude"))
     source = fp32
     fp32 = _at_least_opset(fp32, 13, ctx)  # per-channel QDQ needs DequantizeLinear's axis (opset 13)
     fp32 = _named_nodes(fp32, ctx)  # nodes_to_exclude and the fallback address nodes by name
@@ -55,9 +56,8 @@ def quantize(fp32: Path, out: Path, precision: str, calibration: Any, ctx: Any, 
     except Exception:  # pre-processing is an optimisation; quantize the original if it fails
         prepared = fp32
     if precision == "int8-dynamic":
-        quantize_dynamic(str(prepared), str(out), weight_type=QuantType.QInt8, per_channel=True,
-                         op_types_to_quantize=list(DYNAMIC_OPS))  # fmt: skip
-        return out
+        _reference_file(source, ctx).write_text(str(prepared))  # the fallback's float reference
+        return _quantize_dynamic(prepared, out, options.get("exclude"))
 
     import edge_sdk
     from edge_sdk.errors import EdgeSDKError
@@ -110,6 +110,16 @@ def quantize(fp32: Path, out: Path, precision: str, calibration: Any, ctx: Any, 
     except Exception as e:
         raise ConversionError(f"onnxruntime static quantization failed: {first_line(e)}") from None
     _check_quantized(out)
+    return out
+
+
+def _quantize_dynamic(prepared: Path, out: Path, exclude: list[str] | None) -> Path:
+    """ONNX Runtime dynamic int8 of :data:`DYNAMIC_OPS` with per-channel s8 weights, the ``exclude`` nodes float."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    quantize_dynamic(str(prepared), str(out), weight_type=QuantType.QInt8, per_channel=True,
+                     op_types_to_quantize=list(DYNAMIC_OPS),
+                     nodes_to_exclude=[n for n in exclude or [] if n])  # fmt: skip
     return out
 
 
@@ -368,6 +378,29 @@ def fallback_layers(reference: Path, quantized: Path) -> tuple[list[Any], dict[s
             aliases[written[0]] = written[1]
             layers.append(Layer(node.name, node.op_type, tuple(reads), written[0]))
     return layers, aliases
+
+
+def weight_layers(reference: Path, quantized: Path) -> tuple[list[Any], dict[str, str]]:
+    """The int8-dynamic model's quantized ops (:data:`DYNAMIC_OPS` of ``reference`` with a constant weight whose
+    output the quantized model now computes with another op, MatMulInteger's rescale), reading and writing tensors
+    named as in ``reference``: ``quantize_dynamic`` keeps each op's output name."""
+    import onnx
+
+    from converters.quantizers.fallback import Layer
+
+    ref = onnx.load(str(reference), load_external_data=False).graph
+    constant = {i.name for i in ref.initializer} | {n.output[0] for n in ref.node if n.op_type == "Constant"}
+    quantized_producer = {t: n.op_type for n in onnx.load(str(quantized), load_external_data=False).graph.node
+                          for t in n.output}  # fmt: skip
+    layers = []
+    for node in ref.node:
+        if node.op_type not in DYNAMIC_OPS or not node.output or not any(t in constant for t in node.input):
+            continue
+        if quantized_producer.get(node.output[0], node.op_type) == node.op_type:
+            continue  # left float (excluded, or an op type quantize_dynamic skipped)
+        reads = tuple(t for t in node.input if t and t not in constant)
+        layers.append(Layer(node.name, node.op_type, reads, node.output[0]))
+    return layers, {}
 
 
 def keep_float(reference: Path, names: list[str]) -> list[str]:

@@ -36,7 +36,7 @@ def quantize(fp32: Path, out: Path, precision: str, calibration: Any, ctx: Any, 
     nncf.set_log_level(logging.DEBUG if ctx.verbose else logging.ERROR)
     try:
         if precision == "int8-dynamic":
-            ov.save_model(_compress_weights(fp32), str(out), compress_to_fp16=False)
+            ov.save_model(_compress_weights(fp32, options.get("exclude") or []), str(out), compress_to_fp16=False)
             return out
         from edge_sdk.backends.openvino_backend import _spec
 
@@ -68,8 +68,9 @@ _CONV1X1_PASS = re.compile(r"ConvertWeightCompressedConv1x1ToMatmul\].*?node: \w
 _COMPILE_ATTEMPTS = 6
 
 
-def _compress_weights(fp32: Path) -> Any:
-    """NNCF int8 weight compression of the IR ``fp32``, checked by compiling it for CPU.
+def _compress_weights(fp32: Path, exclude: list[str]) -> Any:
+    """NNCF int8 weight compression of the IR ``fp32`` (the ops named in ``exclude`` kept float: the fallback's),
+    checked by compiling it for CPU.
 
     Depthwise convolutions (GroupConvolution) stay float: a few weights per channel whose int8 rounding dominates
     their output took MobileNet-class models below cosine 0.98, and they are a sliver of the model's size. When
@@ -83,7 +84,8 @@ def _compress_weights(fp32: Path) -> Any:
     names: list[str] = []
     for _ in range(_COMPILE_ATTEMPTS):
         model = core.read_model(str(fp32))
-        ignored = nncf.IgnoredScope(names=list(names), types=["GroupConvolution"], validate=False)
+        ignored = nncf.IgnoredScope(names=list(dict.fromkeys([*exclude, *names])), types=["GroupConvolution"],
+                                    validate=False)  # fmt: skip
         compressed = nncf.compress_weights(model, mode=nncf.CompressWeightsMode.INT8_ASYM, ignored_scope=ignored)
         try:
             core.compile_model(compressed, "CPU")
@@ -269,6 +271,39 @@ def fallback_layers(reference: Path, quantized: Path) -> tuple[list[Any], dict[s
                 aliases[end] = fq_name
             layers.append(Layer(op.get_friendly_name(), op.get_type_name(), tuple(reads), end))
     return layers, aliases
+
+
+#: ops whose weights ``nncf.compress_weights`` compresses
+_WEIGHTED = {"MatMul", "Convolution", "Gather"}
+
+
+def weight_layers(reference: Path, quantized: Path) -> tuple[list[Any], dict[str, str]]:
+    """The weight-compressed IR's ops whose weight is now an int8 constant with its decompression (Convert ->
+    Subtract -> Multiply), reading the ops that compute their activations; NNCF keeps the op names."""
+    import openvino as ov
+
+    from converters.quantizers.fallback import Layer
+
+    core = ov.Core()
+    known = {op.get_friendly_name() for op in core.read_model(str(reference)).get_ops()}
+    layers = []
+    for op in core.read_model(str(quantized)).get_ordered_ops():
+        if op.get_type_name() not in _WEIGHTED or op.get_friendly_name() not in known:
+            continue
+        weights = [v.get_node() for v in op.input_values() if _constant(v.get_node())]
+        if not any(_has_int8_constant(w) for w in weights):
+            continue
+        reads = tuple(v.get_node().get_friendly_name() for v in op.input_values()
+                      if not _constant(v.get_node()) and v.get_node().get_friendly_name() in known)  # fmt: skip
+        layers.append(Layer(op.get_friendly_name(), op.get_type_name(), reads, op.get_friendly_name()))
+    return layers, {}
+
+
+def _has_int8_constant(node: Any, depth: int = 0) -> bool:
+    """True when the constant subgraph ``node`` starts from an 8-bit Constant (a compressed weight)."""
+    if node.get_type_name() == "Constant":
+        return node.get_output_element_type(0).get_type_name() in ("u8", "i8")
+    return depth < 4 and any(_has_int8_constant(v.get_node(), depth + 1) for v in node.input_values())
 
 
 def keep_float(reference: Path, names: list[str]) -> list[str]:
