@@ -196,3 +196,57 @@ def test_onnx_output_names_and_size_one_axis_moves_are_restored(tmp_path):
     graph.output.pop()
     onnx.save(helper.make_model(graph), str(tmp_path / "m1.onnx"))
     assert onnx2tf_prep.restore_onnx_outputs(saved, tmp_path / "m1.onnx", tmp_path / "r1") == saved
+
+
+def _pooled_model(path: Path, activation: str) -> Path:
+    """x[1,3,16,16] -> Conv -> ``activation`` -> MaxPool(3, stride 2, pads 1) -> mean -> logits[1,8]."""
+    rng = np.random.default_rng(1)
+    inits = [numpy_helper.from_array(rng.normal(0, 0.5, (8, 3, 3, 3)).astype(np.float32), "w"),
+             numpy_helper.from_array(rng.normal(0, 0.1, (8,)).astype(np.float32), "b")]  # fmt: skip
+    act = [] if activation == "none" else [helper.make_node(activation, ["c"], ["a"], name="act")]
+    nodes = [
+        helper.make_node("Conv", ["x", "w", "b"], ["c"], name="conv", pads=[1, 1, 1, 1]),
+        *act,
+        helper.make_node("MaxPool", ["a" if act else "c"], ["p"], name="pool", kernel_shape=[3, 3], strides=[2, 2],
+                         pads=[1, 1, 1, 1]),
+        helper.make_node("ReduceMean", ["p"], ["logits"], name="mean", axes=[2, 3], keepdims=0),
+    ]  # fmt: skip
+    graph = helper.make_graph(nodes, "pooled", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 16, 16])],
+                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 8])], inits)  # fmt: skip
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), str(path))
+    return path
+
+
+def test_bounded_max_pools_are_padded_with_their_inputs_least_value(tmp_path):
+    import onnxruntime as ort
+
+    x = np.random.default_rng(0).normal(0, 1, (1, 3, 16, 16)).astype(np.float32)
+    for activation, bound in (("Relu", 0.0), ("HardSwish", -0.375)):
+        src = _pooled_model(tmp_path / f"{activation}.onnx", activation)
+        dst = tmp_path / f"{activation}_bounded.onnx"
+        assert onnx2tf_prep.bounded_max_pools(src, dst) == ["pool"]
+        graph = onnx.load(str(dst)).graph
+        pad = next(n for n in graph.node if n.op_type == "Pad")
+        value = next(numpy_helper.to_array(t) for t in graph.initializer if t.name == pad.input[2])
+        assert float(value) == bound
+        pool = next(n for n in graph.node if n.op_type == "MaxPool")
+        assert pool.input == pad.output and not any(a.name == "pads" for a in pool.attribute)
+        run = [ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+               for p in (src, dst)]  # fmt: skip
+        assert np.array_equal(run[0], run[1]), activation  # exact, not approximately equal
+    unbounded = _pooled_model(tmp_path / "none.onnx", "none")  # a Conv can write anything: left as it was
+    assert onnx2tf_prep.bounded_max_pools(unbounded, tmp_path / "none_out.onnx") == []
+
+
+def test_static_int8_of_a_padded_max_pool_loads_and_agrees(tmp_path):
+    """onnx2tf pads MaxPool with -3.4e38; calibrated into int8 that gave ResNet-18 a stem scale of 1.3e36 and a
+    file LiteRT could not prepare ("failed to create XNNPACK runtime")."""
+    _needs_onnx2tf()
+    src = _pooled_model(tmp_path / "pooled.onnx", "Relu")
+    result = convert(src, to="tflite", precision="int8", calibration="synthetic", output_dir=tmp_path / "out",
+                     fallback=False)  # fmt: skip
+    art = result.artifact("tflite", "int8")
+    assert art.passed, art.failures
+    with es.load(art.path) as model:
+        scales = [s.quant.scale for s in model.inputs + model.outputs if s.quant is not None]
+    assert all(np.all(np.asarray(s) < 1e3) for s in scales)

@@ -88,6 +88,71 @@ def squeezes_to_reshapes(src: Path, dst: Path) -> list[str]:
     return rewritten
 
 
+#: the least value an activation can write (SiLU's minimum is x sigmoid(x) at x ~ -1.2785)
+LOWER_BOUNDS = {"Relu": 0.0, "Sigmoid": 0.0, "HardSigmoid": 0.0, "Softplus": 0.0, "HardSwish": -0.375}
+SILU_MIN = -0.27846454
+
+
+def bounded_max_pools(src: Path, dst: Path) -> list[str]:
+    """Pad each padded ``MaxPool`` whose input has a known least value (a Relu, Clip, SiLU... writes it) with that
+    value in a ``Pad`` of its own, and pool unpadded; names rewritten. Exact: every window still holds an input
+    value >= the bound. onnx2tf pads a MaxPool with -3.4e38, and static int8 calibrates that constant into the
+    tensor's range: ResNet's stem got scale 1.3e36 and a file LiteRT cannot prepare (XNNPACK refuses it, the
+    builtin kernels abort)."""
+    import numpy as np
+    import onnx
+    from onnx import helper, numpy_helper
+
+    model = onnx.load(str(src))
+    graph = model.graph
+    producer = {t: n for n in graph.node for t in n.output}
+    constants = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    rewritten, nodes = [], []
+    for node in graph.node:
+        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        pads = list(attrs.get("pads") or [])
+        bound = _lower_bound(producer.get(node.input[0]), producer, constants) if node.op_type == "MaxPool" else None
+        if bound is None or not any(pads) or attrs.get("ceil_mode", 0) or attrs.get("auto_pad", b"NOTSET") != b"NOTSET":
+            nodes.append(node)
+            continue
+        half = len(pads) // 2
+        tag = f"{node.name or node.output[0]}__bounded_pad"
+        graph.initializer.extend([
+            numpy_helper.from_array(np.array([0, 0, *pads[:half], 0, 0, *pads[half:]], np.int64), f"{tag}_pads"),
+            numpy_helper.from_array(np.array(bound, np.float32), f"{tag}_value"),
+        ])  # fmt: skip
+        nodes.append(helper.make_node("Pad", [node.input[0], f"{tag}_pads", f"{tag}_value"], [f"{tag}_out"],
+                                      name=tag, mode="constant"))  # fmt: skip
+        kept = {k: v for k, v in attrs.items() if k != "pads"}
+        nodes.append(helper.make_node("MaxPool", [f"{tag}_out"], list(node.output), name=node.name, **kept))
+        rewritten.append(node.name or node.output[0])
+    if rewritten:
+        del graph.node[:]
+        graph.node.extend(nodes)
+    onnx.save(model, str(dst))
+    return rewritten
+
+
+def _lower_bound(node: object, producer: dict, constants: dict) -> float | None:
+    """The least value ``node``'s output can take, when its op bounds it; None when unknown."""
+    if node is None:
+        return None
+    op = node.op_type
+    if op in LOWER_BOUNDS:
+        return LOWER_BOUNDS[op]
+    if op == "Clip":
+        low = node.input[1] if len(node.input) > 1 and node.input[1] else None
+        if low is not None and low in constants:
+            return float(constants[low])
+        return next((float(a.f) for a in node.attribute if a.name == "min"), None)
+    if op == "Mul" and len(node.input) == 2:  # SiLU: x * Sigmoid(x)
+        for x, gate in (node.input, node.input[::-1]):
+            g = producer.get(gate)
+            if g is not None and g.op_type == "Sigmoid" and g.input[0] == x:
+                return SILU_MIN
+    return None
+
+
 def layout_kept_inputs(path: Path) -> list[str]:
     """Inputs of rank >= 3 that reach no spatial op (directly or through normalisation, casts, activations,
     padding): onnx2tf must not transpose them as if they were images."""

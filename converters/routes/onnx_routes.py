@@ -174,6 +174,7 @@ def _run_onnx2tf(path: Path, ctx: RouteContext) -> Path:
         log.warning("onnxsim (beside onnx2tf) is missing or failed on %s: onnx2tf simplifies it itself", path.name)
     prepared = run_dir / "prepared.onnx"
     onnx2tf_prep.squeezes_to_reshapes(simplified or path, prepared)
+    onnx2tf_prep.bounded_max_pools(prepared, prepared)
     if decompose_for_tflite(prepared, prepared) and ctx.verbose:
         log.info("Erf rewritten as builtin-only math for TFLite")
     rng = np.random.default_rng(0)
