@@ -25,7 +25,7 @@ cosine 0.88, because attention downstream amplifies two of them. So each op is m
 quantized alone (every other op excluded), on calibration samples: LeViT's two attention-downsample ``kv``
 linears then rank first (12 and 16 dB alone), and keeping three float gives 0.993. An op is kept float by name
 (its activations are not shared quantized tensors): ONNX Runtime ``quantize_dynamic(nodes_to_exclude=...)``,
-``nncf.compress_weights(ignored_scope=...)``.
+``nncf.compress_weights(ignored_scope=...)``, ai-edge-quantizer's dynamic recipe with ``NO_QUANTIZE`` ops.
 """
 
 from __future__ import annotations
@@ -64,6 +64,7 @@ MECHANISMS = {
     ("tflite", "int8"): "float ops (ai-edge-quantizer NO_QUANTIZE / TFLite QuantizationDebugger denylisted_nodes)",
     ("onnx", "int8-dynamic"): "onnxruntime quantize_dynamic(nodes_to_exclude=...)",
     ("openvino", "int8-dynamic"): "nncf.compress_weights(ignored_scope=nncf.IgnoredScope(names=...))",
+    ("tflite", "int8-dynamic"): "ai-edge-quantizer dynamic_wi8_afp32 with NO_QUANTIZE ops",
 }
 #: the precisions a fallback exists for
 FALLBACK_PRECISIONS = ("int8", "int8-dynamic")

@@ -20,6 +20,8 @@ from edge_sdk.errors import ConversionError, first_line
 
 def quantize(fp32: Path, out: Path, precision: str, calibration: Any, ctx: Any, **options: Any) -> Path:
     saved = ctx.intermediates.get("savedmodel")
+    if precision == "int8-dynamic" and options.get("exclude"):  # the fallback: ops kept float by recipe
+        return _with_ai_edge_quantizer(fp32, out, precision, calibration, options["exclude"])
     if saved is not None:
         return _with_tflite_converter(
             Path(saved), fp32, out, precision, calibration, {**options, "sparse": getattr(ctx, "tflite_sparse", False)}
@@ -93,10 +95,8 @@ def _with_ai_edge_quantizer(fp32: Path, out: Path, precision: str, calibration: 
             algorithm_key=AlgorithmName.FLOAT_CASTING,
         )  # fmt: skip
         rcp = rm.get_quantization_recipe()
-    elif precision == "int8-dynamic":
-        rcp = recipe.dynamic_wi8_afp32()
     else:
-        rcp = recipe.static_wi8_ai8()
+        rcp = recipe.dynamic_wi8_afp32() if precision == "int8-dynamic" else recipe.static_wi8_ai8()
         if exclude:  # the ops writing these tensors stay float
             import re
 
@@ -178,6 +178,33 @@ def fallback_layers(reference: Path, quantized: Path) -> tuple[list[Any], dict[s
             aliases[written] = out
             layers.append(Layer(out, op["op"], tuple(reads), written))
     return layers, aliases
+
+
+def weight_layers(reference: Path, quantized: Path) -> tuple[list[Any], dict[str, str]]:
+    """Ops of the int8-dynamic model with an int8 constant weight (read directly by a hybrid kernel or through a
+    DEQUANTIZE) and a float output, named by their output tensor as in ``reference``."""
+    import numpy as np
+
+    from converters.quantizers.fallback import Layer
+
+    known = set(_graph(reference)[1])
+    ops, tensors, produced = _graph(quantized)
+
+    def int8_constant(t: str) -> bool:
+        src = produced.get(t)
+        if src is not None and src["op"] == "DEQUANTIZE":
+            t, src = src["inputs"][0], produced.get(src["inputs"][0])
+        return src is None and not tensors[t]["is_input"] and tensors[t]["dtype"] == np.int8
+
+    layers = []
+    for op in ops:
+        out = op["outputs"][0] if op["outputs"] else None
+        if op["op"] == "DEQUANTIZE" or out not in known or tensors[out]["dtype"].kind != "f":
+            continue
+        if any(int8_constant(t) for t in op["inputs"]):
+            reads = tuple(t for t in op["inputs"] if t in known and (t in produced or tensors[t]["is_input"]))
+            layers.append(Layer(out, op["op"], reads, out))
+    return layers, {}
 
 
 def keep_float(reference: Path, names: list[str]) -> list[str]:
