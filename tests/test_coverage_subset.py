@@ -51,7 +51,6 @@ def _describe(cell: dict) -> str:
 _MOBILENET_INT8 = "issue 13 item 3: dynamic int8 of a MobileNet-class model misses its tolerance"
 KNOWN_PRODUCT_BUGS: dict[tuple[str, str, str], str] = {
     ("keras_mobilenet_v2_a035_96", "tflite", "int8-dynamic"): f"{_MOBILENET_INT8} (top-1 87.5% < 90%)",
-    ("keras_mobilenet_v2_a035_96", "openvino", "int8-dynamic"): f"{_MOBILENET_INT8} (cosine 0.974 < 0.98)",
 }
 
 
