@@ -266,7 +266,14 @@ def quantize_with_fallback(
     if not failures or not enabled or calibration is None or not has_fallback(target, precision):
         return metrics, failures, None
     if made_later:
-        calibration = calibration()
+        from edge_sdk.errors import EdgeSDKError
+
+        try:
+            calibration = calibration()
+        except EdgeSDKError as e:  # no samples to rank on: the plain artifact's failure stands
+            log.warning("%s %s fallback skipped: no samples to rank layers on (%s); pass --calib", target,
+                        precision, e)  # fmt: skip
+            return metrics, failures, None
     mod = importlib.import_module(_MODULES[target])
     reference = mod.float_reference(fp32, ctx)
     plain = _keep_copy(out, ctx.workdir / f"plain_{precision}_{out.name}")
