@@ -8,8 +8,15 @@ import numpy as np
 
 from edge_sdk.tensor_spec import TensorSpec
 
-_TO_NHWC = (0, 2, 3, 1)
-_TO_NCHW = (0, 3, 1, 2)
+
+def _layout_perms(ndim: int) -> tuple[tuple[int, ...], ...]:
+    """Channels-first -> channels-last and back for a rank-``ndim`` tensor (NCW/NWC, NCHW/NHWC, NCDHW/NDHWC:
+    onnx2tf moves the channels of every input that reaches a convolution, 1-D ones too); () below rank 3."""
+    if ndim < 3:
+        return ()
+    to_last = (0, *range(2, ndim), 1)
+    to_first = (0, ndim - 1, *range(1, ndim - 1))
+    return (to_last,) if to_last == to_first else (to_last, to_first)
 
 
 def _matches(shape: Sequence[int | None], target: Sequence[int | None]) -> bool:
@@ -17,15 +24,14 @@ def _matches(shape: Sequence[int | None], target: Sequence[int | None]) -> bool:
 
 
 def adapt_array(x: np.ndarray, spec: TensorSpec) -> np.ndarray:
-    """``x`` reshaped to ``spec``: as is, NCHW<->NHWC transposed, or dtype-cast for float inputs."""
-    if _matches(x.shape, spec.shape):
-        out = x
-    elif x.ndim == 4 and _matches(np.transpose(x, _TO_NHWC).shape, spec.shape):
-        out = np.ascontiguousarray(np.transpose(x, _TO_NHWC))
-    elif x.ndim == 4 and _matches(np.transpose(x, _TO_NCHW).shape, spec.shape):
-        out = np.ascontiguousarray(np.transpose(x, _TO_NCHW))
-    else:
-        out = x
+    """``x`` reshaped to ``spec``: as is, channels-first <-> channels-last transposed (any rank >= 3), or
+    dtype-cast for float inputs."""
+    out = x
+    if not _matches(x.shape, spec.shape):
+        for perm in _layout_perms(x.ndim):
+            if _matches(np.transpose(x, perm).shape, spec.shape):
+                out = np.ascontiguousarray(np.transpose(x, perm))
+                break
     if out.dtype != spec.dtype and spec.dtype.kind == "f" and out.dtype.kind == "f":
         out = out.astype(spec.dtype)
     return out
@@ -58,11 +64,11 @@ def adapt_feeds(
 
 
 def align_output(candidate: np.ndarray, reference: np.ndarray) -> np.ndarray:
-    """``candidate`` brought to ``reference``'s layout when it is the NHWC/NCHW transpose of it."""
+    """``candidate`` brought to ``reference``'s layout when it is the channels-last/first transpose of it."""
     if candidate.shape == reference.shape:
         return candidate
-    if candidate.ndim == 4:
-        for perm in (_TO_NCHW, _TO_NHWC):
+    if candidate.ndim == reference.ndim:
+        for perm in _layout_perms(candidate.ndim)[::-1]:  # channels-last artifact -> channels-first source first
             if np.transpose(candidate, perm).shape == reference.shape:
                 return np.transpose(candidate, perm)
     if candidate.size == reference.size:

@@ -250,3 +250,25 @@ def test_static_int8_of_a_padded_max_pool_loads_and_agrees(tmp_path):
     with es.load(art.path) as model:
         scales = [s.quant.scale for s in model.inputs + model.outputs if s.quant is not None]
     assert all(np.all(np.asarray(s) < 1e3) for s in scales)
+
+
+def test_a_channels_first_1d_input_is_fed_channels_last_to_tflite(tmp_path):
+    """A Conv1d model (input [1, 8, 50], as Whisper's mel frames): onnx2tf moves the channels last, and
+    calibration and validation feed the artifact the transposed data (it was 'expects shape [1,50,8], got
+    [1,8,50]'); the output keeps the source's layout."""
+    _needs_onnx2tf()
+    rng = np.random.default_rng(2)
+    inits = [numpy_helper.from_array(rng.normal(0, 0.3, (16, 8, 3)).astype(np.float32), "w"),
+             numpy_helper.from_array(rng.normal(0, 0.1, (16,)).astype(np.float32), "b")]  # fmt: skip
+    nodes = [helper.make_node("Conv", ["x", "w", "b"], ["c"], name="conv", pads=[1, 1]),
+             helper.make_node("Relu", ["c"], ["y"], name="relu")]  # fmt: skip
+    graph = helper.make_graph(nodes, "conv1d", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8, 50])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 16, 50])], inits)  # fmt: skip
+    src = tmp_path / "conv1d.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), str(src))
+    result = convert(src, to="tflite", precision=["fp32", "int8"], calibration="synthetic",
+                     output_dir=tmp_path / "out")  # fmt: skip
+    for art in result.artifacts:
+        assert art.passed and art.metrics[0].cosine > 0.97, (art.precision, art.failures)
+    with es.load(result.artifact("tflite", "fp32").path) as model:
+        assert list(model.inputs[0].shape) == [1, 50, 8]  # channels last in the file
