@@ -40,6 +40,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from edge_sdk.errors import EdgeSDKError, first_line
+
 log = logging.getLogger("edge_sdk")
 
 #: default budget: rounds of re-quantization, and the fraction of the int8 model's layers that may stay float.
@@ -213,7 +215,9 @@ def rank_alone(target: str, precision: str, reference: Path, quantized: Path, ca
         quantize(target, reference, probe, precision, None, ctx, exclude=others, prepared=True, **options)
         snr = _snr(ref, _outputs(probe, chosen, calibration.input_names))
         errors.append(LayerError(layer.name, layer.op_type, CAP_DB, snr, "model outputs, quantized alone"))
-    return sorted(errors, key=lambda e: -e.added_db)
+    probed = {e.name for e in errors}  # the rest count towards the budget but are never chosen (added 0 dB)
+    rest = [LayerError(la.name, la.op_type, CAP_DB, CAP_DB, "not probed") for la in everything if la.name not in probed]
+    return sorted(errors, key=lambda e: -e.added_db) + rest
 
 
 def _outputs(path: Path, samples: list[list[Any]], input_names: list[str]) -> list[list[np.ndarray]]:
@@ -232,6 +236,8 @@ def _snr(ref: list[list[np.ndarray]], got: list[list[np.ndarray]]) -> float:
         r = np.concatenate([np.asarray(s[k], np.float64).ravel() for s in ref])
         g = np.concatenate([np.asarray(s[k], np.float64).ravel() for s in got])
         noise = float(np.sum((r - g) ** 2)) if r.shape == g.shape else float("inf")
+        if not math.isfinite(noise):  # another shape, or NaN / inf from the probe: as bad as it gets
+            return -CAP_DB
         if noise > 0:
             worst = min(worst, 10 * math.log10(max(float(np.sum(r * r)), 1e-30) / noise))
     return float(np.clip(worst, -CAP_DB, CAP_DB))
@@ -266,8 +272,6 @@ def quantize_with_fallback(
     if not failures or not enabled or calibration is None or not has_fallback(target, precision):
         return metrics, failures, None
     if made_later:
-        from edge_sdk.errors import EdgeSDKError
-
         try:
             calibration = calibration()
         except EdgeSDKError as e:  # no samples to rank on: the plain artifact's failure stands
@@ -298,9 +302,18 @@ def quantize_with_fallback(
         report.kept += add
         # weights are quantized op by op: the op's name alone keeps it float
         report.excluded = mod.keep_float(reference, report.kept) if precision == "int8" else list(report.kept)
-        quantize(target, fp32, out, precision, None if made_later else calibration, ctx, exclude=report.excluded,
-                 **options)  # fmt: skip
-        metrics, failures = validate(out)
+        try:
+            quantize(target, fp32, out, precision, None if made_later else calibration, ctx,
+                     exclude=report.excluded, **options)  # fmt: skip
+            metrics, failures = validate(out)
+        except EdgeSDKError as e:  # a tool refused the mixed model: the plain artifact and its failure stand
+            log.warning("%s %s fallback round %d failed (%s): keeping plain %s", target, precision, round_no,
+                        first_line(e), precision)  # fmt: skip
+            _keep_copy(plain, out)
+            metrics, failures = validate(out)
+            report.rounds.append({"round": round_no, "added": add, "error": first_line(e)})
+            report.kept = []
+            break
         report.rounds.append({"round": round_no, "added": add, "excluded": len(report.excluded),
                               "failures": list(failures)})  # fmt: skip
         log.info("%s %s fallback round %d: float %s -> %s", target, precision, round_no, add, failures or "passes")

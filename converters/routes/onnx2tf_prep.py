@@ -107,12 +107,15 @@ def bounded_max_pools(src: Path, dst: Path) -> list[str]:
     graph = model.graph
     producer = {t: n for n in graph.node for t in n.output}
     constants = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)  # Pad takes inputs from 11
     rewritten, nodes = [], []
     for node in graph.node:
         attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
         pads = list(attrs.get("pads") or [])
         bound = _lower_bound(producer.get(node.input[0]), producer, constants) if node.op_type == "MaxPool" else None
-        if bound is None or not any(pads) or attrs.get("ceil_mode", 0) or attrs.get("auto_pad", b"NOTSET") != b"NOTSET":
+        indices = len(node.output) > 1 and bool(node.output[1])  # flat indices would point into the padded tensor
+        if (bound is None or not any(pads) or indices or opset < 11 or attrs.get("ceil_mode", 0)
+                or attrs.get("auto_pad", b"NOTSET") != b"NOTSET"):  # fmt: skip
             nodes.append(node)
             continue
         half = len(pads) // 2
