@@ -45,6 +45,7 @@ def convert(
     labels: Sequence[str] | None = None,
     task: str | None = None,
     fallback: bool = True,
+    fallback_budget: float | None = None,
     target_isa: str | None = None,
 ) -> ConversionResult:
     """Convert ``model`` to each target at each precision, validate each artifact, write a manifest.
@@ -76,6 +77,8 @@ def convert(
     unchecked, as torch does (its pickles and program code run). Off by default: such files are refused.
     ``fallback``: a static int8 artifact that misses its tolerance is re-quantized with its worst layers kept float
     until it passes or a budget is spent (:mod:`converters.quantizers.fallback`); False keeps plain int8.
+    ``fallback_budget``: the fraction of the int8 layers it may keep float (default
+    :data:`converters.quantizers.fallback.MAX_FRACTION`); a smaller one keeps more of int8's speed.
     ``progress``: a bar on stderr (default: when stderr is a terminal), or a callable that gets each
     :class:`ArtifactReport` as soon as that artifact is made and validated.
     ``target_isa``: the CPU the int8 artifacts are for (``x86-avx2``, ``x86-vnni``, ``arm64-dotprod``, ...: see

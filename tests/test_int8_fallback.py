@@ -134,13 +134,25 @@ def test_no_fallback_keeps_the_old_failure(sensitive_keras, tmp_path, cli):
     assert art["fallback"]["kept"] and art["fallback"]["plain_int8_failures"]  # the record is in the CLI's JSON
 
 
-def test_fallback_budget_spent_reports_the_failure(sensitive_keras, tmp_path):
-    """A tolerance nothing meets: the fallback stops at its budget (25% of 6 layers -> 1) and the error stays."""
-    with pytest.raises(ValidationFailedError, match=r"cosine .* < 1.1"):
-        convert(sensitive_keras, to="onnx", precision="int8", calibration="synthetic", output_dir=tmp_path,
-                tolerances={"cosine": 1.1})  # fmt: skip
-    fb = json.loads((tmp_path / "manifest.json").read_text())["artifacts"][0]["fallback"]
-    assert fb["passed"] is False and fb["budget"] == 1 and len(fb["kept"]) == 1 and len(fb["rounds"]) == 1
+def test_fallback_budget_spent_reports_the_failure(sensitive_keras, tmp_path, cli):
+    """A tolerance nothing meets: the fallback stops at its budget (40% of 6 layers -> 2; ``fallback_budget=0.2``
+    -> 1) and the error stays. A budget outside (0, 1] is refused, naming the option."""
+    for budget, kept in ((None, 2), (0.2, 1)):
+        out = tmp_path / str(budget)
+        with pytest.raises(ValidationFailedError, match=r"cosine .* < 1.1"):
+            convert(sensitive_keras, to="onnx", precision="int8", calibration="synthetic", output_dir=out,
+                    tolerances={"cosine": 1.1}, fallback_budget=budget)  # fmt: skip
+        fb = json.loads((out / "manifest.json").read_text())["artifacts"][0]["fallback"]
+        assert fb["passed"] is False and fb["budget"] == kept and len(fb["kept"]) == kept, fb
+        assert len(fb["rounds"]) == kept
+    with pytest.raises(ConversionError, match=r"fallback_budget must be a fraction of the int8 layers in \(0, 1\], "
+                                              r"got 1.5"):  # fmt: skip
+        convert(sensitive_keras, to="onnx", precision="int8", calibration="synthetic", output_dir=tmp_path / "x",
+                fallback_budget=1.5)  # fmt: skip
+    r = cli("convert", str(sensitive_keras), "--to", "onnx", "--precision", "int8", "--calib", "synthetic",
+            "--fallback-budget", "0", "-o", str(tmp_path / "cli"))  # fmt: skip
+    assert r.returncode != 0 and "fallback_budget must be a fraction of the int8 layers in (0, 1], got 0.0" in r.stderr
+    assert "Traceback" not in r.stderr and not (tmp_path / "cli").exists()
 
 
 def test_fallback_slower_than_fp32_is_said(sensitive_keras, tmp_path, monkeypatch, caplog):

@@ -170,6 +170,7 @@ def write_markdown(path: Path, payload: dict[str, Any]) -> None:
                         f"budget {fb.get('budget')}, {fb.get('rounds')} rounds)")  # fmt: skip
             lines.append(f"| {c['arch']} | {c['target']} | {c['precision']} | {c.get('error_class') or '-'} | "
                          f"{why[:800]} |")  # fmt: skip
+    lines += _fallback_section(cells)
     lines += ["", "## Architectures", "", "| architecture | family | input | notes | route (fp32) |",
               "|---|---|---|---|---|"]  # fmt: skip
     for a in archs:
@@ -181,3 +182,22 @@ def write_markdown(path: Path, payload: dict[str, Any]) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text("\n".join(lines) + "\n")
     os.replace(tmp, path)
+
+
+def _fallback_section(cells: list[dict[str, Any]]) -> list[str]:
+    """The cells the fallback made pass: layers kept float and the latency that costs (p50 ratio to fp32)."""
+    rescued = [c for c in cells if succeeded(c) and (c.get("fallback") or {}).get("kept")]
+    if not rescued:
+        return []
+    lines = ["", f"## Cells that pass with layers kept float ({len(rescued)})", "",
+             "Latency: p50 / fp32's p50 on the machine of the run (`edge_sdk.bench`, 30 runs; the run was not",
+             "alone on the machine, so take single ratios as rough).", "",
+             "| architecture | target | precision | layers kept float | plain failure | latency / fp32: plain, "
+             "with fallback |", "|---|---|---|---|---|---|"]  # fmt: skip
+    for c in rescued:
+        fb, lat = c["fallback"], c["fallback"].get("latency") or {}
+        plain = "; ".join(fb.get("plain_failures") or []).replace("|", "\\|")[:200]
+        ratios = f"{lat['ratio_plain']:.2f}, {lat['ratio_fallback']:.2f}" if "ratio_fallback" in lat else "-"
+        lines.append(f"| {c['arch']} | {c['target']} | {c['precision']} | {len(fb['kept'])} of "
+                     f"{fb.get('quantized_layers')} | {plain} | {ratios} |")  # fmt: skip
+    return lines

@@ -69,7 +69,8 @@ class ArtifactMaker:
 
             ranking = calib if calib is not None else partial(ranking_samples, self.source, self.preprocess)
             checked = quantize_with_fallback(target, fp32, staged, ranking, self.ctx, validate, precision=precision,
-                                             enabled=q.fallback, int8_io=q.int8_io)  # fmt: skip
+                                             enabled=q.fallback, max_fraction=q.fallback_budget,
+                                             int8_io=q.int8_io)  # fmt: skip
             return Produced(checked)
         quantize(target, fp32, staged, precision, calib, self.ctx, int8_io=q.int8_io)
         return Produced()
@@ -82,7 +83,8 @@ class ArtifactMaker:
 
         scheme = scheme_for(self.quant.target_isa)
         checked = quantize_with_fallback(target, fp32, staged, calib, ctx, validate, enabled=self.quant.fallback,
-                                         scheme=scheme, int8_io=self.quant.int8_io, **options)  # fmt: skip
+                                         max_fraction=self.quant.fallback_budget, scheme=scheme,
+                                         int8_io=self.quant.int8_io, **options)  # fmt: skip
         return Produced(checked, scheme)
 
     def _from_adaptation(self, target: str, route: Route, staged: Path, calib: Any,

@@ -43,10 +43,19 @@ class QuantOptions:
     tflite_sparse: bool = False
     tf_select_ops: bool = False  # TFLite: keep ops without a builtin as TensorFlow (Flex) ops; the device needs Flex
     fallback: bool = True  # keep the worst layers float until static int8 meets its tolerance
+    fallback_budget: float | None = None  # the fraction of int8 layers the fallback may keep float (None: default)
     target_isa: str | None = None  # the CPU the int8 artifacts are for; default: this machine's
     weight_rounding: str = "nearest"  # or "gptq"
     qat: Any = None  # QATSpec or a dict of its fields
     prune: Any = None  # "channel:0.25", "magnitude:0.5" or a PruneSpec
+
+    def __post_init__(self) -> None:
+        b = self.fallback_budget
+        if b is not None and (isinstance(b, bool) or not isinstance(b, (int, float)) or not 0 < b <= 1):
+            raise ConversionError(
+                f"fallback_budget must be a fraction of the int8 layers in (0, 1], got {b!r} (e.g. 0.25 keeps at "
+                "most a quarter of them float; fallback=False turns the fallback off)"
+            )
 
 
 @dataclass

@@ -148,6 +148,12 @@ class ConvertCommand(Command):
             help="static int8: keep plain int8 when it misses its tolerance (default: keep its worst layers float)",
         )
         parser.add_argument(
+            "--fallback-budget",
+            type=float,
+            metavar="FRACTION",
+            help="int8 fallback: the fraction of int8 layers it may keep float (default 0.4); less keeps more speed",
+        )
+        parser.add_argument(
             "--target-isa",
             help="CPU the int8 artifacts will run on: x86-avx2, x86-avx512, x86-vnni, arm64, arm64-dotprod, "
             "arm64-i8mm (default: this machine's)",
@@ -188,6 +194,7 @@ class ConvertCommand(Command):
                 qat=_qat_options(args),
                 weight_rounding=args.int8_rounding,
                 fallback=not args.no_fallback,
+                fallback_budget=args.fallback_budget,
                 target_isa=args.target_isa,
             )
             targets, precisions = keywords.pop("to"), keywords.pop("precision")
