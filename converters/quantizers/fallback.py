@@ -265,10 +265,10 @@ def quantize_with_fallback(
 ) -> tuple[list[Any], list[str], FallbackReport | None]:
     """``precision`` (static int8 or int8-dynamic) of ``fp32`` into ``out``, validated; when it misses its tolerance
     (and ``enabled``), re-quantize with the worst layers kept float until it passes, ``max_rounds``
-    re-quantizations are spent or ``max_fraction`` (default :data:`MAX_FRACTION`) of its layers are float. ``calibration`` ranks the layers; for
-    int8-dynamic it may be a function making them, called only if plain int8-dynamic misses. Returns (metrics,
-    failures, report; None when plain int8 passed or the fallback is off). ``options`` go to the target's
-    quantizer (``scheme``, ``int8_io``...)."""
+    re-quantizations are spent or ``max_fraction`` (default :data:`MAX_FRACTION`) of its layers are float.
+    ``calibration`` ranks the layers; for int8-dynamic it may be a function making them, called only if plain
+    int8-dynamic misses. Returns (metrics, failures, report; None when plain int8 passed or the fallback is off).
+    ``options`` go to the target's quantizer (``scheme``, ``int8_io``...)."""
     from converters.quantizers import quantize
 
     made_later = callable(calibration)
