@@ -52,8 +52,10 @@ log = logging.getLogger("edge_sdk")
 #: weights): torchvision MobileNetV2 reached cosine 0.993 with 16 of 64 layers float and still flipped 2 of 15
 #: confident top-1s; with 25 it passes (0.996, 14 of 15), as do EfficientNet-B0 and MobileNetV3-Large. Such an
 #: artifact can run at about the fp32 latency on such a CPU (1.08x / 0.93x measured there): the report and a
-#: warning say so, and ``fallback_budget`` / ``--fallback-budget`` trade the tolerance back for speed
-MAX_ROUNDS = 6
+#: warning say so, and ``fallback_budget`` / ``--fallback-budget`` trade the tolerance back for speed (NNCF's
+#: own accuracy control reverts layers until the metric holds, with no budget at all). A 7th round (64 more
+#: layers) is for models of 160+ layers: Keras NASNetMobile on OpenVINO missed at 0.969 with 63 of 478 float
+MAX_ROUNDS = 7
 MAX_FRACTION = 0.4
 #: calibration samples the layer errors are measured on
 PROBE_SAMPLES = 8
