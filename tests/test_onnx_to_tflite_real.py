@@ -198,11 +198,12 @@ def test_onnx_output_names_and_size_one_axis_moves_are_restored(tmp_path):
     assert onnx2tf_prep.restore_onnx_outputs(saved, tmp_path / "m1.onnx", tmp_path / "r1") == saved
 
 
-def _pooled_model(path: Path, activation: str) -> Path:
+def _pooled_model(path: Path, activation: str, dtype: type = np.float32) -> Path:
     """x[1,3,16,16] -> Conv -> ``activation`` -> MaxPool(3, stride 2, pads 1) -> mean -> logits[1,8]."""
     rng = np.random.default_rng(1)
-    inits = [numpy_helper.from_array(rng.normal(0, 0.5, (8, 3, 3, 3)).astype(np.float32), "w"),
-             numpy_helper.from_array(rng.normal(0, 0.1, (8,)).astype(np.float32), "b")]  # fmt: skip
+    inits = [numpy_helper.from_array(rng.normal(0, 0.5, (8, 3, 3, 3)).astype(dtype), "w"),
+             numpy_helper.from_array(rng.normal(0, 0.1, (8,)).astype(dtype), "b")]  # fmt: skip
+    elem = TensorProto.FLOAT16 if dtype == np.float16 else TensorProto.FLOAT
     act = [] if activation == "none" else [helper.make_node(activation, ["c"], ["a"], name="act")]
     nodes = [
         helper.make_node("Conv", ["x", "w", "b"], ["c"], name="conv", pads=[1, 1, 1, 1]),
@@ -211,8 +212,8 @@ def _pooled_model(path: Path, activation: str) -> Path:
                          pads=[1, 1, 1, 1]),
         helper.make_node("ReduceMean", ["p"], ["logits"], name="mean", axes=[2, 3], keepdims=0),
     ]  # fmt: skip
-    graph = helper.make_graph(nodes, "pooled", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 16, 16])],
-                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 8])], inits)  # fmt: skip
+    graph = helper.make_graph(nodes, "pooled", [helper.make_tensor_value_info("x", elem, [1, 3, 16, 16])],
+                              [helper.make_tensor_value_info("logits", elem, [1, 8])], inits)  # fmt: skip
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), str(path))
     return path
 
@@ -220,15 +221,16 @@ def _pooled_model(path: Path, activation: str) -> Path:
 def test_bounded_max_pools_are_padded_with_their_inputs_least_value(tmp_path):
     import onnxruntime as ort
 
-    x = np.random.default_rng(0).normal(0, 1, (1, 3, 16, 16)).astype(np.float32)
-    for activation, bound in (("Relu", 0.0), ("HardSwish", -0.375)):
-        src = _pooled_model(tmp_path / f"{activation}.onnx", activation)
-        dst = tmp_path / f"{activation}_bounded.onnx"
+    for activation, bound, dtype in (("Relu", 0.0, np.float32), ("HardSwish", -0.375, np.float32),
+                                     ("Relu", 0.0, np.float16)):  # fp16: the Pad value is fp16 too, or it fails
+        x = np.random.default_rng(0).normal(0, 1, (1, 3, 16, 16)).astype(dtype)
+        src = _pooled_model(tmp_path / f"{activation}_{dtype.__name__}.onnx", activation, dtype)
+        dst = tmp_path / f"{activation}_{dtype.__name__}_bounded.onnx"
         assert onnx2tf_prep.bounded_max_pools(src, dst) == ["pool"]
         graph = onnx.load(str(dst)).graph
         pad = next(n for n in graph.node if n.op_type == "Pad")
         value = next(numpy_helper.to_array(t) for t in graph.initializer if t.name == pad.input[2])
-        assert float(value) == bound
+        assert float(value) == bound and value.dtype == dtype
         pool = next(n for n in graph.node if n.op_type == "MaxPool")
         assert pool.input == pad.output and not any(a.name == "pads" for a in pool.attribute)
         run = [ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]

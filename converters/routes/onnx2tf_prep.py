@@ -88,9 +88,10 @@ def squeezes_to_reshapes(src: Path, dst: Path) -> list[str]:
     return rewritten
 
 
-#: the least value an activation can write (SiLU's minimum is x sigmoid(x) at x ~ -1.2785)
+#: the least value an activation can write (SiLU's minimum is x sigmoid(x) = -0.2784645... at x ~ -1.2785;
+#: the bound sits just below it, so a padded element never beats a real one)
 LOWER_BOUNDS = {"Relu": 0.0, "Sigmoid": 0.0, "HardSigmoid": 0.0, "Softplus": 0.0, "HardSwish": -0.375}
-SILU_MIN = -0.27846454
+SILU_MIN = -0.2785
 
 
 def bounded_max_pools(src: Path, dst: Path) -> list[str]:
@@ -109,6 +110,7 @@ def bounded_max_pools(src: Path, dst: Path) -> list[str]:
     constants = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)  # Pad takes inputs from 11
     rewritten, nodes = [], []
+    types: dict[str, type] | None = None  # inferred on the first pool rewritten
     for node in graph.node:
         attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
         pads = list(attrs.get("pads") or [])
@@ -118,11 +120,12 @@ def bounded_max_pools(src: Path, dst: Path) -> list[str]:
                 or attrs.get("auto_pad", b"NOTSET") != b"NOTSET"):  # fmt: skip
             nodes.append(node)
             continue
+        types = types if types is not None else _float_types(model)
         half = len(pads) // 2
         tag = f"{node.name or node.output[0]}__bounded_pad"
         graph.initializer.extend([
             numpy_helper.from_array(np.array([0, 0, *pads[:half], 0, 0, *pads[half:]], np.int64), f"{tag}_pads"),
-            numpy_helper.from_array(np.array(bound, np.float32), f"{tag}_value"),
+            numpy_helper.from_array(np.array(bound, types.get(node.input[0], np.float32)), f"{tag}_value"),
         ])  # fmt: skip
         nodes.append(helper.make_node("Pad", [node.input[0], f"{tag}_pads", f"{tag}_value"], [f"{tag}_out"],
                                       name=tag, mode="constant"))  # fmt: skip
@@ -134,6 +137,20 @@ def bounded_max_pools(src: Path, dst: Path) -> list[str]:
         graph.node.extend(nodes)
     onnx.save(model, str(dst))
     return rewritten
+
+
+def _float_types(model: object) -> dict[str, type]:
+    """Each typed tensor's numpy float type (a Pad value must match its input's: fp16 models)."""
+    import numpy as np
+    import onnx
+
+    try:
+        graph = onnx.shape_inference.infer_shapes(model).graph
+    except Exception:  # shape inference refuses some graphs: what the file itself declares
+        graph = model.graph  # type: ignore[attr-defined]
+    kinds = {onnx.TensorProto.FLOAT16: np.float16, onnx.TensorProto.DOUBLE: np.float64}
+    return {v.name: kinds.get(v.type.tensor_type.elem_type, np.float32)
+            for v in (*graph.input, *graph.value_info, *graph.output)}  # fmt: skip
 
 
 def _lower_bound(node: object, producer: dict, constants: dict) -> float | None:
