@@ -144,6 +144,7 @@ def test_fallback_budget_spent_reports_the_failure(sensitive_keras, tmp_path, cl
                     tolerances={"cosine": 1.1}, fallback_budget=budget)  # fmt: skip
         fb = json.loads((out / "manifest.json").read_text())["artifacts"][0]["fallback"]
         assert fb["passed"] is False and fb["budget"] == kept and len(fb["kept"]) == kept, fb
+        assert fb["budget_fraction"] == (budget or 0.4)
         assert len(fb["rounds"]) == kept
     with pytest.raises(ConversionError, match=r"fallback_budget must be a fraction of the int8 layers in \(0, 1\], "
                                               r"got 1.5"):  # fmt: skip
@@ -151,7 +152,9 @@ def test_fallback_budget_spent_reports_the_failure(sensitive_keras, tmp_path, cl
                 fallback_budget=1.5)  # fmt: skip
     r = cli("convert", str(sensitive_keras), "--to", "onnx", "--precision", "int8", "--calib", "synthetic",
             "--fallback-budget", "0", "-o", str(tmp_path / "cli"))  # fmt: skip
-    assert r.returncode != 0 and "fallback_budget must be a fraction of the int8 layers in (0, 1], got 0.0" in r.stderr
+    assert r.returncode != 0, r.stderr
+    assert "--fallback-budget must be a fraction of the int8 layers in (0, 1], got 0 (e.g. 0.25); --no-fallback " \
+           "turns the fallback off" in r.stderr
     assert "Traceback" not in r.stderr and not (tmp_path / "cli").exists()
 
 

@@ -190,14 +190,15 @@ def _fallback_section(cells: list[dict[str, Any]]) -> list[str]:
     if not rescued:
         return []
     lines = ["", f"## Cells that pass with layers kept float ({len(rescued)})", "",
-             "Latency: p50 / fp32's p50 on the machine of the run (`edge_sdk.bench`, 30 runs; the run was not",
-             "alone on the machine, so take single ratios as rough).", "",
+             "Latency: p50 / fp32's p50 on the machine of the run (`edge_sdk.bench`, runs in brackets; the run was",
+             "not alone on the machine, so take single ratios as rough).", "",
              "| architecture | target | precision | layers kept float | plain failure | latency / fp32: plain, "
              "with fallback |", "|---|---|---|---|---|---|"]  # fmt: skip
     for c in rescued:
         fb, lat = c["fallback"], c["fallback"].get("latency") or {}
-        plain = "; ".join(fb.get("plain_failures") or []).replace("|", "\\|")[:200]
-        ratios = f"{lat['ratio_plain']:.2f}, {lat['ratio_fallback']:.2f}" if "ratio_fallback" in lat else "-"
+        plain = "; ".join(fb.get("plain_failures") or []).replace("|", "\\|").replace("\n", " ")[:200]
+        ratios = (f"{lat['ratio_plain']:.2f}, {lat['ratio_fallback']:.2f} ({lat.get('runs', '?')})"
+                  if "ratio_fallback" in lat else "-")  # fmt: skip
         lines.append(f"| {c['arch']} | {c['target']} | {c['precision']} | {len(fb['kept'])} of "
-                     f"{fb.get('quantized_layers')} | {plain} | {ratios} |")  # fmt: skip
+                     f"{fb.get('quantized_layers') or '?'} | {plain} | {ratios} |")  # fmt: skip
     return lines

@@ -4,6 +4,7 @@ build the same objects (:meth:`ConversionOptions.from_keywords`)."""
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Sequence
@@ -51,7 +52,7 @@ class QuantOptions:
 
     def __post_init__(self) -> None:
         b = self.fallback_budget
-        if b is not None and (isinstance(b, bool) or not isinstance(b, (int, float)) or not 0 < b <= 1):
+        if b is not None and (isinstance(b, bool) or not isinstance(b, numbers.Real) or not 0 < b <= 1):
             raise ConversionError(
                 f"fallback_budget must be a fraction of the int8 layers in (0, 1], got {b!r} (e.g. 0.25 keeps at "
                 "most a quarter of them float; fallback=False turns the fallback off)"

@@ -128,6 +128,7 @@ class FallbackReport:
     mechanism: str
     quantized_layers: int = 0
     budget: int = 0
+    budget_fraction: float = MAX_FRACTION  # of the quantized layers, the most that may be kept float
     kept: list[str] = field(default_factory=list)
     excluded: list[str] = field(default_factory=list)  # the names handed to the mechanism (kept + neighbours)
     rounds: list[dict[str, Any]] = field(default_factory=list)
@@ -143,6 +144,7 @@ class FallbackReport:
             "mechanism": self.mechanism,
             "quantized_layers": self.quantized_layers,
             "budget": self.budget,
+            "budget_fraction": self.budget_fraction,
             "kept": self.kept,
             "excluded": self.excluded,
             "rounds": self.rounds,
@@ -299,7 +301,8 @@ def quantize_with_fallback(
             ranking = alone
         if round_no == 1:
             report.quantized_layers = len(ranking)
-            report.budget = max(1, int((max_fraction or MAX_FRACTION) * len(ranking)))
+            report.budget_fraction = MAX_FRACTION if max_fraction is None else max_fraction
+            report.budget = max(1, int(report.budget_fraction * len(ranking) + 1e-9))
             report.most_sensitive = ranking[:10]
         room = report.budget - len(report.kept)
         fresh = [e.name for e in ranking if e.added_db > 0 and e.name not in report.kept]
@@ -327,13 +330,18 @@ def quantize_with_fallback(
         if not failures:
             break
     report.passed = not failures
+    if failures and report.kept and len(report.kept) >= report.budget:
+        log.warning("%s %s fallback spent its budget (%d of %d layers float, %.0f%%) and still misses; "
+                    "--fallback-budget / fallback_budget= raises it", target, precision, len(report.kept),
+                    report.quantized_layers, 100 * report.budget_fraction)  # fmt: skip
     if measure_latency and report.kept:
         report.latency = latency_cost(fp32, plain, out)
     log.info("%s %s: %s", target, precision, report.summary())
     ratio = report.latency.get("ratio_fallback")
     if ratio is not None and ratio >= 1.0:  # it meets the tolerance, but int8 no longer buys speed here
         log.warning("%s %s with %d layer(s) kept float runs at %.2fx the fp32 latency on this machine (plain %s: "
-                    "%.2fx): fp16 or fp32 may serve better", target, precision, len(report.kept), ratio, precision,
+                    "%.2fx): fp16 or fp32 may serve better, or a smaller --fallback-budget keeps more of int8's speed "
+                    "(and misses the tolerance)", target, precision, len(report.kept), ratio, precision,
                     report.latency.get("ratio_plain", float("nan")))  # fmt: skip
     return metrics, failures, report
 

@@ -121,11 +121,14 @@ def bounded_max_pools(src: Path, dst: Path) -> list[str]:
             nodes.append(node)
             continue
         types = types if types is not None else _float_types(model)
+        if node.input[0] not in types:  # a type not inferred, or not float: the Pad value could not match it
+            nodes.append(node)
+            continue
         half = len(pads) // 2
         tag = f"{node.name or node.output[0]}__bounded_pad"
         graph.initializer.extend([
             numpy_helper.from_array(np.array([0, 0, *pads[:half], 0, 0, *pads[half:]], np.int64), f"{tag}_pads"),
-            numpy_helper.from_array(np.array(bound, types.get(node.input[0], np.float32)), f"{tag}_value"),
+            numpy_helper.from_array(np.array(bound, types[node.input[0]]), f"{tag}_value"),
         ])  # fmt: skip
         nodes.append(helper.make_node("Pad", [node.input[0], f"{tag}_pads", f"{tag}_value"], [f"{tag}_out"],
                                       name=tag, mode="constant"))  # fmt: skip
@@ -146,11 +149,13 @@ def _float_types(model: object) -> dict[str, type]:
 
     try:
         graph = onnx.shape_inference.infer_shapes(model).graph
-    except Exception:  # shape inference refuses some graphs: what the file itself declares
+    except Exception as e:  # shape inference refuses some graphs (> 2 GB...): what the file itself declares
+        log.debug("shape inference for the MaxPool rewrite failed: %s", e)
         graph = model.graph  # type: ignore[attr-defined]
-    kinds = {onnx.TensorProto.FLOAT16: np.float16, onnx.TensorProto.DOUBLE: np.float64}
-    return {v.name: kinds.get(v.type.tensor_type.elem_type, np.float32)
-            for v in (*graph.input, *graph.value_info, *graph.output)}  # fmt: skip
+    kinds = {onnx.TensorProto.FLOAT: np.float32, onnx.TensorProto.FLOAT16: np.float16,
+             onnx.TensorProto.DOUBLE: np.float64}  # fmt: skip
+    return {v.name: kinds[v.type.tensor_type.elem_type] for v in (*graph.input, *graph.value_info, *graph.output)
+            if v.type.tensor_type.elem_type in kinds}  # fmt: skip
 
 
 def _lower_bound(node: object, producer: dict, constants: dict) -> float | None:

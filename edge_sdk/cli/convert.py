@@ -151,7 +151,8 @@ class ConvertCommand(Command):
             "--fallback-budget",
             type=float,
             metavar="FRACTION",
-            help="int8 fallback: the fraction of int8 layers it may keep float (default 0.4); less keeps more speed",
+            help="int8 fallback: the fraction of int8 layers it may keep float (default 0.4, at most 7 rounds); "
+            "less keeps more of int8's speed",
         )
         parser.add_argument(
             "--target-isa",
@@ -179,6 +180,11 @@ class ConvertCommand(Command):
 
         if args.validate_samples < 1:
             raise CLIUsageError("--validate-samples must be >= 1")
+        if args.fallback_budget is not None and not 0 < args.fallback_budget <= 1:
+            raise CLIUsageError(
+                f"--fallback-budget must be a fraction of the int8 layers in (0, 1], got {args.fallback_budget:g} "
+                "(e.g. 0.25); --no-fallback turns the fallback off"
+            )
         require_modules("convert", *converter_modules(args.source, _csv(args.to)))
         # a stopped run leaves no temp files, no manifest, no tool running; a refused one no empty folder
         with exit_cleanly_on_signals(), no_new_folder_on_error(args.output_dir):
