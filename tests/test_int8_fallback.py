@@ -136,16 +136,22 @@ def test_no_fallback_keeps_the_old_failure(sensitive_keras, tmp_path, cli):
 
 def test_fallback_budget_spent_reports_the_failure(sensitive_keras, tmp_path, cli):
     """A tolerance nothing meets: the fallback stops at its budget (40% of 6 layers -> 2; ``fallback_budget=0.2``
-    -> 1) and the error stays. A budget outside (0, 1] is refused, naming the option."""
+    -> 1), keeps the closest artifact it made, and the error stays. A budget outside (0, 1] is refused, naming the
+    option."""
     for budget, kept in ((None, 2), (0.2, 1)):
         out = tmp_path / str(budget)
         with pytest.raises(ValidationFailedError, match=r"cosine .* < 1.1"):
             convert(sensitive_keras, to="onnx", precision="int8", calibration="synthetic", output_dir=out,
                     tolerances={"cosine": 1.1}, fallback_budget=budget)  # fmt: skip
-        fb = json.loads((out / "manifest.json").read_text())["artifacts"][0]["fallback"]
-        assert fb["passed"] is False and fb["budget"] == kept and len(fb["kept"]) == kept, fb
+        art = json.loads((out / "manifest.json").read_text())["artifacts"][0]
+        fb = art["fallback"]
+        assert fb["passed"] is False and fb["budget"] == kept and len(fb["rounds"]) == kept, fb
         assert fb["budget_fraction"] == (budget or 0.4)
-        assert len(fb["rounds"]) == kept
+        # the artifact kept is the closest one tried (plain int8 is round 0), with its own layers and figures
+        closeness = [min(m["cosine"] for m in fb["plain_int8_metrics"])] + [r["lowest_cosine"] for r in fb["rounds"]]
+        best = int(np.argmax(closeness))
+        assert fb["kept_round"] == best and len(fb["kept"]) == sum(len(r["added"]) for r in fb["rounds"][:best])
+        assert min(m["cosine"] for m in art["metrics"]) == pytest.approx(closeness[best], abs=1e-6)
     with pytest.raises(ConversionError, match=r"fallback_budget must be a fraction of the int8 layers in \(0, 1\], "
                                               r"got 1.5"):  # fmt: skip
         convert(sensitive_keras, to="onnx", precision="int8", calibration="synthetic", output_dir=tmp_path / "x",
