@@ -164,6 +164,32 @@ def test_fallback_budget_spent_reports_the_failure(sensitive_keras, tmp_path, cl
     assert "Traceback" not in r.stderr and not (tmp_path / "cli").exists()
 
 
+def test_a_tool_failing_on_a_fallback_round_keeps_the_closest_artifact(sensitive_keras, tmp_path, monkeypatch):
+    """The quantizer refuses the mixed model of round 1: plain int8 (round 0, the closest so far) is the artifact,
+    with its own failure and figures, and the round's error is recorded; no traceback, no half-written file."""
+    import converters.quantizers as quantizers
+    import edge_sdk as es
+
+    real = quantizers.quantize
+
+    def refuse_mixed(*args, **kwargs):
+        if kwargs.get("exclude"):
+            raise ConversionError("quantizer refused the mixed model (test)")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(quantizers, "quantize", refuse_mixed)
+    with pytest.raises(ValidationFailedError, match=r"sensitive_int8.onnx: output '.*': top-1 agreement"):
+        convert(sensitive_keras, to="onnx", precision="int8", calibration="synthetic", output_dir=tmp_path)
+    art = json.loads((tmp_path / "manifest.json").read_text())["artifacts"][0]
+    fb = art["fallback"]
+    assert fb["kept_round"] == 0 and fb["kept"] == [] and fb["passed"] is False
+    assert fb["rounds"] == [{"round": 1, "added": fb["rounds"][0]["added"],
+                             "error": "quantizer refused the mixed model (test)"}]  # fmt: skip
+    assert [m["cosine"] for m in art["metrics"]] == [m["cosine"] for m in fb["plain_int8_metrics"]]
+    with es.load(tmp_path / "sensitive_int8.onnx") as model:  # the plain artifact, whole
+        assert model.inputs
+
+
 def test_fallback_slower_than_fp32_is_said(sensitive_keras, tmp_path, monkeypatch, caplog):
     """The artifact meets its tolerance, but with layers float it is no faster than fp32: the user is told (the
     latency figures are fixed here; their measurement is the benchmark's business)."""

@@ -296,6 +296,7 @@ def quantize_with_fallback(
                             plain_metrics=[m.to_dict() for m in metrics])  # fmt: skip
     alone: list[LayerError] = []
     best = _Best(0, _closeness(metrics), metrics, failures, [], [])  # plain int8 is round 0
+    in_out = 0  # the round whose artifact ``out`` holds (-1: a tool failed while writing it)
     for round_no in range(1, max_rounds + 1):
         if precision == "int8":  # measured again each round: keeping a layer float changes what others read
             ranking = rank_layers(target, reference, out, calibration)
@@ -319,32 +320,32 @@ def quantize_with_fallback(
             quantize(target, fp32, out, precision, None if made_later else calibration, ctx,
                      exclude=report.excluded, **options)  # fmt: skip
             metrics, failures = validate(out)
-        except EdgeSDKError as e:  # a tool refused the mixed model: the plain artifact and its failure stand
-            log.warning("%s %s fallback round %d failed (%s): keeping plain %s", target, precision, round_no,
-                        first_line(e), precision)  # fmt: skip
-            _keep_copy(plain, out)
-            metrics, failures = validate(out)
+        except EdgeSDKError as e:  # a tool refused the mixed model: the closest artifact so far stands
+            log.warning("%s %s fallback round %d failed (%s): keeping the closest artifact so far (round %d)",
+                        target, precision, round_no, first_line(e), best.round)  # fmt: skip
             report.rounds.append({"round": round_no, "added": add, "error": first_line(e)})
-            report.kept = []
+            in_out = -1
             break
+        in_out = round_no
         closeness = _closeness(metrics)
         report.rounds.append({"round": round_no, "added": add, "excluded": len(report.excluded),
                               "failures": list(failures),
                               "lowest_cosine": round(closeness, 6) if math.isfinite(closeness) else None})  # fmt: skip
-        if failures and closeness > best.closeness:
-            best = _Best(round_no, closeness, metrics, failures, list(report.kept), list(report.excluded))
-            _keep_copy(out, ctx.workdir / f"best_{precision}_{out.name}")
         log.info("%s %s fallback round %d: float %s -> %s", target, precision, round_no, add, failures or "passes")
         if not failures:
             break
-    if failures and report.rounds and best.round != report.rounds[-1]["round"]:
-        # a later round can come out further off (TFLite ViT: plain cosine 0.877, 116 layers float 0.796): the
-        # closest artifact is the one kept, with its own failures
+        if closeness > best.closeness:
+            best = _Best(round_no, closeness, metrics, failures, list(report.kept), list(report.excluded))
+            _keep_copy(out, ctx.workdir / f"best_{precision}_{out.name}")
+    if failures and in_out != best.round:
+        # a later round can come out further off (TFLite ViT: plain cosine 0.877, 116 layers float 0.796), or a tool
+        # can fail on it: the closest artifact is the one kept, with its own failures
         log.info("%s %s fallback: round %d came closest (lowest cosine %.4f); keeping it", target, precision,
                  best.round, best.closeness)  # fmt: skip
         _keep_copy(plain if best.round == 0 else ctx.workdir / f"best_{precision}_{out.name}", out)
         metrics, failures, report.kept, report.excluded = best.metrics, best.failures, best.kept, best.excluded
-    report.kept_round = best.round if failures else (report.rounds[-1]["round"] if report.rounds else 0)
+        in_out = best.round
+    report.kept_round = in_out
     report.passed = not failures
     if failures and report.kept and len(report.kept) >= report.budget:
         log.warning("%s %s fallback spent its budget (%d of %d layers float, %.0f%%) and still misses; "
