@@ -79,7 +79,7 @@ def native_stderr(verbose: bool = False) -> Iterator[CapturedStderr]:
     except (OSError, ValueError):  # no real fd 2 (embedded interpreters)
         yield captured
         return
-    with _scratch_file() as tmp:
+    with _held_logs(), _scratch_file() as tmp:
         os.dup2(tmp.fileno(), 2)
         try:
             yield captured
@@ -88,6 +88,29 @@ def native_stderr(verbose: bool = False) -> Iterator[CapturedStderr]:
             os.close(saved)
             tmp.seek(0)
             captured.text = tmp.read().decode("utf-8", errors="replace")
+
+
+@contextlib.contextmanager
+def _held_logs() -> Iterator[None]:
+    """Hold the SDK's own log records while fd 2 is captured, then emit them: its warnings (a fallback that spent
+    its budget, an int8 artifact slower than fp32) are for the user, not for the captured runtime chatter."""
+    log = logging.getLogger("edge_sdk")
+    held: list[logging.LogRecord] = []
+
+    class _Hold(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            held.append(record)
+
+    handler, propagate = _Hold(), log.propagate
+    log.addHandler(handler)
+    log.propagate = False
+    try:
+        yield
+    finally:
+        log.removeHandler(handler)
+        log.propagate = propagate
+        for record in held:
+            log.handle(record)
 
 
 def _scratch_file() -> IO[bytes]:

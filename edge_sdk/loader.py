@@ -8,7 +8,7 @@ from typing import Any, Sequence
 from edge_sdk._quiet import native_stderr, quiet_third_party
 from edge_sdk.formats import MAX_MODEL_BYTES, inspect_file
 from edge_sdk.model import Model
-from edge_sdk.placement import construct, deferred_logs, plan_attempts
+from edge_sdk.placement import construct, plan_attempts
 from edge_sdk.zoo_models import is_zoo_ref
 
 
@@ -68,7 +68,7 @@ def load(
         child_options = options if max_memory is None else {**options, "max_memory": max_memory}
         cached_probe(model_file, backend, runtime=runtime, plan=plan, device=device, threads=threads,
                      options=child_options, budget=max_memory)  # fmt: skip
-    with deferred_logs(), native_stderr(verbose):
+    with native_stderr(verbose):  # the SDK's own warnings are held and emitted after
         impl = construct(attempts, model_file, threads)
     model = Model(impl, model_file, dequantize=dequantize)
     if warmup:

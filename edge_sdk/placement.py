@@ -12,10 +12,9 @@ Options the caller gives win over the plan's options for the same backend.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 from edge_sdk.backends import canonical_name, choose_backend, get_backend_class
 from edge_sdk.errors import BackendOptionError, BackendUnavailableError, EdgeSDKError, ModelLoadError, first_line
@@ -101,24 +100,3 @@ def _build(attempt: Attempt, model_file: Any, threads: int | None) -> Backend:
         raise ModelLoadError(
             f"{attempt.label} could not load {model_file.path.name}: {type(e).__name__}: {first_line(e)}"
         ) from None
-
-
-@contextlib.contextmanager
-def deferred_logs() -> Iterator[None]:
-    """Hold ``edge_sdk`` log records while native stderr is redirected, then emit them (so warnings are seen)."""
-    held: list[logging.LogRecord] = []
-
-    class _Hold(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            held.append(record)
-
-    handler, propagate = _Hold(), log.propagate
-    log.addHandler(handler)
-    log.propagate = False
-    try:
-        yield
-    finally:
-        log.removeHandler(handler)
-        log.propagate = propagate
-        for record in held:
-            log.handle(record)
