@@ -21,7 +21,7 @@ import tempfile
 from pathlib import Path
 from typing import Iterator
 
-from converters.cleanup import owner_alive, owner_tag, remove, track, untrack
+from converters.cleanup import owner_alive, owner_tag, remove, track, track_new_folders, untrack
 from edge_sdk.errors import DiskFullError, OutputDirError
 from edge_sdk.formats.budget import human
 
@@ -59,8 +59,10 @@ def temp_root() -> Path:
 def ensure_writable_dir(path: str | os.PathLike[str]) -> Path:
     """Create ``path`` if needed and prove it is writable; raise OutputDirError naming the folder."""
     p = Path(path)
+    made = [f for f in (p.absolute(), *p.absolute().parents) if not f.exists()]  # deepest first
     try:
         p.mkdir(parents=True, exist_ok=True)
+        track_new_folders(made)  # a stop by a signal removes them while they are empty
     except OSError as e:
         if e.errno in _DISK_FULL:
             raise disk_full_error(p.parent, f"the output directory {p.name}") from None

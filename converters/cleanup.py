@@ -27,6 +27,7 @@ from types import FrameType
 from typing import Any, Iterator
 
 _LIVE_PATHS: set[Path] = set()
+_NEW_FOLDERS: list[Path] = []  # created by this run, removed on a stop when empty (deepest first)
 _LIVE_CHILDREN: set[subprocess.Popen] = set()
 _GUARD = Path(__file__).with_name("_tool_guard.py")
 _DISK_FULL_TEXT = re.compile(r"No space left on device|Disk quota exceeded")
@@ -40,6 +41,11 @@ def track(path: Path) -> None:
 def untrack(path: Path) -> None:
     """``path`` was renamed to its final name or removed: nothing to undo (call after that, not before)."""
     _LIVE_PATHS.discard(path)
+
+
+def track_new_folders(folders: list[Path]) -> None:
+    """Folders this run created (deepest first): a stop by a signal removes those still empty."""
+    _NEW_FOLDERS.extend(folders)
 
 
 def remove(path: Path) -> None:
@@ -173,6 +179,9 @@ def exit_cleanly_on_signals() -> Iterator[None]:
             kill_tool(proc)
         for path in list(_LIVE_PATHS):
             remove(path)
+        for folder in list(_NEW_FOLDERS):  # an output folder made for this run, left empty by the stop
+            with contextlib.suppress(OSError):
+                folder.rmdir()
         os.write(stderr, f"edge-sdk: stopped by {signal.Signals(signum).name}; no partial files left\n".encode())
         os._exit(128 + signum)
 

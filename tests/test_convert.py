@@ -219,6 +219,23 @@ def test_cli_convert_json_and_errors(keras_file, tmp_path, cli):
     assert r.returncode == 2 and "unknown precision 'int4'" in r.stderr
 
 
+def test_a_conversion_stopped_before_any_artifact_leaves_no_output_folder(keras_file, tmp_path):
+    """The output folder (and its missing parents) made for this run goes with a stop that finds it empty."""
+    out = tmp_path / "new" / "o"
+    cmd = [sys.executable, "-m", "edge_sdk.cli.main", "convert", str(keras_file), "--to", "onnx", "--precision",
+           "int8", "--calib", "synthetic", "-o", str(out)]  # fmt: skip
+    with open(tmp_path / "stderr", "wb") as err:
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not out.is_dir():  # the run made it; nothing is published yet
+            time.sleep(0.01)
+        os.kill(proc.pid, signal.SIGTERM)
+        rc = proc.wait(timeout=60)
+    assert rc == 128 + signal.SIGTERM, (tmp_path / "stderr").read_text()
+    assert "stopped by SIGTERM; no partial files left" in (tmp_path / "stderr").read_text()
+    assert not (tmp_path / "new").exists()
+
+
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGKILL])
 def test_interrupted_conversion_leaves_no_partial_files(keras_file, tmp_path, sig):
     out = tmp_path / "o"
