@@ -37,6 +37,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from edge_sdk.multistream.lanes import usable_cores  # noqa: E402
+
 
 def write_clip(path: Path, frames: int, size: str, image: str) -> Path:
     """An MP4 (OpenCV mp4v) of ``frames`` frames of a real photo moving."""
@@ -119,13 +121,48 @@ def alone_ips(model: Any, rm: Any, batch: int, seconds: float) -> float:
     return n / (time.perf_counter() - t0)
 
 
+def ceiling_fps(bench_ips: float, r: dict[str, Any]) -> float | None:
+    """What the cores can give the streams at the bench's cost per image once the stream path's own CPU per frame
+    (decoding, colour, pre/post-processing, hand-overs) is paid on the same cores: cores / (cores / bench +
+    path). None when a lane runs the runtime's own threads (their CPU is not in the lanes' count)."""
+    if r["threads_per_lane"] != 1:
+        return None
+    cores = usable_cores()
+    return round(cores / (cores / bench_ips + r["path_cpu_ms_per_frame"] / 1000), 2)
+
+
 def per_stream(m: dict[str, Any]) -> dict[str, Any]:
     lat = m["latency_ms"]
     return {"fps": m["fps"], "frame_age_p50_ms": lat["p50"], "frame_age_p99_ms": lat["p99"]}
 
 
+def decoded(path: Path) -> list[Any]:
+    """Every frame of ``path`` as RGB arrays (decoded once, for ``--source memory``)."""
+    from edge_sdk.sources import open_source
+
+    with open_source(str(path)) as src:
+        return [frame.data for frame in src]
+
+
+def memory_source(frames: list[Any], queue_size: int) -> Any:
+    """A file-like source (every frame, blocking) that replays decoded frames: the stream path without decoding."""
+    from edge_sdk.sources.capture import CaptureSource
+
+    class MemorySource(CaptureSource):
+        kind = "memory"
+        is_live = False
+
+        def _open(self) -> None:
+            self._next = iter(frames)
+
+        def _grab(self) -> Any:
+            return next(self._next, None)
+
+    return MemorySource("memory", policy="queue", queue_size=queue_size)
+
+
 def run_streams(
-    model: Any, clips: list[Path], rm: Any, max_batch: int, source_queue: int, window_ms: float | None
+    model: Any, clips: list[Any], rm: Any, max_batch: int, source_queue: int, window_ms: float | None
 ) -> dict[str, Any]:
     """One MultiStream over ``clips`` sharing ``model``; aggregate fps, per-stream ages, scheduler numbers."""
     from edge_sdk.multistream import BatchingModel, MultiStream
@@ -134,26 +171,39 @@ def run_streams(
     bm.warmup(2)
     from edge_sdk.sources.video_file import VideoFileSource
 
-    sources = {f"cam{i}": VideoFileSource(p, queue_size=source_queue) for i, p in enumerate(clips)}
+    sources = {f"cam{i}": VideoFileSource(p, queue_size=source_queue) if isinstance(p, Path)
+               else memory_source(p, source_queue) for i, p in enumerate(clips)}  # fmt: skip
     ms = MultiStream(sources, bm, task=rm.task or "classify",
                      preprocess=rm.preprocess, labels=rm.labels, metrics_every=0)  # fmt: skip
     try:
+        cpu0 = os.times()
         final = ms.run()
+        cpu1 = os.times()
         t0 = min(p.stats.t0 for p in ms.pipelines.values())
         t1 = max(p.stats.result_ts[-1] for p in ms.pipelines.values())
         counters = bm.stats()
     finally:
         bm.close()
     results = sum(m["results"] for m in final.values())
+    cpu = (cpu1.user + cpu1.system) - (cpu0.user + cpu0.system)
     return {
+        "process_cpu_ms_per_frame": round(cpu * 1000 / max(1, results), 3),
+        # everything but the lanes' model calls: decoding, colour, pre/post-processing, hand-overs, batching
+        "path_cpu_ms_per_frame": round((cpu - counters["infer_cpu_s"]) * 1000 / max(1, results), 3),
+        "model_cpu_ms_per_image": round(counters["infer_cpu_s"] * 1000 / max(1, results), 3),
         "results": results,
         "dropped": sum(m["frames"]["dropped"] for m in final.values()),
         "seconds": round(t1 - t0, 2),
         "aggregate_fps": round(results / (t1 - t0), 2),
         "mean_batch": counters["mean_batch"],
         "lanes": counters["lanes"],
+        "threads_per_lane": counters["threads_per_lane"],
         "per_stream": {n: per_stream(m) for n, m in final.items()},
     }
+
+
+def fmt(v: float | None, width: int, digits: int) -> str:
+    return "-".rjust(width) if v is None else f"{v:{width}.{digits}f}"
 
 
 def main() -> int:
@@ -168,6 +218,8 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=120, help="images timed per bench point")
     ap.add_argument("--alone-seconds", type=float, default=3.0, help="model alone in this process, before each row")
     ap.add_argument("--source-queue", type=int, default=2, help="frames a file source decodes ahead (SDK default 8)")
+    ap.add_argument("--source", choices=("file", "memory"), default="file",
+                    help="memory: the files' frames decoded once and replayed (the stream path without decoding)")
     ap.add_argument("--window-ms", type=float, default=None, help="batch window (default: BatchingModel's)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
@@ -192,6 +244,8 @@ def main() -> int:
             paths["batched"] = dyn
     clips = {n: [write_clip(work / f"s{n}_{i}.mp4", -(-args.frames // n), args.size, "chelsea") for i in range(n)]
              for n in counts}  # fmt: skip
+    if args.source == "memory":
+        clips = {n: [decoded(p) for p in paths_n] for n, paths_n in clips.items()}
     bench: dict[str, list[float]] = {}  # measured after each row: the load of a shared machine moves
     rows = []
     for mode in modes:
@@ -204,6 +258,7 @@ def main() -> int:
                     ips = bench_ips(paths[mode], batch, args.runs)
                     alone = alone_ips(model, rm, batch, args.alone_seconds)
                     r = run_streams(model, clips[n], rm, mb, args.source_queue, args.window_ms)
+                    ceiling = ceiling_fps(ips, r)
                     rounds.append(
                         {
                             "bench_ips": round(ips, 2),
@@ -213,27 +268,35 @@ def main() -> int:
                             "ratio_alone": round(r["aggregate_fps"] / alone, 3),
                             "mean_batch": r["mean_batch"],
                             "lanes": r["lanes"],
+                            "path_cpu_ms": r["path_cpu_ms_per_frame"],
+                            "model_cpu_ms": r["model_cpu_ms_per_image"],
+                            "ceiling_fps": ceiling,
+                            "ratio_ceiling": None if ceiling is None else round(r["aggregate_fps"] / ceiling, 3),
                         }
                     )
                 bench.setdefault(f"{mode}@{batch}", []).extend(x["bench_ips"] for x in rounds)
-                med = {k: float(np.median([x[k] for x in rounds])) for k in rounds[0]}
+                med = {k: None if any(x[k] is None for x in rounds) else float(np.median([x[k] for x in rounds]))
+                       for k in rounds[0]}  # fmt: skip
                 r.update(mode=mode, streams=n, batch=batch, model_ips=round(med["bench_ips"], 2), rounds=rounds,
                          aggregate_fps=round(med["aggregate_fps"], 2), alone_ips=round(med["alone_ips"], 2),
                          mean_batch=med["mean_batch"], ratio=round(med["ratio"], 3),
-                         ratio_alone=round(med["ratio_alone"], 3))  # fmt: skip
+                         ratio_alone=round(med["ratio_alone"], 3), path_cpu_ms=med["path_cpu_ms"],
+                         ceiling_fps=med["ceiling_fps"], ratio_ceiling=med["ratio_ceiling"])  # fmt: skip
                 rows.append(r)
-    out = {"model": rm.path.name, "video": f"{args.size} mp4 (chelsea moving)", "frames_per_config": args.frames,
+    out = {"model": rm.path.name, "video": f"{args.size} mp4 (chelsea moving)", "source": args.source,
+           "frames_per_config": args.frames,
            "bench_ips": bench, "target": "ratio >= 0.90", "rows": rows,
            "passed": all(r["ratio"] >= 0.9 for r in rows), "when": time.strftime("%Y-%m-%d %H:%M"),
            "cpus": os.cpu_count(), "load_avg_1min": [load_before, round(os.getloadavg()[0], 1)]}  # fmt: skip
     if args.json:
         print(json.dumps(out, indent=2))
         return 0
-    print(f"model {out['model']}; edge-sdk bench (images/s): "
+    print(f"model {out['model']}; source {args.source}; edge-sdk bench (images/s): "
           + ", ".join(f"{k}: {v}" for k, v in bench.items()))  # fmt: skip
     head = f"{'mode':8s} {'streams':>7s} {'lanes':>5s} {'batch':>5s} {'mean b':>6s} {'agg fps':>8s}"
     head += f" {'bench/s':>8s} {'ratio':>6s}"
-    print(head + f" {'alone/s':>8s} {'ratio':>6s} {'age p50 ms':>10s} {'age p99 ms':>10s} {'drops':>5s}")
+    head += f" {'alone/s':>8s} {'ratio':>6s} {'path ms':>7s} {'ceiling':>7s} {'ratio':>6s}"
+    print(head + f" {'age p50 ms':>10s} {'age p99 ms':>10s} {'drops':>5s}")
     for r in rows:
         ages = r["per_stream"].values()
         p50 = max(a["frame_age_p50_ms"] or 0 for a in ages)
@@ -241,6 +304,7 @@ def main() -> int:
         print(f"{r['mode']:8s} {r['streams']:7d} {r['lanes']:5.0f} {r['batch']:5d} {r['mean_batch']:6.2f} "
               f"{r['aggregate_fps']:8.1f} "
               f"{r['model_ips']:8.1f} {r['ratio']:6.2f} {r['alone_ips']:8.1f} {r['ratio_alone']:6.2f} "
+              f"{fmt(r['path_cpu_ms'], 7, 2)} {fmt(r['ceiling_fps'], 7, 1)} {fmt(r['ratio_ceiling'], 6, 2)} "
               f"{p50:10.1f} {p99:10.1f} {r['dropped']:5d}")  # fmt: skip
     print(
         f"target ratio >= 0.90: {'PASS' if out['passed'] else 'MISS'} (frame age: the worst stream of each row); "

@@ -344,3 +344,36 @@ def test_streams_share_the_cores_among_their_decoders(tmp_path, clips, monkeypat
 
     with pytest.raises(es.errors.SourceError, match="decode_threads must be a positive integer or None, got 0"):
         VideoFileSource(clips[names[0]], decode_threads=0)
+
+
+class Costly:
+    """A real model whose calls also burn ``cpu_s`` of the calling thread's CPU, or sleep ``sleep_s`` (no CPU)."""
+
+    def __init__(self, model: Any, cpu_s: float = 0.0, sleep_s: float = 0.0) -> None:
+        self.m, self.cpu_s, self.sleep_s = model, cpu_s, sleep_s
+
+    def run(self, feeds: Any, **kw: Any) -> dict[str, np.ndarray]:
+        t0 = time.thread_time()
+        while time.thread_time() - t0 < self.cpu_s:
+            pass
+        time.sleep(self.sleep_s)
+        return self.m.run(feeds, **kw)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.m, name)
+
+
+def test_stats_count_the_cpu_the_lanes_spend_in_the_model_not_the_time_they_wait(tmp_path):
+    path = builders.onnx_mlp(tmp_path / "mlp.onnx", batch="batch")
+    x = np.ones((1, 16), np.float32)
+    with es.load(path) as model:
+        spent = {}
+        for kind, wrapped in (("burns", Costly(model, cpu_s=0.05)), ("sleeps", Costly(model, sleep_s=0.05))):
+            with BatchingModel(wrapped, lanes=1, watchdog=False) as bm:
+                for _ in range(4):
+                    bm.run([x], stream="s")
+                st = bm.stats()
+            assert st["calls"] == 4
+            spent[kind] = st["infer_cpu_s"]
+    assert spent["burns"] >= 4 * 0.05  # a loaded machine stretches the wall time, not the CPU time
+    assert spent["sleeps"] < 4 * 0.05 / 2  # waiting (for a device, a lock) is not CPU

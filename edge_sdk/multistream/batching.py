@@ -86,7 +86,7 @@ class BatchingModel(RecoveryMixin):
         self._retry_at = 0.0
         self._last_done = 0.0  # monotonic time the last call's results were handed back
         self.counters = {"calls": 0, "requests": 0, "samples": 0, "stalls": 0, "restarts": 0, "dropped": 0,
-                         "max_pending": 0, "max_inflight": 0}  # fmt: skip
+                         "max_pending": 0, "max_inflight": 0, "infer_cpu_s": 0.0}  # fmt: skip
         self._flights: list[Flight] = []  # calls running now (lock held to read or change)
         self._closing = threading.Event()
         try:
@@ -180,9 +180,12 @@ class BatchingModel(RecoveryMixin):
 
     def stats(self) -> dict[str, Any]:
         """Calls, requests, mean batch, stalls, restarts, dropped requests, pending now and at most, calls in flight
-        at most, lanes and their threads (None: the runtime's default), p99 of a call."""
+        at most, lanes and their threads (None: the runtime's default), p99 of a call, and ``infer_cpu_s``: the CPU
+        time the lanes' threads spent in the model's calls that succeeded (what inference costs the cores when
+        each lane runs its calls on its own thread; a runtime's own worker threads are not in it)."""
         c = dict(self.counters)
         p99 = self.times.p99()
+        c["infer_cpu_s"] = round(c["infer_cpu_s"], 4)
         c.update(mean_batch=round(c["samples"] / c["calls"], 2) if c["calls"] else 0.0, pending=self.pending(),
                  batch_capacity=self.plan.capacity, lanes=len(self._active_lanes) or self.lanes,
                  threads_per_lane=lane_threads(self.lanes),
@@ -255,6 +258,7 @@ class BatchingModel(RecoveryMixin):
                 self.counters["calls"] += 1
                 self.counters["requests"] += len(batch)
                 self.counters["samples"] += sum(r.size for r in batch)
+                self.counters["infer_cpu_s"] += job.cpu_s
             self._cv.notify_all()
 
     def _watch_loop(self) -> None:

@@ -50,6 +50,7 @@ class Job:
     dequantize: bool | None
     t0: float = 0.0
     t_done: float = 0.0
+    cpu_s: float = 0.0  # CPU time of the lane's thread in the call (the runtime's own threads not counted)
     outputs: dict[str, np.ndarray] | None = None
     error: BaseException | None = None
     claimed: bool = False
@@ -101,10 +102,12 @@ class Lane:
                     break
                 job = flight.job
                 if job.error is None:  # stacking the batch may have failed already
+                    cpu0 = time.thread_time()
                     try:
                         job.outputs = self.model.run(job.feeds, dequantize=job.dequantize)
                     except BaseException as e:  # handed to the callers
                         job.error = e
+                    job.cpu_s = time.thread_time() - cpu0
                 job.t_done = time.monotonic()
                 try:
                     self._settle(flight)
