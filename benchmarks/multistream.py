@@ -1,7 +1,7 @@
 """Many streams, one model: aggregate fps of 1, 2, 4 and 8 file sources against the model's own throughput.
 
     python benchmarks/multistream.py [--model zoo:efficientnet-lite0] [--streams 1,2,4,8] [--frames 600]
-                                     [--modes fair,batched] [--max-batch 8] [--json]
+                                     [--modes fair,batched] [--max-batch 8] [--source file|memory] [--json]
 
 Each stream is an MP4 of a real photo moving (``synthetic:?image=chelsea``, 640x480), written once per run;
 every frame of every file is processed (file sources block, they never drop; each decodes ``--source-queue`` = 2
@@ -22,6 +22,12 @@ max_batch)`` when batched, else 1); ``ratio to alone``: the same against "alone"
 ``BatchingModel``'s default lanes (two calls at once on a 2+-core CPU, see ``edge_sdk.multistream.lanes``);
 the bench and "alone" use the model as ``edge-sdk bench`` does (one call at a time, the runtime's threads).
 Frame age is capture -> result per stream (p50 / p99 in ms, last round; the table shows the worst stream).
+
+The bench gives the model every core; the streams must also decode, convert, pre- and post-process each frame on
+the same cores. ``path ms``: that stream path's CPU per frame (the process's CPU minus what the lanes spent in the
+model, ``BatchingModel.stats()["infer_cpu_s"]``); ``ceiling``: what the cores can give at the bench's cost per
+image once that path is paid (cores / (cores / bench + path)); its ``ratio``: what the scheduling loses beyond
+that cost. ``--source memory`` replays the files' frames decoded once, to take decoding out of the path.
 """
 
 from __future__ import annotations
