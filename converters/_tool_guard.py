@@ -37,6 +37,8 @@ def _ask_for_parent_death_signal() -> bool:
 
 def main(argv: list[str]) -> int:
     parent, cmd = int(argv[1]), argv[2:]
+    if hasattr(signal, "pthread_sigmask"):  # a conversion blocks them in its threads, and we inherit that mask
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT, signal.SIGHUP})
     signal.signal(signal.SIGTERM, _kill_group)
     signal.signal(signal.SIGHUP, _kill_group)
     watched_by_kernel = _ask_for_parent_death_signal()

@@ -26,6 +26,8 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, Iterator
 
+from edge_sdk._stop_signals import STOP_SIGNALS, unblock_stop_signals
+
 _LIVE_PATHS: set[Path] = set()
 _NEW_FOLDERS: list[Path] = []  # created by this run, removed on a stop when empty (deepest first)
 _LIVE_CHILDREN: set[subprocess.Popen] = set()
@@ -154,10 +156,13 @@ _FORK_HOOK = False
 def _restore_in_forked_child() -> None:
     """A forked child (a library's multiprocessing worker: OpenVINO's telemetry sender, for one) must not run
     our handler: it would remove the parent's temp files; and a Python handler never runs in a child stuck in C
-    code (a lock inherited in the fork), so its ``terminate()`` would never end it and the parent would wait."""
+    code (a lock inherited in the fork), so its ``terminate()`` would never end it and the parent would wait.
+    It gets the stop signals unblocked too (the fork copied the parent's blocked mask)."""
     for sig, old in _RESTORE_IN_CHILD.items():
         with contextlib.suppress(ValueError, OSError, TypeError):
             signal.signal(sig, old)
+    if _RESTORE_IN_CHILD:
+        unblock_stop_signals()
     _RESTORE_IN_CHILD.clear()
 
 
@@ -165,16 +170,19 @@ def _restore_in_forked_child() -> None:
 def exit_cleanly_on_signals() -> Iterator[None]:
     """While inside: SIGTERM or Ctrl-C kills the tools we wait on, removes live temp paths and exits at once
     (status 128 + signal) with one line on the terminal's stderr. The previous handlers come back after, and
-    in a process forked meanwhile."""
+    in a process forked meanwhile.
+
+    Where it can (POSIX, from the main thread), the signals are blocked in this thread, and so in every thread
+    it starts meanwhile (the runtimes' and quantizers' workers), and taken by a thread of ours that waits for
+    them (``sigtimedwait``): no Python handler runs in the middle of the conversion's own Python code. One did,
+    and CPython 3.11 sometimes crashed building the interrupted frame for it (SIGSEGV in NNCF's graph code, 7 of
+    20 stops 5-7 s into an OpenVINO int8 conversion of MNASNet, leaving a staged folder behind). The Python
+    handler stays installed for a signal that still reaches a thread started before."""
     global _FORK_HOOK
     stderr = os.dup(2)  # the terminal's, kept: conversions point fd 2 at /dev/null to quiet native tools
     owner = os.getpid()
 
-    def handler(signum: int, frame: FrameType | None) -> None:
-        if os.getpid() != owner:  # a forked child that missed the reset: end it as the signal would have
-            signal.signal(signum, signal.SIG_DFL)
-            os.kill(os.getpid(), signum)
-            return
+    def stop(signum: int) -> None:
         for proc in list(_LIVE_CHILDREN):
             kill_tool(proc)
         for path in list(_LIVE_PATHS):
@@ -185,15 +193,58 @@ def exit_cleanly_on_signals() -> Iterator[None]:
         os.write(stderr, f"edge-sdk: stopped by {signal.Signals(signum).name}; no partial files left\n".encode())
         os._exit(128 + signum)
 
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
+    def handler(signum: int, frame: FrameType | None) -> None:
+        if os.getpid() != owner:  # a forked child that missed the reset: end it as the signal would have
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
+        stop(signum)
+
+    previous = {sig: signal.signal(sig, handler) for sig in STOP_SIGNALS}
     _RESTORE_IN_CHILD.update(previous)
     if not _FORK_HOOK and hasattr(os, "register_at_fork"):
         os.register_at_fork(after_in_child=_restore_in_forked_child)
         _FORK_HOOK = True
+    waiter = _SignalWaiter(stop) if _SignalWaiter.possible() else None
     try:
         yield
     finally:
+        if waiter is not None:
+            waiter.close()  # a signal that came after its last wait is delivered to ``handler`` here
         _RESTORE_IN_CHILD.clear()
         for sig, old in previous.items():
             signal.signal(sig, old)
         os.close(stderr)
+
+
+class _SignalWaiter:
+    """Blocks :data:`STOP_SIGNALS` in the calling (main) thread and takes them in a daemon thread of its own."""
+
+    @staticmethod
+    def possible() -> bool:
+        import threading
+
+        return (
+            hasattr(signal, "pthread_sigmask")
+            and hasattr(signal, "sigtimedwait")
+            and threading.current_thread() is threading.main_thread()
+        )
+
+    def __init__(self, stop: Any) -> None:
+        import threading
+
+        self._stop, self._done = stop, threading.Event()
+        self._old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+        self._thread = threading.Thread(target=self._wait, name="edge-sdk-stop-signals", daemon=True)
+        self._thread.start()
+
+    def _wait(self) -> None:
+        while not self._done.is_set():
+            info = signal.sigtimedwait(STOP_SIGNALS, 0.2)
+            if info is not None:
+                self._stop(info.si_signo)
+
+    def close(self) -> None:
+        self._done.set()
+        self._thread.join()
+        signal.pthread_sigmask(signal.SIG_SETMASK, self._old_mask)

@@ -393,4 +393,7 @@ def _child() -> int:
 
 
 if __name__ == "__main__":
+    from edge_sdk._stop_signals import unblock_stop_signals
+
+    unblock_stop_signals()  # started during a conversion, which blocks them: a stop must still end this child
     sys.exit(_child())
