@@ -8,6 +8,7 @@ stored with the converted model, so inference uses the same one.
 
 from __future__ import annotations
 
+import contextvars
 import hashlib
 import logging
 from dataclasses import dataclass, field, replace
@@ -22,6 +23,13 @@ from edge_sdk.tensor_spec import TensorSpec
 log = logging.getLogger("edge_sdk")
 RECOMMENDED_SAMPLES = 100
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+#: what the data being loaded is for, as errors name it: the int8 scales' data or the validation data
+ROLES = {"calibration": "calibration", "held-out": "held-out (validation)"}
+_ROLE: contextvars.ContextVar[str] = contextvars.ContextVar("calibration_role", default="calibration")
+
+
+def _role() -> str:
+    return ROLES[_ROLE.get()]
 
 
 @dataclass
@@ -61,7 +69,7 @@ def _fit(x: np.ndarray, spec: TensorSpec, what: str) -> np.ndarray:
         x = x[None]
     if x.ndim != len(want) or any(d is not None and d != g for d, g in zip(want, x.shape)):
         raise CalibrationError(
-            f"calibration {what} has shape {list(x.shape)} but input '{spec.name}' expects {spec.shape_str()}; "
+            f"{_role()} {what} has shape {list(x.shape)} but input '{spec.name}' expects {spec.shape_str()}; "
             "check the preprocessing size and layout (or --input-shape)"
         )
     return x.astype(spec.dtype) if spec.dtype.kind == "f" else x
@@ -74,9 +82,18 @@ def load_calibration(
     preprocess: Any = None,
     limit: int = 300,
     seed: int = 0,
+    role: str = "calibration",
 ) -> CalibrationSet:
-    """Turn what the user passed as ``calibration`` into a :class:`CalibrationSet` for ``inputs``."""
-    cs = calib if isinstance(calib, CalibrationSet) else _load(calib, inputs, preprocess, limit, seed)
+    """Turn what the user passed as ``calibration`` into a :class:`CalibrationSet` for ``inputs``. ``role``:
+    ``calibration`` (int8 scales are fitted to it: fewer than 100 samples are warned about) or ``held-out``
+    (validation data, loaded the same way); errors name which."""
+    if role not in ROLES:
+        raise ValueError(f"role must be one of {sorted(ROLES)}, got {role!r}")
+    token = _ROLE.set(role)
+    try:
+        cs = calib if isinstance(calib, CalibrationSet) else _load(calib, inputs, preprocess, limit, seed)
+    finally:
+        _ROLE.reset(token)
     return cs if cs.input_names else replace(cs, input_names=[s.name for s in inputs])
 
 
@@ -92,7 +109,7 @@ def _load(calib: Any, inputs: Sequence[TensorSpec], preprocess: Any, limit: int,
         return _checked(CalibrationSet([[_fit(x, inputs[0], "array")] for x in calib[:limit]], "arrays", "python"))
     path = Path(calib)
     if not path.exists():
-        raise CalibrationError(f"calibration data not found: {path}")
+        raise CalibrationError(f"{_role()} data not found: {path}")
     if path.is_file() and path.suffix in (".npy", ".npz"):
         return _checked(_from_numpy(path, inputs, limit))
     if path.is_dir():
@@ -102,14 +119,14 @@ def _load(calib: Any, inputs: Sequence[TensorSpec], preprocess: Any, limit: int,
             return _checked(_from_images(images[:limit], path, inputs, preprocess))
         if wavs:
             return _checked(_from_wavs(wavs, path, inputs, limit, preprocess))
-        raise CalibrationError(f"calibration folder {path} has no images ({', '.join(IMAGE_SUFFIXES)}) or .wav files")
-    raise CalibrationError(f"calibration data {path} is not a folder, .npy or .npz file, or 'synthetic'")
+        raise CalibrationError(f"{_role()} folder {path} has no images ({', '.join(IMAGE_SUFFIXES)}) or .wav files")
+    raise CalibrationError(f"{_role()} data {path} is not a folder, .npy or .npz file, or 'synthetic'")
 
 
 def _checked(cs: CalibrationSet) -> CalibrationSet:
     if not cs.samples:
-        raise CalibrationError(f"calibration data {cs.origin} holds no samples")
-    if len(cs.samples) < RECOMMENDED_SAMPLES:
+        raise CalibrationError(f"{_role()} data {cs.origin} holds no samples")
+    if len(cs.samples) < RECOMMENDED_SAMPLES and _ROLE.get() == "calibration":
         note = (
             f"only {len(cs.samples)} calibration samples; {RECOMMENDED_SAMPLES}+ are recommended for stable int8 scales"
         )
@@ -177,7 +194,7 @@ def decode_image(path: Path) -> np.ndarray:
     if cv2 is not None:
         bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
         if bgr is None:
-            raise CalibrationError(f"calibration image {path} does not decode (corrupt or not an image)")
+            raise CalibrationError(f"{_role()} image {path} does not decode (corrupt or not an image)")
         return bgr[:, :, ::-1].copy()
     try:
         from PIL import Image
@@ -187,15 +204,15 @@ def decode_image(path: Path) -> np.ndarray:
     except ImportError:
         raise CalibrationError('decoding images needs OpenCV: pip install "edge-sdk[camera]"') from None
     except Exception as e:
-        raise CalibrationError(f"calibration image {path} does not decode: {e}") from None
+        raise CalibrationError(f"{_role()} image {path} does not decode: {e}") from None
 
 
 def _from_images(files: list[Path], folder: Path, inputs: Sequence[TensorSpec], preprocess: Any) -> CalibrationSet:
     if len(inputs) != 1:
-        raise CalibrationError(f"image calibration needs a single-input model; this one has {len(inputs)} inputs")
+        raise CalibrationError(f"{_role()} images need a single-input model; this one has {len(inputs)} inputs")
     if preprocess is None:
         raise CalibrationError(
-            "calibration images need a preprocessing spec (size, normalisation, channel order, layout): pass "
+            f"{_role()} images need a preprocessing spec (size, normalisation, channel order, layout): pass "
             "--size with --mean/--std (and --resize, --channel-order, --layout), or convert a zoo: model (it has one)"
         )
     samples = [[_fit(preprocess.apply(decode_image(f)), inputs[0], f"image {f.name}")] for f in files]
@@ -228,7 +245,7 @@ def _from_wavs(
         try:
             audio, rate = read_wav(f)
         except AudioFileError as e:
-            raise CalibrationError(f"calibration audio {f} does not decode: {e}") from None
+            raise CalibrationError(f"{_role()} audio {f} does not decode: {e}") from None
         if isinstance(preprocess, AudioSpec) and rate != audio_spec.sample_rate:
             audio = resample(audio, rate, audio_spec.sample_rate)
         for frame in audio_spec.frames(audio):

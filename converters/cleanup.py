@@ -175,8 +175,8 @@ def exit_cleanly_on_signals() -> Iterator[None]:
     Where it can (POSIX, from the main thread), the signals are blocked in this thread, and so in every thread
     it starts meanwhile (the runtimes' and quantizers' workers), and taken by a thread of ours that waits for
     them (``sigtimedwait``): no Python handler runs in the middle of the conversion's own Python code. One did,
-    and CPython 3.11 sometimes crashed building the interrupted frame for it (SIGSEGV in NNCF's graph code, 7 of
-    20 stops 5-7 s into an OpenVINO int8 conversion of MNASNet, leaving a staged folder behind). The Python
+    and CPython 3.11 sometimes crashed building the interrupted frame for it (SIGSEGV in NNCF's graph code, 10 of
+    33 stops 5-7 s into an OpenVINO int8 conversion of MNASNet, leaving a staged folder behind). The Python
     handler stays installed for a signal that still reaches a thread started before."""
     global _FORK_HOOK
     stderr = os.dup(2)  # the terminal's, kept: conversions point fd 2 at /dev/null to quiet native tools

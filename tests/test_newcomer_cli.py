@@ -77,6 +77,7 @@ def test_converting_a_converted_file_again_keeps_its_name(cli, models, tmp_path)
     [
         (["--to", "foo"], r"unknown target\(s\) \['foo'\]; targets are tflite, onnx, openvino"),
         (["--calib", "/nonexistent/calib"], "calibration data not found: /nonexistent/calib"),
+        (["--held-out", "/nonexistent/held"], r"held-out \(validation\) data not found: /nonexistent/held"),
         (["--prune", "bad:0.5"], "pruning method 'bad' is unknown; use one of magnitude, channel"),
         (["--input-shape", "zz=1,16"], r"--input-shape names unknown input\(s\) \['zz'\]; inputs: \['x'\]"),
         (["--int8-rounding", "gptq"], "gptq weight rounding is for static int8: add --precision int8"),
@@ -88,6 +89,17 @@ def test_argument_errors_create_no_output_folder(cli, models, tmp_path, flags, m
     assert r.returncode != 0
     assert re.search(message, r.stderr.strip().splitlines()[-1]), r.stderr
     assert not (tmp_path / "new").exists()
+
+
+def test_a_small_held_out_set_is_not_warned_about_as_calibration(cli, models, tmp_path):
+    rng = np.random.default_rng(0)
+    np.save(tmp_path / "calib.npy", rng.standard_normal((120, 1, 16)).astype(np.float32))
+    np.save(tmp_path / "held.npy", rng.standard_normal((16, 1, 16)).astype(np.float32))
+    r = cli("convert", str(models["dynamic"]), "-o", str(tmp_path / "out"), "--to", "onnx", "--precision", "int8",
+            "--calib", str(tmp_path / "calib.npy"), "--held-out", str(tmp_path / "held.npy"))  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert "calibration samples" not in r.stderr  # 120 to fit the scales; the 16 held-out ones fit nothing
+    assert f"validated on 16 samples: {tmp_path / 'held.npy'}" in r.stdout
 
 
 def test_a_refused_conversion_leaves_an_existing_folder_alone(cli, models, tmp_path):

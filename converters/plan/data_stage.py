@@ -125,7 +125,7 @@ def as_streamed(source: SourceModel, cs: CalibrationSet) -> list[list[Any]]:
 def held_out_inputs(held_out: Any, source: SourceModel, preprocess: Any, n: int) -> HeldOut:
     """Validation inputs: the user's ``held_out``, else real speech / photos / realistic inputs per kind."""
     if held_out is not None:
-        cs = load_calibration(held_out, source.inputs, preprocess=preprocess, limit=n)
+        cs = load_calibration(held_out, source.inputs, preprocess=preprocess, limit=n, role="held-out")
         return HeldOut(as_streamed(source, cs), cs.origin, cs.synthetic)
     if isinstance(preprocess, AudioSpec):
         from converters import datasets
