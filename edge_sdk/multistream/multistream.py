@@ -80,8 +80,9 @@ class MultiStream:
             raise
 
     def _model_task(self) -> str:
-        meta = self.model.metadata
-        return getattr(meta, "task", None) or "classify"
+        from edge_sdk.pipeline.model_info import model_task
+
+        return model_task(self.model)
 
     def _pipeline(self, name: str, source: Any, kwargs: dict[str, Any]) -> Any:
         from edge_sdk.pipeline import Pipeline

@@ -30,6 +30,16 @@ def model_preprocess(model: Any) -> AnySpec:
     return guess_preprocess(model)
 
 
+def model_task(model: Any) -> str:
+    """The task the model carries (its metadata, or a manifest listing it), else ``classify`` (also for an object
+    of the user's that has neither metadata nor a path)."""
+    try:
+        meta = metadata_of(model)
+    except AttributeError:
+        meta = None
+    return getattr(meta, "task", None) or "classify"
+
+
 def model_labels(model: Any) -> list[str] | None:
     """The model's stored class names (a named set like "imagenet-1k", or its own list), or None."""
     meta = metadata_of(model)

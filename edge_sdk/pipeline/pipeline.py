@@ -50,8 +50,8 @@ class Pipeline(IterationMixin):
 
     ``source``: a URI / path / camera index / :class:`Source`; ``model``: a loaded
     :class:`~edge_sdk.Model` or a path (loaded and closed by the pipeline); ``task``: a key of
-    :data:`edge_sdk.postprocess.registry.POSTPROCESSORS`; ``sinks``: sink specs
-    (``"events.jsonl"``, ``"out.mp4"``, ``"http://:8080"``, ``"mqtt://host/topic"``, ``"window"``)
+    :data:`edge_sdk.postprocess.registry.POSTPROCESSORS`, default the task the model carries (else ``classify``);
+    ``sinks``: sink specs (``"events.jsonl"``, ``"out.mp4"``, ``"http://:8080"``, ``"mqtt://host/topic"``, ``"window"``)
     or :class:`~edge_sdk.sinks.Sink` objects. Extra keywords go to the post-processor
     (``top_k=5``, ``threshold=0.5``, ``blur=True``...). ``warmup``: inferences on zeros while the
     source opens (0: none; default: one for a live source, whose first frames should not wait on the
@@ -78,7 +78,7 @@ class Pipeline(IterationMixin):
         source: Any,
         model: Any,
         *,
-        task: str = "classify",
+        task: str | None = None,
         sinks: Sequence[Any] = (),
         preprocess: Any = None,
         labels: Sequence[str] | None = None,
@@ -96,7 +96,7 @@ class Pipeline(IterationMixin):
         lines: dict[str, Any] | None = None,
         **post_opts: Any,
     ) -> None:
-        from edge_sdk.pipeline.model_info import model_labels, model_preprocess
+        from edge_sdk.pipeline.model_info import model_labels, model_preprocess, model_task
         from edge_sdk.sinks import open_sink
 
         self._owns_model = not hasattr(model, "run")
@@ -111,6 +111,7 @@ class Pipeline(IterationMixin):
 
             model = load(model)
         self.model = model
+        task = task or model_task(model)  # a detector converted by edge-sdk says so; classify otherwise
         self.task = task
         try:
             spec_error: PreprocessError | None = None
