@@ -78,6 +78,14 @@ def test_detector_caps_must_be_positive_counts(key, value):
         make_detector(model, preprocess=PreprocessSpec(size=(320, 320)), **{key: value})
 
 
+@pytest.mark.parametrize("key, value", [("threshold", 7), ("threshold", -3), ("nms", 1.5), ("threshold", "0.5")])
+def test_detector_scores_must_be_fractions(key, value):
+    """threshold=7 kept no detection and threshold=-3 kept max_det of them, silently."""
+    model, _ = _yolo_v8(100)
+    with pytest.raises(TaskError, match=f"task 'detect': {key} must be a number from 0 to 1, got {value!r}; e.g. "):
+        make_detector(model, preprocess=PreprocessSpec(size=(320, 320)), **{key: value})
+
+
 def test_cli_passes_detector_caps(tmp_path):
     """--post-opt max_det=... reaches the detector (a bad value is the typed error, exit 2)."""
     onnx = pytest.importorskip("onnx")

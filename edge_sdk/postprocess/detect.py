@@ -89,6 +89,14 @@ def _count(name: str, value: Any) -> int:
     return int(value)
 
 
+def _fraction(name: str, value: Any, example: float) -> float:
+    """A score or IoU option: a real number from 0 to 1 (a threshold of 7 silently kept nothing, -3 everything)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) or not 0 <= value <= 1:
+        raise TaskError(f"task 'detect': {name} must be a number from 0 to 1, got {value!r}; e.g. "
+                        f"--post-opt {name}={example} ({name}={example} in Python and in a serve config's options)")
+    return float(value)
+
+
 class _Detector:
     def __init__(self, model: Any, preprocess: Any, threshold: float, nms_threshold: float, blur: bool,
                  max_det: int = 100, pre_nms_topk: int = 1000,
@@ -219,6 +227,7 @@ def make_detector(
     (YOLO only; default: guessed from the output's shape, see the module docstring).
     """
     caps = {"max_det": _count("max_det", max_det), "pre_nms_topk": _count("pre_nms_topk", pre_nms_topk)}
+    threshold, nms = _fraction("threshold", threshold, 0.5), _fraction("nms", nms, 0.45)
     outs = {s.name: list(s.shape) for s in model.outputs}
     listing = ", ".join(f"'{n}' [{','.join('?' if d is None else str(d) for d in sh)}]" for n, sh in outs.items())
     if decoder not in (None, "centerface", "yolo"):
