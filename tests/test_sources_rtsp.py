@@ -123,3 +123,44 @@ def test_path_the_server_does_not_serve_is_a_named_error(server, creds):
     with pytest.raises(SourceError, match="cannot open stream " + re.escape(shown)) as e:
         open_source(url, open_timeout=OPEN_TIMEOUT).start()
     assert "secret" not in str(e.value)
+
+
+def test_a_camera_offline_when_the_service_starts_is_retried_until_it_comes_up(tmp_path):
+    """A service that boots before its camera (or while it reboots): the camera was 'failed' for good after its
+    first open; now it is 'reconnecting' (no error), and it runs once the server answers."""
+    pytest.importorskip("yaml")
+    from realtime_helpers import free_port, make_clip
+
+    from edge_sdk.serve.config import load_config
+    from edge_sdk.serve.service import Service
+
+    port = free_port()
+    url = f"rtsp://127.0.0.1:{port}/live"
+    with pytest.raises(SourceError, match="cannot open stream"):  # without retry_open: an error at once
+        open_source(url, open_timeout=OPEN_TIMEOUT).start()
+    make_clip(tmp_path / "door.mp4", seconds=2.0, size="160x120", rate=10)
+    cfg = tmp_path / "boot.yaml"
+    cfg.write_text(f"model: zoo:centerface\nhttp: 127.0.0.1:0\nloop: true\n"
+                   f"cameras: {{door: door.mp4, gate: '{url}'}}\n")  # fmt: skip
+    svc = Service(load_config(cfg)).start()
+    srv = None
+    try:
+        states = _wait_state(svc, "gate", {"reconnecting"}, EVENT_WAIT)
+        assert states["gate"]["error"] is None and states["door"]["state"] in ("starting", "running")
+        srv = RtspServer(port=port).start()
+        gate = _wait_state(svc, "gate", {"running"}, RECONNECT_WAIT)["gate"]
+        assert gate["up"] is True and gate["results"] >= 1
+    finally:
+        svc.stop()
+        if srv is not None:
+            srv.close()
+
+
+def _wait_state(svc, name: str, want: set[str], timeout: float) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        states = {s["name"]: s for s in svc.status()}
+        if states[name]["state"] in want or time.monotonic() > deadline:
+            assert states[name]["state"] in want, states
+            return states
+        time.sleep(0.2)

@@ -202,6 +202,8 @@ class Service:
             kind = resolve(cc.source)[0]
             opts = {"mode": cc.mode, "loop": cc.loop} if kind == "file" else {}
             source = open_source(cc.source, **opts)
+            if getattr(source, "is_live", False) and hasattr(source, "retry_open"):
+                source.retry_open = True  # a camera still offline at boot is retried like a lost one
             for spec in [*self.config.sinks, *cc.sinks]:
                 if spec.lower().startswith(("mqtt://", "mqtts://")):  # each camera its own topic and status
                     spec = camera_topic(spec, cc.name)
@@ -247,7 +249,8 @@ class Service:
 
     # -- what the API reports -------------------------------------------------------------------------------
     def status(self) -> list[dict[str, Any]]:
-        """Per camera: name, up, state, fps, last frame age, frames, results, dropped, frame age percentiles."""
+        """Per camera: name, up, state (starting, running, stalled, reconnecting, ended, failed), fps, last frame
+        age, frames, results, dropped, frame age percentiles."""
         out = []
         for cam in list(self.cameras.values()):
             m = cam.final if cam.final is not None else cam.pipeline.metrics()
@@ -258,6 +261,8 @@ class Service:
                 state = "failed"
             elif not running:
                 state = "ended" if cam.thread is not None else "starting"
+            elif getattr(cam.pipeline.source, "reconnecting", False):
+                state = "reconnecting"  # a live source lost, or not reachable yet: retried with backoff
             elif age is None:
                 state = "starting"
             else:

@@ -11,7 +11,9 @@ Policies:
   played frame by frame.
 
 A live source that fails emits ``DISCONNECTED`` (also when no frame came within ``read_timeout``),
-retries ``_open`` with capped exponential backoff and jitter, and emits ``RECONNECTED``.
+retries ``_open`` with capped exponential backoff and jitter, and emits ``RECONNECTED``. A first open that
+fails raises (a wrong URL is an error at once), unless ``retry_open``: a service that starts before its camera
+(at boot, a camera being rebooted) gets ``DISCONNECTED`` and the same retries.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ class CaptureSource(Source):
         reconnect: bool = True,
         backoff: tuple[float, float] = (0.25, 8.0),
         max_reconnects: int | None = None,
+        retry_open: bool = False,
         on_event: Callable[[Event], None] | None = None,
     ) -> None:
         super().__init__(name, on_event=on_event)
@@ -59,6 +62,7 @@ class CaptureSource(Source):
         self.reconnect = reconnect
         self.backoff = (float(backoff[0]), float(backoff[1]))
         self.max_reconnects = max_reconnects
+        self.retry_open = bool(retry_open)
         self.reconnects = 0
         self.connected = False
         self._buf: collections.deque[Frame] = collections.deque()
@@ -68,6 +72,12 @@ class CaptureSource(Source):
         self._last_frame_ts = 0.0
         self._state_lock = threading.Lock()
         self.error: BaseException | None = None
+
+    @property
+    def reconnecting(self) -> bool:
+        """A live source that lost its device or stream (or could not open it yet) and is retrying."""
+        ended = self._ended.is_set() or self._stopped.is_set()
+        return self.is_live and self._started and not self.connected and not ended
 
     # -- to implement ---------------------------------------------------------------------------
     def _open(self) -> None:
@@ -84,8 +94,15 @@ class CaptureSource(Source):
 
     # -- Source ---------------------------------------------------------------------------------
     def _start(self) -> None:
-        self._open()  # the first open raises to the caller: a source that cannot open is an error
-        self.connected = True
+        try:
+            self._open()  # the first open raises to the caller: a source that cannot open is an error
+            self.connected = True
+        except Exception as e:
+            if not (self.retry_open and self.is_live and self.reconnect):
+                raise
+            self._safe_close()
+            self._emit(SourceEvent.DISCONNECTED, f"cannot open yet ({e}); retrying with backoff")
+            log.warning("%s: cannot open yet (%s); retrying with backoff", self.name, e)
         self._last_frame_ts = time.monotonic()
         self._thread = threading.Thread(target=self._loop, name=f"capture-{self.kind}", daemon=True)
         self._thread.start()
