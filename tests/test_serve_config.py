@@ -178,6 +178,14 @@ def test_print_systemd_unit(folder, capsys):
     assert main(["serve", "--print-systemd-unit", str(path), "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc == {"unit": unit, "install_as": "/etc/systemd/system/edge-sdk-serve.service"}
+    # a unit for a config that does not load would fail and be restarted every few seconds: refused, no unit
+    bad = folder / "typo.yaml"
+    bad.write_text(MINIMAL.replace("cameras:", "camras:", 1))
+    assert main(["serve", "--print-systemd-unit", str(bad)]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and "typo.yaml line" in err and "camras" in err
+    assert main(["serve", "--print-systemd-unit", str(folder / "nowhere.yaml")]) == 2
+    assert "config file" in capsys.readouterr().err
 
 
 def test_cli_stays_light():

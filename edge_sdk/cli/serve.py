@@ -39,6 +39,11 @@ class ServeCommand(Command):
         if args.print_systemd_unit:
             from edge_sdk.serve.systemd import UNIT_PATH, unit_text
 
+            if args.config:  # a unit for a config that does not load would fail and restart every few seconds
+                _require_serve_extra()
+                from edge_sdk.serve.config import load_config
+
+                load_config(args.config)
             if args.json:
                 emit_json({"unit": unit_text(args.config), "install_as": UNIT_PATH})
             else:
