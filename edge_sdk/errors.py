@@ -221,6 +221,16 @@ class TaskError(EdgeSDKError):
     """A pipeline task (classify, detect, vad, ...) is unknown, or the model does not fit it."""
 
 
+class TaskOptionError(TaskError):
+    """A post-processor option is unknown or out of range. ``options``: the names at fault; ``bare``: the message
+    without the hint on how to pass options (each front end says it its own way: ``--post-opt KEY=VALUE`` on the
+    CLI, keyword arguments in Python, ``options:`` in a serve config)."""
+
+    def __init__(self, bare: str, options: tuple[str, ...] | list[str] = ()) -> None:
+        self.bare, self.options = bare, tuple(options)
+        super().__init__(f"{bare} (CLI: --post-opt KEY=VALUE)")
+
+
 class OutputMismatchError(TaskError):
     """A model's outputs do not fit the task's post-processor; the message names the output and why."""
 

@@ -74,7 +74,7 @@ def test_detector_max_det_and_pre_nms_topk():
 def test_detector_caps_must_be_positive_counts(key, value):
     model, _ = _yolo_v8(100)
     with pytest.raises(TaskError, match=f"task 'detect': {key} must be a whole number >= 1, got {value!r}; "
-                                        f"e.g. --post-opt {key}=100"):  # fmt: skip
+                                        f"e.g. {key}=100 \\(CLI: --post-opt KEY=VALUE\\)"):  # fmt: skip
         make_detector(model, preprocess=PreprocessSpec(size=(320, 320)), **{key: value})
 
 

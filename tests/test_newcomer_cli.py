@@ -191,7 +191,7 @@ def test_unknown_post_opt_is_an_error_listing_the_valid_ones(cli, models):
             "--post-opt", "topk=3", "--max-results", "1")  # fmt: skip
     assert r.returncode == 2
     assert r.stderr.strip().splitlines()[-1] == (
-        "edge-sdk run: error: task 'classify': unknown option(s) topk; valid: top_k, output (--post-opt KEY=VALUE)"
+        "edge-sdk run: error: task 'classify': unknown option(s) topk; valid: top_k, output (CLI: --post-opt KEY=VALUE)"
     )
 
 

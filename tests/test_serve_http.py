@@ -238,6 +238,23 @@ def test_a_camera_or_task_that_does_not_fit_names_its_line(folder):
         Service(load_config(path)).start()
 
 
+@pytest.mark.parametrize("options, message", [
+    ("{treshold: 0.4}", "line 3: options.treshold: task 'detect': unknown option(s) treshold; valid: threshold, "),
+    ("\n  nms: 0.5\n  threshold: 7", "line 5: options.threshold: task 'detect': threshold must be a number from 0 "
+                                      "to 1, got 7; e.g. threshold=0.5"),
+])  # fmt: skip
+def test_a_bad_option_names_its_own_line_and_no_cli_flag(folder, options, message):
+    from edge_sdk.errors import ConfigError
+    from edge_sdk.serve.config import load_config
+    from edge_sdk.serve.service import Service
+
+    path = folder / "opts.yaml"
+    path.write_text(f"model: zoo:centerface\nhttp: 127.0.0.1:0\noptions: {options}\ncameras: {{door: door.mp4}}\n")
+    with pytest.raises(ConfigError) as e:
+        Service(load_config(path)).start()
+    assert message in str(e.value) and "--post-opt" not in str(e.value)
+
+
 def test_token_required_off_loopback(folder, monkeypatch):
     from edge_sdk.errors import ConfigError
     from edge_sdk.serve.config import load_config

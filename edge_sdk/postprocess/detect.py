@@ -33,7 +33,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from edge_sdk.errors import OutputMismatchError, TaskError
+from edge_sdk.errors import OutputMismatchError, TaskError, TaskOptionError
 from edge_sdk.postprocess.boxes import nms as nms_numpy
 from edge_sdk.postprocess.boxes import top_k
 
@@ -85,15 +85,16 @@ def nms(boxes: np.ndarray, scores: np.ndarray, threshold: float, **kw: Any) -> n
 
 def _count(name: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise TaskError(f"task 'detect': {name} must be a whole number >= 1, got {value!r}; e.g. --post-opt {name}=100")
+        why = f"task 'detect': {name} must be a whole number >= 1, got {value!r}; e.g. {name}=100"
+        raise TaskOptionError(why, [name])
     return int(value)
 
 
 def _fraction(name: str, value: Any, example: float) -> float:
     """A score or IoU option: a real number from 0 to 1 (a threshold of 7 silently kept nothing, -3 everything)."""
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) or not 0 <= value <= 1:
-        raise TaskError(f"task 'detect': {name} must be a number from 0 to 1, got {value!r}; e.g. "
-                        f"--post-opt {name}={example} ({name}={example} in Python and in a serve config's options)")
+        why = f"task 'detect': {name} must be a number from 0 to 1, got {value!r}; e.g. {name}={example}"
+        raise TaskOptionError(why, [name])
     return float(value)
 
 

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 import numpy as np
 
-from edge_sdk.errors import EdgeSDKError, TaskError
+from edge_sdk.errors import EdgeSDKError, TaskError, TaskOptionError
 
 if TYPE_CHECKING:
     from edge_sdk.sources.base import Frame
@@ -88,9 +88,8 @@ def _check_options(task: str, factory: Callable[..., Any], opts: dict[str, Any])
     valid = [n for n in named if n not in ("model", "preprocess", "labels")]
     unknown = [k for k in opts if k not in named and k not in ("preprocess", "labels")]  # those the pipeline gives
     if unknown:
-        raise TaskError(
-            f"task '{task}': unknown option(s) {', '.join(unknown)}; valid: {', '.join(valid) or 'none'} "
-            "(--post-opt KEY=VALUE)"
+        raise TaskOptionError(
+            f"task '{task}': unknown option(s) {', '.join(unknown)}; valid: {', '.join(valid) or 'none'}", unknown
         )
 
 

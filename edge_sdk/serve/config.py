@@ -128,7 +128,9 @@ class _Checker(Checks):
             cfg.threads = self.number(d["threads"], ln["threads"], "threads", minimum=1, integer=True)
         loop = self.boolean(d["loop"], ln["loop"], "loop") if d.get("loop") is not None else False
         if d.get("options") is not None:
-            cfg.options = dict(self.mapping(d["options"], ln["options"], "options", "post-processor options"))
+            opts = self.mapping(d["options"], ln["options"], "options", "post-processor options")
+            cfg.options = dict(opts)
+            self.lines_of.update({f"options.{k}": opts.lines[k] for k in opts})
         if d.get("max_upload_mb") is not None:
             cfg.max_upload_mb = float(self.number(d["max_upload_mb"], ln["max_upload_mb"], "max_upload_mb"))
         if d.get("sinks") is not None:

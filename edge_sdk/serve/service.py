@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from edge_sdk.errors import ConfigError, EdgeSDKError
+from edge_sdk.errors import ConfigError, EdgeSDKError, TaskOptionError
 from edge_sdk.serve.config import ServeConfig
 from edge_sdk.serve.streams import EventLog, LoopTime, RawFrames, StreamSink, Tagged
 
@@ -174,6 +174,10 @@ class Service:
         model = es.load(rm.path, threads=cfg.threads)
         try:
             self._predictor = _predictor(model, task, rm, cfg.options)
+        except TaskOptionError as e:  # an option is unknown or out of range: its own line and key
+            model.close()
+            key = f"options.{e.options[0]}" if e.options and f"options.{e.options[0]}" in cfg.lines_of else "options"
+            raise cfg.error(key, e.bare) from None
         except EdgeSDKError as e:  # the task or the options do not fit the model
             model.close()
             raise cfg.error("task" if cfg.task else "model", str(e)) from None
