@@ -221,6 +221,20 @@ def test_file_cameras_end_and_the_service_with_them(folder, capsys):
     assert {n: s["state"] for n, s in out[1]["streams"].items()} == {"a": "ended", "b": "ended"}
 
 
+def test_a_camera_that_fails_is_one_stderr_line_and_exit_1(folder):
+    from conftest import run_cli
+
+    make_clip(folder / "tiny.mp4", seconds=1.0, size="160x120", rate=10)
+    (folder / "notvideo.mp4").write_bytes(b"this is not a video")
+    path = folder / "fails.yaml"
+    path.write_text("model: zoo:centerface\nhttp: 127.0.0.1:0\ncameras: {a: tiny.mp4, b: notvideo.mp4}\n")
+    r = run_cli("serve", str(path), "--no-probe", timeout=300)
+    assert r.returncode == 1, r.stderr
+    err = r.stderr.splitlines()
+    said = [ln for ln in err if "camera b" in ln]
+    assert len(said) == 1 and "camera b failed: cannot open video file" in said[0], err
+
+
 def test_a_camera_or_task_that_does_not_fit_names_its_line(folder):
     from edge_sdk.errors import ConfigError
     from edge_sdk.serve.config import load_config

@@ -79,8 +79,7 @@ class ServeCommand(Command):
             code = SIGNAL_EXIT.get(signal.Signals(got[0]), 128 + got[0])
         else:
             code = 1 if failed else 0
-        for name, why in failed.items():
-            print(f"edge-sdk serve: camera {name} failed: {why}", file=sys.stderr)
+        # each failure was said once on stderr when it happened (the service's warning), not again here
         if args.json:
             streams = {s["name"]: {k: s[k] for k in ("state", "frames", "results", "dropped", "error")}
                        for s in svc.status()}  # fmt: skip

@@ -238,7 +238,7 @@ class Service:
             cam.final = cam.pipeline.run()
         except BaseException as e:  # one camera failing leaves the others running
             cam.error = str(e) if isinstance(e, EdgeSDKError) else f"{type(e).__name__}: {e}"
-            log.warning("camera %s stopped: %s", cam.name, cam.error)
+            log.warning("camera %s failed: %s", cam.name, cam.error)
             self.events.add(cam.name, {"type": "source", "event": "FAILED", "detail": cam.error})
         finally:
             cam.ended = True
