@@ -56,7 +56,15 @@ def write(folder: Path, text: str, name: str = "door.yaml") -> Path:
         ("model: zoo:centerface\ncameras:\n  door:\n    source: nothere.mp4\n",
          "door.yaml line 4: cameras.door.source: "),
         ("model: zoo:centerface\ncameras:\n  door:\n    source: door.mp4\n    zones: {z: [[0, 0], [1, 1]]}\n",
-         "door.yaml line 5: cameras.door.zones.z: give at least 3 points"),
+         "door.yaml line 5: cameras.door.zones.z: give at least 3 points in source image pixels, e.g. z: [[10, 10], "),
+        ("model: zoo:centerface\ncameras:\n  door:\n    source: door.mp4\n    zones: {z: '0,0,100,0,100'}\n",
+         "door.yaml line 5: cameras.door.zones.z: 5 coordinates: points are x, y pairs; e.g. z: [[10, 10], "),
+        ("model: zoo:centerface\ncameras:\n  door: {source: door.mp4, record: r-{time}.mp4}\n",
+         "door.yaml line 3: not valid YAML: expected ',' or '}', but got '{'; inside { }, quote a value that holds "
+         "braces, e.g. record: 'rec/cam-{time}.mp4'"),
+        ("model: zoo:centerface\ncameras:\n  door:\n    source: door.mp4\n    lines: {g: [[0, 0], [1, 1]]}\n"
+         "    clips: {dir: clips, events: [enter, crosss]}\n",
+         "door.yaml line 6: cameras.door.clips.events: give enter, leave and/or cross; not one: 'crosss'"),
         ("model: zoo:centerface\ncameras:\n  door:\n    source: door.mp4\n    lines:\n      gate: [1, 2, x, 4]\n",
          "door.yaml line 6: cameras.door.lines.gate: coordinates must be numbers"),
         ("model: zoo:centerface\ncameras:\n  door:\n    source: door.mp4\n    clips: {dir: clips}\n",
@@ -71,7 +79,8 @@ def write(folder: Path, text: str, name: str = "door.yaml") -> Path:
          "door.yaml line 2: task: unknown task 'pose'; known tasks: classify, detect"),
         ("model: zoo:centerface\ncameras: {door: door.mp4}\ncameras: {yard: yard.mp4}\n",
          "door.yaml line 3: cameras: given twice"),
-        ("model: zoo:centerface\ncameras: {door: door.mp4\n", "door.yaml line 3: not valid YAML"),
+        ("model: zoo:centerface\ncameras: {door: door.mp4\n",
+         "door.yaml line 2: not valid YAML: the { opened on this line is never closed"),
         ("model: zoo:centerface\ncameras: []\n", "door.yaml line 2: cameras: expected a mapping"),
         ("", "door.yaml: the file is empty"),
         ("model: zoo:centerface\ncameras:\n  door/1: door.mp4\n", "door.yaml line 3: cameras.door/1: a camera name"),
@@ -95,6 +104,11 @@ def test_smallest_config_is_enough_and_paths_resolve_against_its_folder(folder, 
     door = cfg.cameras["door"]
     assert door.source == str(folder / "door.mp4") and door.mode == "live" and not door.loop
     assert door.zones == {} and door.record is None and door.clips is None and door.sinks == []
+
+
+def test_a_quoted_port_is_a_port(folder):
+    cfg = load_config(write(folder, MINIMAL.replace("127.0.0.1:8090", '"8091"')))
+    assert (cfg.host, cfg.port) == ("127.0.0.1", 8091)
 
 
 def test_every_key(folder, monkeypatch):

@@ -159,7 +159,9 @@ class _Checker(Checks):
         elif isinstance(value, str) and value.strip():
             text = value.strip().removeprefix("http://").rstrip("/")
             host, sep, port_text = text.rpartition(":")
-            if not sep:
+            if not sep and text.isdigit():  # http: "8090", quoted: a port, as http: 8090 is
+                host, port_text = DEFAULT_HOST, text
+            elif not sep:
                 host, port_text = text, str(DEFAULT_PORT)
             host = host.strip("[]") or DEFAULT_HOST
         else:

@@ -158,7 +158,8 @@ class Checks:
                 shapes = self.mapping(d[key], ln[key], f"{prefix}.{key}", f"name: points, e.g. {example}")
                 for shape, pts in shapes.items():
                     k = f"{prefix}.{key}.{shape}"
-                    getattr(cam, key)[str(shape)] = self._points(pts, shapes.lines[shape], k, points, example)
+                    own = f"{shape}: {example.partition(': ')[2]}"  # the example under this zone's or line's name
+                    getattr(cam, key)[str(shape)] = self._points(pts, shapes.lines[shape], k, points, own)
         if d.get("record") is not None:
             cam.record = self._record(d["record"], ln["record"], f"{prefix}.record")
         if d.get("clips") is not None:
@@ -201,7 +202,9 @@ class Checks:
                     raise self.err(line, key, f"coordinates must be numbers, got {show(x)}; e.g. {example}")
                 flat.append(float(x))
         pts = list(zip(flat[0::2], flat[1::2]))
-        if len(flat) % 2 or (count and len(pts) != count) or (not count and len(pts) < 3):
+        if len(flat) % 2:
+            raise self.err(line, key, f"{len(flat)} coordinates: points are x, y pairs; e.g. {example}")
+        if (count and len(pts) != count) or (not count and len(pts) < 3):
             need = f"{count} points" if count else "at least 3 points"
             raise self.err(line, key, f"give {need} in source image pixels, e.g. {example}")
         return pts
@@ -248,7 +251,8 @@ class Checks:
             ev = d["events"] if isinstance(d["events"], list) else [d["events"]]
             bad = [e for e in ev if e not in ("enter", "leave", "cross")]
             if bad or not ev:
-                raise self.err(ln["events"], f"{key}.events", f"give enter, leave and/or cross, got {show(bad)}")
+                got = ", ".join(show(e) for e in bad) if bad else "none"
+                raise self.err(ln["events"], f"{key}.events", f"give enter, leave and/or cross; not one: {got}")
             c.events = tuple(ev)
         if d.get("annotated") is not None:
             c.annotated = self.boolean(d["annotated"], ln["annotated"], f"{key}.annotated")

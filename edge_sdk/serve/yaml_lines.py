@@ -78,7 +78,15 @@ def read_yaml(text: str, file: Path | None) -> Any:
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         line = mark.line + 1 if mark is not None else 0
-        raise config_error(file, line, "", f"not valid YAML: {e.problem or e.context}") from None
+        problem = e.problem or e.context or "unreadable"
+        flow = "flow" in (e.context or "") and e.context_mark is not None
+        if flow and "<stream end>" in problem:  # the file ended inside { } or [ ]: say where that opened
+            line = e.context_mark.line + 1
+            opener = "{" if "mapping" in (e.context or "") else "["
+            problem = f"the {opener} opened on this line is never closed"
+        elif flow and "but got '{'" in problem:
+            problem += "; inside { }, quote a value that holds braces, e.g. record: 'rec/cam-{time}.mp4'"
+        raise config_error(file, line, "", f"not valid YAML: {problem}") from None
     except yaml.YAMLError as e:
         raise config_error(file, 0, "", f"not valid YAML: {e}") from None
 
