@@ -256,6 +256,7 @@ def test_a_camera_or_task_that_does_not_fit_names_its_line(folder):
     ("{treshold: 0.4}", "line 3: options.treshold: task 'detect': unknown option(s) treshold; valid: threshold, "),
     ("\n  nms: 0.5\n  threshold: 7", "line 5: options.threshold: task 'detect': threshold must be a number from 0 "
                                       "to 1, got 7; e.g. threshold=0.5"),
+    ("{classes: dog}", "line 3: options.classes: task 'detect': classes: unknown class name(s) 'dog' "),
 ])  # fmt: skip
 def test_a_bad_option_names_its_own_line_and_no_cli_flag(folder, options, message):
     from edge_sdk.errors import ConfigError

@@ -43,7 +43,8 @@ class Classifier:
                 raise OutputMismatchError(
                     f"task 'classify' needs one score output, but the model has {len(outs)}: "
                     + ", ".join(f"'{n}' {s.shape_str()}" for n, s in outs.items())
-                    + "; pick one with output=NAME (--post-opt output=NAME)"
+                    + "; if it is not a classifier give its task (--task, task: in a serve config, task= in Python), "
+                    "else pick the score output: output=NAME (--post-opt output=NAME)"
                 )
             output = next(iter(outs))
         if output not in outs:

@@ -33,7 +33,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from edge_sdk.errors import OutputMismatchError, TaskError, TaskOptionError
+from edge_sdk.errors import OutputMismatchError, TaskOptionError
 from edge_sdk.postprocess.boxes import nms as nms_numpy
 from edge_sdk.postprocess.boxes import top_k
 
@@ -234,8 +234,8 @@ def make_detector(
     if decoder not in (None, "centerface", "yolo"):
         raise OutputMismatchError(f"task 'detect': decoder must be centerface or yolo, got {decoder!r}")
     if layout is not None and layout not in YOLO_LAYOUTS:
-        raise TaskError(f"task 'detect': layout must be one of {', '.join(YOLO_LAYOUTS)}, got {layout!r}; "
-                        "e.g. --post-opt layout=v8")  # fmt: skip
+        raise TaskOptionError(f"task 'detect': layout must be one of {', '.join(YOLO_LAYOUTS)}, got {layout!r}; "
+                              "e.g. layout=v8", ["layout"])  # fmt: skip
     if decoder in (None, "centerface") and len(outs) >= 3 and layout is None:
         names, why = _centerface_names(outs)
         if names is not None:
@@ -328,10 +328,11 @@ def class_ids(classes: Any, labels: Sequence[str] | None, n_classes: int | None)
     elif isinstance(classes, (list, tuple, set, np.ndarray)):
         items = list(classes)
     else:
-        raise TaskError(f"task 'detect': classes must be names or ids, e.g. --post-opt classes=person,car or "
-                        f"classes=0,2; got {classes!r}")  # fmt: skip
+        raise TaskOptionError(f"task 'detect': classes must be names or ids, e.g. classes=person,car or "
+                              f"classes=0,2; got {classes!r}", ["classes"])  # fmt: skip
     if not items:
-        raise TaskError("task 'detect': classes is empty; give names or ids, e.g. --post-opt classes=person,car")
+        raise TaskOptionError("task 'detect': classes is empty; give names or ids, e.g. classes=person,car",
+                              ["classes"])
     names = list(labels) if labels is not None else None
     folded = {n.strip().lower(): i for i, n in reversed(list(enumerate(names or [])))}
     ids: list[int] = []
@@ -342,12 +343,13 @@ def class_ids(classes: Any, labels: Sequence[str] | None, n_classes: int | None)
             i = int(text)
             if i < 0 or (n_classes is not None and i >= n_classes):
                 top = f"0..{n_classes - 1}" if n_classes is not None else "0 or more"
-                raise TaskError(f"task 'detect': classes: id {i} is not a class of this model (ids {top})")
+                raise TaskOptionError(f"task 'detect': classes: id {i} is not a class of this model (ids {top})",
+                                      ["classes"])
             ids.append(i)
         elif names is None:
-            raise TaskError(
+            raise TaskOptionError(
                 f"task 'detect': classes: '{text}' is a name, but the model has no class names; give them with "
-                "--labels FILE (labels= in Python) or filter by id, e.g. --post-opt classes=0,2"
+                "--labels FILE (labels= in Python) or filter by id, e.g. classes=0,2", ["classes"]
             )
         elif text.lower() in folded:
             ids.append(folded[text.lower()])
@@ -362,8 +364,8 @@ def class_ids(classes: Any, labels: Sequence[str] | None, n_classes: int | None)
             close = [names[folded[c]] for c in close]  # type: ignore[index]
             hints.append(f"'{u}' (close: {', '.join(close)})" if close else f"'{u}' (no close match)")
         shown = ", ".join(names[:10]) + (f", ... ({len(names)} in all)" if len(names) > 10 else "")  # type: ignore[index]
-        raise TaskError(f"task 'detect': classes: unknown class name(s) {'; '.join(hints)}; the model's classes: "
-                        f"{shown}")  # fmt: skip
+        raise TaskOptionError(f"task 'detect': classes: unknown class name(s) {'; '.join(hints)}; the model's "
+                              f"classes: {shown}", ["classes"])  # fmt: skip
     return ids
 
 
