@@ -162,6 +162,8 @@ def test_infer_refuses_what_is_not_an_image(service):
     conn.close()
     code, _, raw = get(service.url + "v1/nothing", {}, b"x")
     assert code == 404
+    code, headers, raw = get(service.url + "v1/infer")  # a GET: the method is wrong, not the route
+    assert code == 405 and headers["Allow"] == "POST" and "takes POST with the image" in json.loads(raw)["error"]
 
 
 def test_mjpeg_stream_and_unknown_stream(service):

@@ -148,6 +148,9 @@ class _Handler(BaseHTTPRequestHandler):
                 return self._error(404, f"no snapshot '{name}' (the newest {len(svc.events.since())} events keep "
                                    "theirs; see /events)", "/snapshots")  # fmt: skip
             return self._send(200, jpg, "image/jpeg", "/snapshots")
+        if path == "/v1/infer":
+            return self._error(405, "/v1/infer takes POST with the image as the body, e.g. curl --data-binary "
+                               "@photo.jpg URL/v1/infer", "/v1/infer", {"Allow": "POST"})  # fmt: skip
         self._error(404, f"no route {path}; try /, /healthz, /metrics, /events, /streams/<name>.mjpg, "
                     "POST /v1/infer", "other")  # fmt: skip
         return None
