@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -164,6 +165,9 @@ def test_a_stall_in_one_lane_replaces_every_lane(mlp):
         bm = BatchingModel(model, lanes=2, loader=loader, watchdog=FAST, on_event=events.append)
         try:
             got = hammer(bm, streams=3, calls=40, x=x)
+            deadline = time.monotonic() + 60  # the first new lane serves while the second copy still loads
+            while bm.stats()["restarts"] < 1 and time.monotonic() < deadline:
+                time.sleep(0.05)
             stats = bm.stats()
         finally:
             made[0].release.set()
