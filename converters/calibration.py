@@ -180,9 +180,34 @@ def _from_numpy(path: Path, inputs: Sequence[TensorSpec], limit: int) -> Calibra
         if len(inputs) != 1:
             raise CalibrationError(f"model has {len(inputs)} inputs; pass a .npz with one array per input name")
         arrays = {inputs[0].name: data}
-    n = min(len(a) for a in arrays.values())
+    counts = {name: len(a) if np.ndim(a) else 0 for name, a in arrays.items()}
+    if len(set(counts.values())) > 1:  # samples are paired by index: unequal lengths would drop some silently
+        raise CalibrationError(f"{path.name}: its arrays hold different numbers of samples {counts}; sample i of "
+                               "every input must go together, so give each array the same length (axis 0)")  # fmt: skip
+    for name, a in arrays.items():
+        if a.dtype.kind in "fc" and a.size and not np.isfinite(a).all():
+            bad = int(np.size(a) - np.count_nonzero(np.isfinite(a)))
+            raise CalibrationError(f"{path.name}: array '{name}' holds {bad} NaN or infinite value(s); "
+                                   "int8 scales cannot be fitted to them: clean or drop those samples")  # fmt: skip
+    n = min(counts.values())
     samples = [[_fit(arrays[s.name][i], s, f"array {path.name}[{i}]") for s in inputs] for i in range(min(n, limit))]
+    _warn_raw_pixels(arrays, inputs, path.name)
     return CalibrationSet(samples, "numpy", str(path))
+
+
+def _warn_raw_pixels(arrays: dict[str, np.ndarray], inputs: Sequence[TensorSpec], name: str) -> None:
+    """uint8 data for a float input is most often raw pixels for a model that expects them normalised: the int8
+    scales then fit 0..255 while the model sees -1..1 in use. Said once (it may also be right: a model that takes
+    raw pixels and normalises inside)."""
+    if _ROLE.get() != "calibration":
+        return
+    for spec in inputs:
+        a = arrays.get(spec.name)
+        if a is not None and a.dtype == np.uint8 and spec.dtype.kind == "f":
+            log.warning("%s: array '%s' is uint8 (0..255) but input '%s' is %s: if the model expects normalised "
+                        "values, calibrate with them normalised the same way (or give an image folder with "
+                        "--mean/--std); the int8 scales fit the data given",
+                        name, spec.name, spec.name, spec.dtype)  # fmt: skip
 
 
 def decode_image(path: Path) -> np.ndarray:

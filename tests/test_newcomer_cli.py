@@ -99,6 +99,8 @@ def test_a_small_held_out_set_is_not_warned_about_as_calibration(cli, models, tm
             "--calib", str(tmp_path / "calib.npy"), "--held-out", str(tmp_path / "held.npy"))  # fmt: skip
     assert r.returncode == 0, r.stderr
     assert "calibration samples" not in r.stderr  # 120 to fit the scales; the 16 held-out ones fit nothing
+    assert ("validating on only 16 sample(s) of your data: agreement figures (top-1, cosine) from so few are rough; "
+            "give --held-out with 50+ samples") in r.stderr  # but 16 are few to judge agreement on
     assert f"validated on 16 samples: {tmp_path / 'held.npy'}" in r.stdout
 
 

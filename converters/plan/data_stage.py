@@ -25,6 +25,8 @@ log = logging.getLogger("edge_sdk")
 HELD_OUT_SHARE = 0.2
 MIN_SPLIT_SAMPLES = 5
 GENERATED_CALIBRATION_SAMPLES = 64
+#: fewer samples of the user's own than this to validate on: the agreement figures are said to be rough
+FEW_VALIDATION_SAMPLES = 20
 
 
 def prepare_data(
@@ -33,7 +35,12 @@ def prepare_data(
     """(calibration set or None, held-out inputs without their reference outputs yet)."""
     calib_data, held_part = split_user_data(calibration, held_out, source, preprocess, n)
     calib = make_calibration(calib_data, source, preprocess) if needs_calibration else None
-    return calib, held_part or held_out_inputs(held_out, source, preprocess, n)
+    held = held_part or held_out_inputs(held_out, source, preprocess, n)
+    if (held_part is not None or held_out is not None) and len(held.samples) < FEW_VALIDATION_SAMPLES:
+        kept = f" ({HELD_OUT_SHARE:.0%} of --calib kept apart)" if held_part is not None else ""
+        log.warning("validating on only %d sample(s) of your data%s: agreement figures (top-1, cosine) from so few "
+                    "are rough; give --held-out with %d+ samples", len(held.samples), kept, 50)  # fmt: skip
+    return calib, held
 
 
 def split_user_data(
