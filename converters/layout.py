@@ -43,14 +43,39 @@ def base_name(name: str) -> str:
 
 
 def order_by_name(feeds: Sequence[np.ndarray], specs: Sequence[TensorSpec], names: Sequence[str]) -> list[np.ndarray]:
-    """``feeds`` (in ``names`` order) put in ``specs``' order when every spec names a distinct feed."""
-    if not names or not len(names) == len(specs) == len(feeds):
+    """``feeds`` (in ``names`` order) put in ``specs``' order when every spec names a distinct feed, else when every
+    spec fits exactly one feed by shape (a converter that renamed the inputs: a PyTorch program's ``input_0`` /
+    ``input_1`` became TFLite's ``serving_default_y:0`` / ``serving_default_x:0``, sorted), else as given."""
+    if len(specs) != len(feeds) or len(feeds) < 2:
         return list(feeds)
-    index = {n: i for i, n in enumerate(names)}
-    picks = [index.get(s.name, index.get(base_name(s.name))) for s in specs]
-    if None in picks or sorted(picks) != list(range(len(names))):  # type: ignore[type-var]
-        return list(feeds)
-    return [feeds[i] for i in picks]  # type: ignore[index]
+    if len(names) == len(feeds):
+        index = {n: i for i, n in enumerate(names)}
+        picks = [index.get(s.name, index.get(base_name(s.name))) for s in specs]
+        if None not in picks and sorted(picks) == list(range(len(names))):  # type: ignore[type-var]
+            return [feeds[i] for i in picks]  # type: ignore[index]
+    by_shape = [[i for i, x in enumerate(feeds) if _fits(x, s)] for s in specs]
+    if all(len(f) == 1 for f in by_shape) and sorted(f[0] for f in by_shape) == list(range(len(feeds))):
+        return [feeds[f[0]] for f in by_shape]
+    return list(feeds)
+
+
+def _fits(x: np.ndarray, spec: TensorSpec) -> bool:
+    """``x`` can feed ``spec``: same rank, and its dims are the spec's fixed ones as they are or in another layout."""
+    if x.ndim != len(spec.shape):
+        return False
+    if all(d is None or d == g for d, g in zip(spec.shape, x.shape)):
+        return True
+    fixed = sorted(d for d in spec.shape if d is not None)
+    return _sub_multiset(fixed, list(x.shape))
+
+
+def _sub_multiset(small: list[int], big: list[int]) -> bool:
+    rest = list(big)
+    for d in small:
+        if d not in rest:
+            return False
+        rest.remove(d)
+    return True
 
 
 def adapt_feeds(

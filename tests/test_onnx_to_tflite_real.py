@@ -85,8 +85,17 @@ def test_feeds_are_matched_by_name_when_a_converter_reorders_inputs():
     wave, state = np.ones((1, 64), np.float32), np.zeros((2, 1, 4), np.float32)
     fed = adapt_feeds([wave, state], specs, ["wave", "state"])
     assert [f.shape for f in fed] == [(2, 1, 4), (1, 64)]
-    # unknown names: position, as before
-    assert [f.shape for f in adapt_feeds([wave, state], specs, ["a", "b"])] == [(1, 64), (2, 1, 4)]
+    # names that do not match (a PyTorch program's input_0 / input_1): by shape, when each input fits one feed
+    assert [f.shape for f in adapt_feeds([wave, state], specs, ["input_0", "input_1"])] == [(2, 1, 4), (1, 64)]
+    image = np.zeros((1, 3, 8, 8), np.float32)
+    nhwc = [TensorSpec("serving_default_y:0", (None, 5), np.dtype("float32")),
+            TensorSpec("serving_default_x:0", (None, 8, 8, 3), np.dtype("float32"))]  # fmt: skip
+    fed = adapt_feeds([image, np.ones((1, 5), np.float32)], nhwc, ["input_0", "input_1"])
+    assert [f.shape for f in fed] == [(1, 5), (1, 8, 8, 3)]  # and the image made channels-last
+    # shapes that do not tell them apart: position, as before
+    same = [TensorSpec("b", (1, 4), np.dtype("float32")), TensorSpec("a", (1, 4), np.dtype("float32"))]
+    one, two = np.ones((1, 4), np.float32), np.full((1, 4), 2, np.float32)
+    assert [float(f[0, 0]) for f in adapt_feeds([one, two], same, ["x", "y"])] == [1.0, 2.0]
 
 
 def test_state_is_carried_through_calibration_windows_and_reset_per_recording():
