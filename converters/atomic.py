@@ -21,7 +21,7 @@ import tempfile
 from pathlib import Path
 from typing import Iterator
 
-from converters.cleanup import owner_alive, owner_tag, remove, track, track_new_folders, untrack
+from converters.cleanup import making_paths, owner_alive, owner_tag, remove, track, track_new_folders, untrack
 from edge_sdk.errors import DiskFullError, OutputDirError
 from edge_sdk.formats.budget import human
 
@@ -38,9 +38,9 @@ def temp_workdir(prefix: str, parent: Path | None = None) -> Iterator[Path]:
     and when the CLI is stopped by a signal. Dead runs' folders there are removed first."""
     base = Path(parent) if parent is not None else temp_root()
     remove_stale_temp_files(base, prefix="." if prefix.startswith(".") else "edge-sdk-")
-    with disk_space_errors(base, what=f"a work folder ({prefix}...)"):
+    with making_paths(), disk_space_errors(base, what=f"a work folder ({prefix}...)"):
         path = Path(tempfile.mkdtemp(prefix=f"{prefix}{owner_tag()}-", dir=parent))
-    track(path)
+        track(path)
     try:
         yield path
     except OSError as e:
@@ -61,8 +61,9 @@ def ensure_writable_dir(path: str | os.PathLike[str]) -> Path:
     p = Path(path)
     made = [f for f in (p.absolute(), *p.absolute().parents) if not f.exists()]  # deepest first
     try:
-        p.mkdir(parents=True, exist_ok=True)
-        track_new_folders(made)  # a stop by a signal removes them while they are empty
+        with making_paths():
+            p.mkdir(parents=True, exist_ok=True)
+            track_new_folders(made)  # a stop by a signal removes them while they are empty
     except OSError as e:
         if e.errno in _DISK_FULL:
             raise disk_full_error(p.parent, f"the output directory {p.name}") from None
@@ -70,7 +71,7 @@ def ensure_writable_dir(path: str | os.PathLike[str]) -> Path:
     if not p.is_dir():
         raise OutputDirError(f"output path {p} exists and is not a directory")
     try:
-        with tempfile.NamedTemporaryFile(dir=p, prefix=f".edge-sdk-probe-{owner_tag()}-"):
+        with making_paths(), tempfile.NamedTemporaryFile(dir=p, prefix=f".edge-sdk-probe-{owner_tag()}-"):
             pass
     except OSError as e:
         if e.errno in _DISK_FULL:
@@ -91,10 +92,11 @@ def open_atomic(path: Path, *, size: int | None = None) -> Iterator[Path]:
     removed. Out of space (``size``: bytes to be written, when known): :class:`DiskFullError`."""
     with disk_space_errors(path.parent, what=path.name, needed=size):
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{owner_tag()}-", suffix=".part")
-        os.close(fd)
+        with making_paths():
+            fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{owner_tag()}-", suffix=".part")
+            os.close(fd)
+            track(Path(tmp_name))
     tmp = Path(tmp_name)
-    track(tmp)
     umask = os.umask(0)
     os.umask(umask)
     try:

@@ -22,6 +22,8 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 from types import FrameType
 from typing import Any, Iterator
@@ -31,8 +33,18 @@ from edge_sdk._stop_signals import STOP_SIGNALS, unblock_stop_signals
 _LIVE_PATHS: set[Path] = set()
 _NEW_FOLDERS: list[Path] = []  # created by this run, removed on a stop when empty (deepest first)
 _LIVE_CHILDREN: set[subprocess.Popen] = set()
+#: held while a path is made and tracked (or made and removed again), and by a stop from then on: the stop runs
+#: on its own thread beside the conversion, which must not make a path the stop would not know to remove
+_PATHS_LOCK = threading.RLock()
 _GUARD = Path(__file__).with_name("_tool_guard.py")
 _DISK_FULL_TEXT = re.compile(r"No space left on device|Disk quota exceeded")
+
+
+@contextlib.contextmanager
+def making_paths() -> Iterator[None]:
+    """Make and :func:`track` paths inside this: a stop waits for it to end, and none starts after a stop."""
+    with _PATHS_LOCK:
+        yield
 
 
 def track(path: Path) -> None:
@@ -183,13 +195,18 @@ def exit_cleanly_on_signals() -> Iterator[None]:
     owner = os.getpid()
 
     def stop(signum: int) -> None:
+        _PATHS_LOCK.acquire()  # kept until the exit: the conversion, still running beside, makes no new path
         for proc in list(_LIVE_CHILDREN):
             kill_tool(proc)
-        for path in list(_LIVE_PATHS):
-            remove(path)
-        for folder in list(_NEW_FOLDERS):  # an output folder made for this run, left empty by the stop
-            with contextlib.suppress(OSError):
-                folder.rmdir()
+        for attempt in range(20):  # a file still being written in a staged folder can make one pass miss it
+            for path in list(_LIVE_PATHS):
+                remove(path)
+            for folder in list(_NEW_FOLDERS):  # an output folder made for this run, left empty by the stop
+                with contextlib.suppress(OSError):
+                    folder.rmdir()
+            if not any(p.exists() for p in (*_LIVE_PATHS, *_NEW_FOLDERS)) or attempt == 19:
+                break
+            time.sleep(0.05)
         os.write(stderr, f"edge-sdk: stopped by {signal.Signals(signum).name}; no partial files left\n".encode())
         os._exit(128 + signum)
 
