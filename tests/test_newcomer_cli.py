@@ -120,6 +120,14 @@ def test_prune_argument_error_creates_no_output_folder(cli, models, tmp_path):
 # -- bench ------------------------------------------------------------------------------------------------
 
 
+def test_an_error_under_json_is_json_on_stdout_too(cli, tmp_path):
+    r = cli("bench", str(tmp_path / "nope.onnx"), "--json")
+    assert r.returncode == 2
+    doc = json.loads(r.stdout)  # a script reading stdout gets an object, not nothing
+    assert doc["command"] == "bench" and doc["exit_code"] == 2 and doc["type"] == "ModelFileError"
+    assert "nope.onnx" in doc["error"] and r.stderr.strip().splitlines()[-1] == f"edge-sdk bench: error: {doc['error']}"
+
+
 def test_bench_refuses_dynamic_dims_naming_them(cli, models):
     r = cli("bench", str(models["spatial"]), "--runs", "2", "--warmup", "0")
     assert r.returncode == 2 and r.stdout == ""

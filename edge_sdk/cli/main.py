@@ -79,6 +79,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.verbose:
             raise
         print(f"edge-sdk {args.command}: error: {e}", file=sys.stderr)
+        _json_error(args, e, e.exit_code)
         return e.exit_code
     except ModuleNotFoundError as e:  # an optional package this verb needs: one line naming the extra
         from edge_sdk.cli.base import missing_extra
@@ -87,6 +88,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if typed is None or args.verbose:
             raise
         print(f"edge-sdk {args.command}: error: {typed}", file=sys.stderr)
+        _json_error(args, typed, 2)
         return 2
     except BrokenPipeError:  # `edge-sdk info m.onnx --json | head`: the reader left, not an error
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - stays open until exit
@@ -103,6 +105,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 1
+
+
+def _json_error(args: argparse.Namespace, error: BaseException, code: int) -> None:
+    """With ``--json``, the error is machine output too: one JSON object on stdout (the line stays on stderr)."""
+    if getattr(args, "json", False):
+        import json
+
+        print(json.dumps({"command": args.command, "error": str(error), "type": type(error).__name__,
+                          "exit_code": code}), flush=True)  # fmt: skip
 
 
 if __name__ == "__main__":
