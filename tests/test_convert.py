@@ -389,3 +389,37 @@ def test_torch_to_openvino_falls_back_when_tracing_cannot_run_the_module(tmp_pat
     assert "torch.export program" in a.route and "Graphs differed across invocations" in a.route
     manifest = json.loads((tmp_path / "manifest.json").read_text())
     assert "torch.export program" in manifest["artifacts"][0]["route"]
+
+
+def test_a_two_output_model_keeps_its_output_order_in_every_target(tmp_path):
+    """TFLite listed the outputs of (logits, probabilities) as (probabilities, logits) while ONNX and OpenVINO kept
+    the source's order: a user taking the first output got another tensor per target, and validation (which pairs
+    outputs by value) passed. The TFLite file's output list is now put in the source's order."""
+    import torch
+
+    import edge_sdk as es
+
+    class TwoHeads(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3, 8, 3, padding=1)
+            self.fc = torch.nn.Linear(8, 10)
+
+        def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            logits = self.fc(torch.relu(self.conv(x)).mean(dim=(2, 3)))
+            return logits, torch.softmax(logits, dim=1)
+
+    torch.manual_seed(0)
+    model = TwoHeads().eval()
+    x = torch.randn(1, 3, 16, 16)
+    r = convert(model, to=["onnx", "tflite"], precision="fp32", example_inputs=(x,), output_dir=tmp_path,
+                progress=False)
+    assert all(a.passed for a in r.artifacts)
+    with torch.no_grad():
+        want = [t.numpy() for t in model(x)]
+    for a in r.artifacts:
+        with es.load(a.path) as m:
+            feed = x.numpy() if m.inputs[0].shape[1] == 3 else x.numpy().transpose(0, 2, 3, 1)
+            got = list(m.run(feed).values())
+        for w, g in zip(want, got):  # by position: logits first, then the probabilities
+            np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-5, err_msg=a.path.name)

@@ -98,6 +98,10 @@ class ConversionPlan:
                     with native_output(opts.output.verbose):
                         made = maker.make(target, prec, route, staged, calib, validate)
                     metrics, fails = made.checked[:2] if made.checked else validate(staged)
+                    if target == "tflite":  # outputs by position as in the other targets (see the module)
+                        from converters.tflite_outputs import put_outputs_in_source_order
+
+                        put_outputs_in_source_order(staged, original, held)
                     final = out_dir / staged.name
                     quantizer = maker.quantizer_name(target, prec)
                     meta = artifact_metadata(original, preprocess, target, prec, metrics, fails,
