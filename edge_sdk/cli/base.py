@@ -28,10 +28,17 @@ class Command:
         raise NotImplementedError
 
 
+#: whether this process wrote its JSON document (not a line of a stream) on stdout: an error after it (a verb
+#: that reports, then exits non-zero) is not written as a second document (``edge_sdk.cli.main``)
+DOCUMENT_WRITTEN = False
+
+
 def emit_json(data: Any, *, one_line: bool = False) -> None:
     """``data`` as one strict JSON document on stdout (infinite/NaN floats as "inf", "-inf", "nan" strings,
     as ``edge-sdk diff`` writes them: ``Infinity`` is not JSON, and jq and browsers reject it); ``one_line``
     when stdout is a stream of JSON lines (``run --sink -``) that this document ends."""
+    global DOCUMENT_WRITTEN
+    DOCUMENT_WRITTEN = DOCUMENT_WRITTEN or not one_line
     json.dump(finite_json(data), sys.stdout, indent=None if one_line else 2, default=str, allow_nan=False)
     sys.stdout.write("\n")
     sys.stdout.flush()

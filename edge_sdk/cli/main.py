@@ -108,8 +108,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _json_error(args: argparse.Namespace, error: BaseException, code: int) -> None:
-    """With ``--json``, the error is machine output too: one JSON object on stdout (the line stays on stderr)."""
-    if getattr(args, "json", False):
+    """With ``--json``, the error is machine output too: one JSON object on stdout (the line stays on stderr),
+    unless the verb already wrote its JSON document (its report, then a non-zero exit)."""
+    from edge_sdk.cli import base
+
+    if getattr(args, "json", False) and not base.DOCUMENT_WRITTEN:
         import json
 
         print(json.dumps({"command": args.command, "error": str(error), "type": type(error).__name__,
