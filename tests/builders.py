@@ -122,3 +122,31 @@ def keras_three_formats(folder: Path) -> dict[str, Path]:
     )  # fmt: skip
     ov.save_model(ov.convert_model(str(saved)), str(paths["openvino"]), compress_to_fp16=False)
     return paths
+
+
+def image_classifier_onnx(path: Path) -> Path:
+    """x[1,3,8,8] -> GlobalAveragePool -> Flatten -> y[1,3]: the mean colour as class scores."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("GlobalAveragePool", ["x"], ["p"]), helper.make_node("Flatten", ["p"], ["y"])], "img",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3])],
+    )  # fmt: skip
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), str(path))
+    return path
+
+
+def relu_image_onnx(path: Path) -> Path:
+    """x[n,3,h,w] -> Relu -> y: dynamic batch and dynamic image size."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["y"])], "relu",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 3, "h", "w"])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 3, "h", "w"])],
+    )  # fmt: skip
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), str(path))
+    return path

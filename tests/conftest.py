@@ -97,3 +97,16 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log):
             return test_file if _shares_fixtures(test_file) else nodeid
 
     return SharedFixtureScheduling(config, log)
+
+
+@pytest.fixture(scope="module")
+def cli_models(tmp_path_factory):
+    """A dynamic-batch MLP (x[batch,16] -> y[batch,4]), a static one, a Relu of any image size and a tiny image
+    classifier, as ONNX files: what the newcomer and --json CLI tests run."""
+    folder = tmp_path_factory.mktemp("newcomer_models")
+    return {
+        "dynamic": builders.onnx_mlp(folder / "dyn.onnx"),
+        "static": builders.onnx_mlp(folder / "static.onnx", batch=1),
+        "spatial": builders.relu_image_onnx(folder / "spatial.onnx"),
+        "image": builders.image_classifier_onnx(folder / "image.onnx"),
+    }

@@ -10,48 +10,6 @@ import numpy as np
 import pytest
 
 
-@pytest.fixture(scope="module")
-def models(tmp_path_factory):
-    """A dynamic-batch MLP (x[batch,16] -> y[batch,4]) and a static one, as ONNX files."""
-    import builders
-
-    folder = tmp_path_factory.mktemp("newcomer_models")
-    return {
-        "dynamic": builders.onnx_mlp(folder / "dyn.onnx"),
-        "static": builders.onnx_mlp(folder / "static.onnx", batch=1),
-        "spatial": _relu_image_onnx(folder / "spatial.onnx"),
-        "image": _image_classifier_onnx(folder / "image.onnx"),
-    }
-
-
-def _image_classifier_onnx(path: Path) -> Path:
-    """x[1,3,8,8] -> GlobalAveragePool -> Flatten -> y[1,3]: the mean colour as class scores."""
-    import onnx
-    from onnx import TensorProto, helper
-
-    graph = helper.make_graph(
-        [helper.make_node("GlobalAveragePool", ["x"], ["p"]), helper.make_node("Flatten", ["p"], ["y"])], "img",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3])],
-    )  # fmt: skip
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), str(path))
-    return path
-
-
-def _relu_image_onnx(path: Path) -> Path:
-    """x[n,3,h,w] -> Relu -> y: dynamic batch and dynamic image size."""
-    import onnx
-    from onnx import TensorProto, helper
-
-    graph = helper.make_graph(
-        [helper.make_node("Relu", ["x"], ["y"])], "relu",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 3, "h", "w"])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 3, "h", "w"])],
-    )  # fmt: skip
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), str(path))
-    return path
-
-
 @pytest.mark.parametrize(
     "stem, expected",
     [("x_fp32", "x"), ("x_fp16", "x"), ("x_int8", "x"), ("x_int8-dynamic", "x"), ("x", "x"), ("fp32", "fp32"),
@@ -63,9 +21,9 @@ def test_default_name_drops_one_precision_suffix(stem, expected):
     assert default_name(f"/m/{stem}.onnx", None) == expected
 
 
-def test_converting_a_converted_file_again_keeps_its_name(cli, models, tmp_path):
+def test_converting_a_converted_file_again_keeps_its_name(cli, cli_models, tmp_path):
     src = tmp_path / "net_fp32.onnx"
-    src.write_bytes(models["static"].read_bytes())
+    src.write_bytes(cli_models["static"].read_bytes())
     r = cli("convert", str(src), "-o", str(tmp_path / "again"), "--json")
     assert r.returncode == 0, r.stderr
     assert [a["path"] for a in json.loads(r.stdout)["artifacts"]] == ["net_fp32.onnx"]
@@ -83,19 +41,19 @@ def test_converting_a_converted_file_again_keeps_its_name(cli, models, tmp_path)
         (["--int8-rounding", "gptq"], "gptq weight rounding is for static int8: add --precision int8"),
     ],
 )
-def test_argument_errors_create_no_output_folder(cli, models, tmp_path, flags, message):
+def test_argument_errors_create_no_output_folder(cli, cli_models, tmp_path, flags, message):
     out = tmp_path / "new" / "nested"
-    r = cli("convert", str(models["dynamic"]), "-o", str(out), *flags)
+    r = cli("convert", str(cli_models["dynamic"]), "-o", str(out), *flags)
     assert r.returncode != 0
     assert re.search(message, r.stderr.strip().splitlines()[-1]), r.stderr
     assert not (tmp_path / "new").exists()
 
 
-def test_a_small_held_out_set_is_not_warned_about_as_calibration(cli, models, tmp_path):
+def test_a_small_held_out_set_is_not_warned_about_as_calibration(cli, cli_models, tmp_path):
     rng = np.random.default_rng(0)
     np.save(tmp_path / "calib.npy", rng.standard_normal((120, 1, 16)).astype(np.float32))
     np.save(tmp_path / "held.npy", rng.standard_normal((16, 1, 16)).astype(np.float32))
-    r = cli("convert", str(models["dynamic"]), "-o", str(tmp_path / "out"), "--to", "onnx", "--precision", "int8",
+    r = cli("convert", str(cli_models["dynamic"]), "-o", str(tmp_path / "out"), "--to", "onnx", "--precision", "int8",
             "--calib", str(tmp_path / "calib.npy"), "--held-out", str(tmp_path / "held.npy"))  # fmt: skip
     assert r.returncode == 0, r.stderr
     assert "calibration samples" not in r.stderr  # 120 to fit the scales; the 16 held-out ones fit nothing
@@ -104,14 +62,14 @@ def test_a_small_held_out_set_is_not_warned_about_as_calibration(cli, models, tm
     assert f"validated on 16 samples: {tmp_path / 'held.npy'}" in r.stdout
 
 
-def test_a_refused_conversion_leaves_an_existing_folder_alone(cli, models, tmp_path):
+def test_a_refused_conversion_leaves_an_existing_folder_alone(cli, cli_models, tmp_path):
     (tmp_path / "keep").mkdir()
-    r = cli("convert", str(models["dynamic"]), "-o", str(tmp_path / "keep"), "--to", "foo")
+    r = cli("convert", str(cli_models["dynamic"]), "-o", str(tmp_path / "keep"), "--to", "foo")
     assert r.returncode != 0 and (tmp_path / "keep").is_dir()
 
 
-def test_prune_argument_error_creates_no_output_folder(cli, models, tmp_path):
-    r = cli("prune", str(models["dynamic"]), "-o", str(tmp_path / "p"), "--amount", "2")
+def test_prune_argument_error_creates_no_output_folder(cli, cli_models, tmp_path):
+    r = cli("prune", str(cli_models["dynamic"]), "-o", str(tmp_path / "p"), "--amount", "2")
     assert r.returncode != 0
     assert "amount 2 is outside (0, 1)" in r.stderr
     assert not (tmp_path / "p").exists()
@@ -120,18 +78,8 @@ def test_prune_argument_error_creates_no_output_folder(cli, models, tmp_path):
 # -- bench ------------------------------------------------------------------------------------------------
 
 
-def test_an_error_under_json_is_json_on_stdout_too(cli, tmp_path):
-    r = cli("bench", str(tmp_path / "nope.onnx"), "--json")
-    assert r.returncode == 2
-    doc = json.loads(r.stdout)  # a script reading stdout gets an object, not nothing
-    assert doc["command"] == "bench" and doc["exit_code"] == 2 and doc["type"] == "ModelFileError"
-    assert "nope.onnx" in doc["error"] and r.stderr.strip().splitlines()[-1] == f"edge-sdk bench: error: {doc['error']}"
-    # a verb that wrote its report and then exits non-zero keeps stdout one document: test_prune_reports_a_destroyed_
-    # model_as_failed and tests/test_fleet_rollout.py parse it
-
-
-def test_bench_refuses_dynamic_dims_naming_them(cli, models):
-    r = cli("bench", str(models["spatial"]), "--runs", "2", "--warmup", "0")
+def test_bench_refuses_dynamic_dims_naming_them(cli, cli_models):
+    r = cli("bench", str(cli_models["spatial"]), "--runs", "2", "--warmup", "0")
     assert r.returncode == 2 and r.stdout == ""
     assert r.stderr.strip() == (
         "edge-sdk bench: error: input 'x' has dynamic dim(s) h, w (shape [n,3,h,w]); give the shape to time: "
@@ -139,41 +87,42 @@ def test_bench_refuses_dynamic_dims_naming_them(cli, models):
     )
 
 
-def test_bench_uses_input_shape_and_shows_it(cli, models):
-    r = cli("bench", str(models["spatial"]), "--runs", "2", "--warmup", "0", "--input-shape", "x=2,3,32,48")
+def test_bench_uses_input_shape_and_shows_it(cli, cli_models):
+    r = cli("bench", str(cli_models["spatial"]), "--runs", "2", "--warmup", "0", "--input-shape", "x=2,3,32,48")
     assert r.returncode == 0, r.stderr
     header, _, row = r.stdout.splitlines()[:3]
     assert "input shape" in header and "x[2,3,32,48]" in row
-    r = cli("bench", str(models["spatial"]), "--runs", "2", "--warmup", "0", "--input-shape", "x=2,3,32,48", "--json")
+    r = cli("bench", str(cli_models["spatial"]), "--runs", "2", "--warmup", "0", "--input-shape", "x=2,3,32,48",
+            "--json")
     rows = json.loads(r.stdout)
     assert isinstance(rows, list) and len(rows) == 1
     assert rows[0]["status"] == "ok" and rows[0]["input_shapes"] == {"x": [2, 3, 32, 48]}
 
 
-def test_bench_times_a_dynamic_batch_at_1_and_shows_it(cli, models):
-    r = cli("bench", str(models["dynamic"]), "--runs", "2", "--warmup", "0")
+def test_bench_times_a_dynamic_batch_at_1_and_shows_it(cli, cli_models):
+    r = cli("bench", str(cli_models["dynamic"]), "--runs", "2", "--warmup", "0")
     assert r.returncode == 0, r.stderr
     assert "x[1,16]" in r.stdout.splitlines()[2]
 
 
-def test_bench_refuses_a_shape_that_does_not_fit(cli, models):
-    r = cli("bench", str(models["dynamic"]), "--runs", "2", "--input-shape", "x=4,15")
+def test_bench_refuses_a_shape_that_does_not_fit(cli, cli_models):
+    r = cli("bench", str(cli_models["dynamic"]), "--runs", "2", "--input-shape", "x=4,15")
     assert r.returncode != 0
     assert "--input-shape x=4,15 does not fit input 'x' of shape [batch,16]; e.g. --input-shape x=1,16" in r.stderr
 
 
-def test_bench_json_is_a_list_for_one_model_too(cli, models):
-    r = cli("bench", str(models["static"]), "--runs", "2", "--warmup", "0", "--json")
+def test_bench_json_is_a_list_for_one_model_too(cli, cli_models):
+    r = cli("bench", str(cli_models["static"]), "--runs", "2", "--warmup", "0", "--json")
     rows = json.loads(r.stdout)
     assert isinstance(rows, list) and [x["input_shapes"] for x in rows] == [{"x": [1, 16]}]
 
 
-def test_bench_skips_pairs_a_backend_cannot_read(cli, models, tmp_path):
+def test_bench_skips_pairs_a_backend_cannot_read(cli, cli_models, tmp_path):
     ov = pytest.importorskip("openvino")
     xml = tmp_path / "static.xml"
-    ov.save_model(ov.Core().read_model(str(models["static"])), str(xml))
-    args = ("bench", str(models["static"]), str(xml), "--backend", "onnxruntime,openvino", "--runs", "2", "--warmup",
-            "0")  # fmt: skip
+    ov.save_model(ov.Core().read_model(str(cli_models["static"])), str(xml))
+    args = ("bench", str(cli_models["static"]), str(xml), "--backend", "onnxruntime,openvino", "--runs", "2",
+            "--warmup", "0")  # fmt: skip
     r = cli(*args, "--json")
     assert r.returncode == 0, r.stderr
     rows = json.loads(r.stdout)
@@ -186,10 +135,10 @@ def test_bench_skips_pairs_a_backend_cannot_read(cli, models, tmp_path):
     assert "skipped: " + str(xml) + " on onnxruntime: onnxruntime cannot read openvino files" in r.stdout
 
 
-def test_bench_with_no_backend_for_a_model_names_it(cli, models, tmp_path):
+def test_bench_with_no_backend_for_a_model_names_it(cli, cli_models, tmp_path):
     ov = pytest.importorskip("openvino")
     xml = tmp_path / "m.xml"
-    ov.save_model(ov.Core().read_model(str(models["static"])), str(xml))
+    ov.save_model(ov.Core().read_model(str(cli_models["static"])), str(xml))
     r = cli("bench", str(xml), "--backend", "onnxruntime", "--runs", "2")
     assert r.returncode == 2
     assert f"no backend given can read {xml}: onnxruntime cannot read openvino files (it reads onnx)" in r.stderr
@@ -198,8 +147,8 @@ def test_bench_with_no_backend_for_a_model_names_it(cli, models, tmp_path):
 # -- post-processor options -------------------------------------------------------------------------------
 
 
-def test_unknown_post_opt_is_an_error_listing_the_valid_ones(cli, models):
-    r = cli("run", str(models["image"]), "--task", "classify", "--source", "synthetic:?frames=2&size=32x32",
+def test_unknown_post_opt_is_an_error_listing_the_valid_ones(cli, cli_models):
+    r = cli("run", str(cli_models["image"]), "--task", "classify", "--source", "synthetic:?frames=2&size=32x32",
             "--post-opt", "topk=3", "--max-results", "1")  # fmt: skip
     assert r.returncode == 2
     assert r.stderr.strip().splitlines()[-1] == (
@@ -207,12 +156,12 @@ def test_unknown_post_opt_is_an_error_listing_the_valid_ones(cli, models):
     )
 
 
-def test_unknown_post_processor_option_in_the_api(models):
+def test_unknown_post_processor_option_in_the_api(cli_models):
     import edge_sdk as es
     from edge_sdk.errors import TaskError
     from edge_sdk.postprocess.registry import get_postprocessor
 
-    with es.load(models["static"]) as m:
+    with es.load(cli_models["static"]) as m:
         with pytest.raises(TaskError, match=r"task 'vad': unknown option\(s\) treshold; valid: threshold, "):
             get_postprocessor("vad", m, treshold=0.3)
         assert get_postprocessor("classify", m, top_k=2) is not None
@@ -263,9 +212,9 @@ def test_folder_frames_carry_the_file_name_and_unreadable_files_are_reported(pho
     assert "b_broken.jpg cannot be read: not a decodable image" in caplog.text
 
 
-def test_run_on_a_folder_names_each_file_and_the_unreadable_ones(cli, models, photo_folder, tmp_path):
+def test_run_on_a_folder_names_each_file_and_the_unreadable_ones(cli, cli_models, photo_folder, tmp_path):
     out = tmp_path / "events.jsonl"
-    r = cli("run", str(models["image"]), "--task", "classify", "--source", str(photo_folder), "--sink", str(out),
+    r = cli("run", str(cli_models["image"]), "--task", "classify", "--source", str(photo_folder), "--sink", str(out),
             "--size", "8x8", "--mean", "0", "--std", "255")  # fmt: skip
     assert r.returncode == 0, r.stderr
     lines = [json.loads(x) for x in out.read_text().splitlines()]
@@ -278,11 +227,11 @@ def test_run_on_a_folder_names_each_file_and_the_unreadable_ones(cli, models, ph
     assert "d_empty.png cannot be read: empty file" in r.stderr
 
 
-def test_no_native_opencv_ffmpeg_warning_before_our_error(cli, models, tmp_path):
+def test_no_native_opencv_ffmpeg_warning_before_our_error(cli, cli_models, tmp_path):
     pytest.importorskip("cv2")
     bad = tmp_path / "clip.mp4"
     bad.write_bytes(np.random.default_rng(0).integers(0, 256, 5000, dtype=np.uint8).tobytes())
-    r = cli("run", str(models["image"]), "--task", "classify", "--source", str(bad), "--size", "8x8", "--mean", "0",
+    r = cli("run", str(cli_models["image"]), "--task", "classify", "--source", str(bad), "--size", "8x8", "--mean", "0",
             "--std", "255")  # fmt: skip
     assert r.returncode == 2
     assert r.stderr.strip() == (
@@ -356,10 +305,10 @@ CONVERT_HINT = 'pip install "edge-sdk[convert]" --extra-index-url https://downlo
 
 
 @pytest.mark.parametrize("verb", ["convert", "prune"])
-def test_convert_and_prune_without_the_converter_extra_say_which_extra(cli, models, hide_module, tmp_path, verb):
+def test_convert_and_prune_without_the_converter_extra_say_which_extra(cli, cli_models, hide_module, tmp_path, verb):
     out = tmp_path / "out"
     env = hide_module("onnx", "torch", "tensorflow", "tf2onnx", "nncf", "openvino")
-    r = cli(verb, str(models["static"]), "-o", str(out), env=env)
+    r = cli(verb, str(cli_models["static"]), "-o", str(out), env=env)
     assert r.returncode == 2
     assert r.stderr.strip() == (
         f"edge-sdk {verb}: error: this command needs edge-sdk's [convert] extra (onnx is not installed). "
@@ -368,8 +317,8 @@ def test_convert_and_prune_without_the_converter_extra_say_which_extra(cli, mode
     assert not out.exists()
 
 
-def test_tflite_target_without_tensorflow_names_the_extra(cli, models, hide_module, tmp_path):
-    r = cli("convert", str(models["static"]), "--to", "tflite", "-o", str(tmp_path / "o"),
+def test_tflite_target_without_tensorflow_names_the_extra(cli, cli_models, hide_module, tmp_path):
+    r = cli("convert", str(cli_models["static"]), "--to", "tflite", "-o", str(tmp_path / "o"),
             env=hide_module("tensorflow", "torch"))  # fmt: skip
     assert r.returncode == 2
     assert r.stderr.strip() == (
@@ -378,8 +327,8 @@ def test_tflite_target_without_tensorflow_names_the_extra(cli, models, hide_modu
     )
 
 
-def test_a_converter_module_missing_mid_verb_is_one_line_naming_the_extra(cli, models, hide_module):
-    r = cli("diff", str(models["static"]), str(models["static"]), env=hide_module("onnx"))
+def test_a_converter_module_missing_mid_verb_is_one_line_naming_the_extra(cli, cli_models, hide_module):
+    r = cli("diff", str(cli_models["static"]), str(cli_models["static"]), env=hide_module("onnx"))
     assert r.returncode == 2
     assert r.stderr.strip() == (
         "edge-sdk diff: error: this command needs edge-sdk's [convert] extra (onnx is not installed). "
@@ -387,8 +336,8 @@ def test_a_converter_module_missing_mid_verb_is_one_line_naming_the_extra(cli, m
     )
 
 
-def test_a_missing_sample_photo_package_is_named(cli, models, hide_module):
-    r = cli("run", str(models["image"]), "--task", "classify", "--source", "synthetic:?image=chelsea&frames=2",
+def test_a_missing_sample_photo_package_is_named(cli, cli_models, hide_module):
+    r = cli("run", str(cli_models["image"]), "--task", "classify", "--source", "synthetic:?image=chelsea&frames=2",
             "--size", "8x8", "--mean", "0", "--std", "255", env=hide_module("skimage", "sklearn"))  # fmt: skip
     assert r.returncode == 2
     assert r.stderr.strip().splitlines()[-1] == (
@@ -422,90 +371,13 @@ def test_prune_reports_a_destroyed_model_as_failed(tiny_onnx, tmp_path, cli):
     assert r.returncode == 0 and json.loads(r.stdout)["passed"], r.stderr
 
 
-# -- every --json: one strict JSON document on stdout -------------------------------------------------------
-
-
-def _strict_json(text: str):
-    def refuse(constant):
-        raise ValueError(f"{constant} is not JSON")
-
-    return json.loads(text, parse_constant=refuse)
-
-
-def _json_invocations(models, tmp_path) -> dict[str, list[list[str]]]:
-    static, dyn, image = str(models["static"]), str(models["dynamic"]), str(models["image"])
-    converted = tmp_path / "conv"
-    return {
-        "info": [["info", static]],
-        "bench": [["bench", static, "--runs", "2", "--warmup", "0"],
-                  ["bench", static, "--runs", "2", "--warmup", "0", "--cold-warm"]],
-        "zoo": [["zoo", "list"]],
-        "convert": [["convert", static, "-o", str(converted)]],
-        "diff": [["diff", static, str(converted / "static_fp32.onnx")]],
-        "prune": [["prune", static, "--no-default-skips", "--min-params", "0", "-o", str(tmp_path / "pr")],
-                  ["prune", static, "--no-default-skips", "--min-params", "0", "--list-layers"]],
-        "devices": [["devices"], ["devices", "--list-profiles"]],
-        "reshape": [["reshape", dyn, "-o", str(tmp_path / "r.onnx"), "--input-shape", "x=2,16"]],
-        "run": [["run", image, "--task", "classify", "--source", "synthetic:?frames=3&size=32x32"]],
-        "serve": [["serve", "--print-systemd-unit"]],  # serving itself: JSON lines (tests/test_serve_http.py)
-        "keygen": [["keygen", str(tmp_path / "k")]],
-        "bundle": [["bundle", static, "-o", str(tmp_path / "m.edgebundle"), "--key", str(tmp_path / "k")]],
-        "verify": [["verify", str(tmp_path / "m.edgebundle"), "--pub", str(tmp_path / "k.pub")]],
-    }  # fmt: skip
-
-
-def test_every_verb_json_is_one_strict_json_document(cli, models, tmp_path):
-    from edge_sdk.cli.main import COMMANDS
-
-    calls = _json_invocations(models, tmp_path)
-    # demo: test_demo_json_is_one_json_document (slow); agent and rollout need a broker: their --json is read by
-    # tests/test_fleet_rollout.py (one JSON document) and the agent writes JSON to MQTT, not stdout
-    assert set(calls) | {"demo", "agent", "rollout"} == set(COMMANDS)
-    for invocations in calls.values():
-        for args in invocations:
-            r = cli(*args, "--json")
-            assert r.returncode == 0, (args, r.stderr)
-            try:
-                doc = _strict_json(r.stdout)
-            except ValueError as e:
-                pytest.fail(f"edge-sdk {' '.join(args)} --json: stdout is not one JSON document ({e}): {r.stdout!r}")
-            assert doc is not None, args
-    assert (
-        _strict_json(cli("convert", str(models["static"]), "-o", str(tmp_path / "c2"), "--json").stdout)["artifacts"][
-            0
-        ]["metrics"][0]["snr_db"]
-        == "inf"
-    )  # identical outputs: not the non-JSON Infinity
-
-
-@pytest.mark.parametrize("extra", [[], ["--json"]])
-def test_run_sink_stdout_is_pure_json_lines(cli, models, extra):
-    r = cli("run", str(models["image"]), "--task", "classify", "--source", "synthetic:?fps=0&frames=3&size=32x32",
-            "--sink", "-", *extra)  # fmt: skip
-    assert r.returncode == 0, r.stderr
-    lines = [_strict_json(line) for line in r.stdout.splitlines()]
-    assert [x.get("type") for x in lines].count("result") == 3
-    if not extra:
-        assert "results" in r.stderr and "last result:" in r.stderr  # the summary table went to stderr
-    else:
-        assert lines[-1]["task"] == "classify" and lines[-1]["metrics"]["results"] == 3
-
-
-@pytest.mark.slow
-def test_demo_json_is_one_json_document(cli, tmp_path):
-    pytest.importorskip("torch")
-    r = cli("demo", "--pipeline-only", "-o", str(tmp_path), "--json", timeout=1200)
-    assert r.returncode == 0, r.stderr
-    assert "pipeline" in _strict_json(r.stdout)
-
-
 # -- sinks create no folders ------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("name, what", [("events.jsonl", "JSON lines to"), ("out.mp4", "video")])
-def test_sinks_refuse_a_missing_folder_and_create_none(cli, models, tmp_path, name, what):
+def test_sinks_refuse_a_missing_folder_and_create_none(cli, cli_models, tmp_path, name, what):
     target = tmp_path / "typo" / "deeper" / name
-    r = cli("run", str(models["image"]), "--task", "classify", "--source", "synthetic:?fps=0&frames=2&size=32x32",
+    r = cli("run", str(cli_models["image"]), "--task", "classify", "--source", "synthetic:?fps=0&frames=2&size=32x32",
             "--sink", str(target), "--size", "8x8", "--mean", "0", "--std", "255")  # fmt: skip
     assert r.returncode == 2
     assert r.stderr.strip().splitlines()[-1] == (
